@@ -1,0 +1,48 @@
+# Every target does its own set-up: a fresh clone needs only python3 (and, for the
+# Redis 7 half of the test matrix, Debian's redis-server; .ci/run installs it).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROTO_SRC := protos/threads/v1/threads.proto
+PB_DIR := client/pb
+
+.PHONY: install proto check-proto run test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerates the committed Python stubs. protoc emits absolute imports
+# (`from threads.v1 import ...`); they are rewritten to the package they live in.
+proto: $(STAMP)
+	rm -rf build/proto && mkdir -p build/proto
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+		--python_out=build/proto --grpc_python_out=build/proto \
+		--mypy_out=build/proto --mypy_grpc_out=build/proto $(PROTO_SRC)
+	for f in build/proto/threads/v1/threads_pb2*; do \
+		sed -e 's/^from threads\.v1 import /from client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
+	done
+
+# Fails when the committed stubs differ from what `make proto` generates.
+check-proto: proto
+	git diff --exit-code -- $(PB_DIR)
+	test -z "$$(git status --porcelain -- $(PB_DIR))"
+
+run: $(STAMP)
+	$(PY) -m server $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

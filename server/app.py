@@ -1,0 +1,135 @@
+"""Wires the gRPC server: ThreadService, health, reflection, Redis, signals.
+
+``ThreadsServer`` is the whole service in one object, used both by ``python -m server``
+and by the tests (which start it in-process on a free port against their own Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import redis.asyncio as aioredis
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.config import Settings
+from server.service import ThreadService
+from server.store import ThreadStore
+
+log = logging.getLogger("threads.server")
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def connect_redis(url: str, settings: Settings) -> Any:
+    """A redis.asyncio client that fails fast and never retries a command by itself.
+
+    Retrying a write whose reply was lost could apply it twice (a duplicated Append), so
+    retries belong to callers, who can make them safe (expected_length, request_id).
+    """
+    return aioredis.from_url(
+        url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=min(1.0, settings.redis_timeout_seconds),
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        client_name="threads",
+    )
+
+
+class ThreadsServer:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis = connect_redis(redis_url, settings)
+        self.store = ThreadStore(self.redis)
+        self.health = health.aio.HealthServicer()
+        max_bytes = settings.max_message_bytes
+        self.grpc = aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                # One process owns the port: a second server on it fails instead of
+                # silently sharing it.
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        pb_grpc.add_ThreadServiceServicer_to_server(
+            ThreadService(self.store, max_entries_per_request=settings.max_entries_per_request),
+            self.grpc,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
+        )
+        self._watcher: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds, starts serving and returns the bound port (useful with port 0)."""
+        self.port = self.grpc.add_insecure_port(self.settings.listen)
+        await self._set_health(serving=False)
+        await self.grpc.start()
+        self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
+        log.info("serving %s on %s (port %d)", SERVICE_NAME, self.settings.listen, self.port)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting RPCs, lets in-flight ones finish within the grace period."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(grace)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.redis.aclose()
+
+    async def serve_until_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("shutting down: draining in-flight RPCs for up to %ss", self.settings.grace_seconds)
+        await self.stop()
+        log.info("stopped")
+
+    async def _set_health(self, *, serving: bool) -> None:
+        status = _SERVING if serving else _NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_redis(self) -> None:
+        """Drives the health status from Redis reachability, and reloads scripts on recovery."""
+        serving = False
+        while True:
+            try:
+                await self.store.ping()
+                if not serving:
+                    await self.store.load_scripts()
+                now_serving = True
+            except Exception as exc:  # noqa: BLE001 - any failure means not serving
+                now_serving = False
+                if serving:
+                    log.warning("Redis unreachable, health NOT_SERVING: %s", exc)
+            if now_serving != serving:
+                serving = now_serving
+                await self._set_health(serving=serving)
+                if serving:
+                    log.info("Redis reachable, health SERVING")
+            await asyncio.sleep(self.settings.health_interval_seconds)

@@ -1,0 +1,83 @@
+"""How threads are laid out inside Redis values, and back to protobuf messages.
+
+Metadata is one HASH field per top-level key (``m:<key>`` -> serialized
+``google.protobuf.Value``), so Update's merge is a plain HSET done atomically by Redis,
+with no JSON round trip that could lose number precision. History entries are stored as
+serialized ``Entry`` messages without ``index``: the history is append-only, so an
+entry's index is its position in the list, filled in when it is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from client.pb import threads_pb2 as pb
+
+META_PREFIX = b"m:"
+CREATED_AT = b"created_at"
+UPDATED_AT = b"updated_at"
+COPIED_FROM = b"copied_from"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def timestamp_from_us(us: int) -> timestamp_pb2.Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def metadata_args(metadata: struct_pb2.Struct) -> list[bytes]:
+    """HSET arguments (field, value, ...) that store each metadata key."""
+    args: list[bytes] = []
+    for key, value in metadata.fields.items():
+        args.append(META_PREFIX + key.encode("utf-8"))
+        args.append(value.SerializeToString(deterministic=True))
+    return args
+
+
+def _pairs(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> Iterable[tuple[bytes, bytes]]:
+    if isinstance(fields, Mapping):
+        return fields.items()
+    return zip(fields[0::2], fields[1::2], strict=True)
+
+
+def thread_from_fields(
+    thread_id: str, history_length: int, fields: Mapping[bytes, bytes] | Sequence[bytes]
+) -> pb.Thread:
+    """Builds a Thread from its meta HASH (HGETALL as a dict or a flat script reply)."""
+    thread = pb.Thread(thread_id=thread_id, history_length=history_length)
+    for name, value in _pairs(fields):
+        if name.startswith(META_PREFIX):
+            thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(
+                value
+            )
+        elif name == CREATED_AT:
+            thread.created_at.CopyFrom(timestamp_from_us(int(value)))
+        elif name == UPDATED_AT:
+            thread.updated_at.CopyFrom(timestamp_from_us(int(value)))
+        elif name == COPIED_FROM:
+            thread.copied_from = value.decode("ascii")
+    return thread
+
+
+def encode_entries(entries: Iterable[pb.Entry], created_us: int) -> list[bytes]:
+    """Serializes entries as stored: the caller's data, the server's timestamp, no index."""
+    created_at = timestamp_from_us(created_us)
+    return [
+        pb.Entry(data=entry.data, created_at=created_at).SerializeToString()
+        for entry in entries
+    ]
+
+
+def decode_entries(raw: Sequence[bytes], first_index: int) -> list[pb.Entry]:
+    entries = []
+    for offset, blob in enumerate(raw):
+        entry = pb.Entry.FromString(blob)
+        entry.index = first_index + offset
+        entries.append(entry)
+    return entries

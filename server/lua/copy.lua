@@ -1,0 +1,58 @@
+-- Copy a thread: the flagship operation. One script, so it is atomic: a concurrent
+-- Append to the source is either wholly in the copy or wholly out.
+-- The history is duplicated inside Redis with COPY (O(N) in C); nothing is read out.
+--
+-- KEYS: source meta, source history, copy meta, copy history[, request record]
+-- ARGV: copy_id, source_id, now_us, history_length ('' = all), request fingerprint,
+--       request record TTL (seconds), field1, value1, ... (metadata merged over the source's)
+-- Returns one of:
+--   {'OK', state}                         the new copy
+--   {'DUPLICATE', copy_id}                this request_id already made copy_id
+--   {'REQUEST_ID_REUSED', copy_id}        this request_id was used with other parameters
+--   {'NOT_FOUND'}                         no source thread
+--   {'OUT_OF_RANGE', source_length}       history_length > source length
+--   {'ID_TAKEN'}                          copy_id exists (caller retries with another id)
+local src_meta, src_hist, dst_meta, dst_hist, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local copy_id, source_id, now, want, fingerprint, request_ttl =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+if request_key then
+  local prior = redis.call('HMGET', request_key, 'copy_id', 'fingerprint')
+  if prior[1] then
+    if prior[2] ~= fingerprint then
+      return {'REQUEST_ID_REUSED', prior[1]}
+    end
+    return {'DUPLICATE', prior[1]}
+  end
+end
+
+if redis.call('EXISTS', src_meta) == 0 then
+  return {'NOT_FOUND'}
+end
+local length = redis.call('LLEN', src_hist)
+local keep = length
+if want ~= '' then
+  keep = tonumber(want)
+  if keep > length then
+    return {'OUT_OF_RANGE', length}
+  end
+end
+if redis.call('EXISTS', dst_meta, dst_hist) > 0 then
+  return {'ID_TAKEN'}
+end
+
+redis.call('COPY', src_meta, dst_meta)
+redis.call('HSET', dst_meta, 'created_at', now, 'updated_at', now, 'copied_from', source_id,
+           unpack(ARGV, 7))
+if keep > 0 then
+  redis.call('COPY', src_hist, dst_hist)
+  if keep < length then
+    redis.call('LTRIM', dst_hist, 0, keep - 1)
+  end
+end
+
+if request_key then
+  redis.call('HSET', request_key, 'copy_id', copy_id, 'fingerprint', fingerprint)
+  redis.call('EXPIRE', request_key, request_ttl)
+end
+return {'OK', thread_state(dst_meta, dst_hist)}

@@ -1,0 +1,57 @@
+"""Opaque GetHistory page tokens (AIP-158).
+
+A token names the thread it was issued for and the offset of the next entry, with a
+checksum so that a truncated, edited or foreign token is rejected instead of silently
+reading from the wrong place. The offset is no secret (any caller may read any page), so
+no server key is needed and every server instance accepts every other's tokens.
+Histories are append-only, so an offset stays valid for as long as the thread exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+import uuid
+
+from server.errors import InvalidArgument
+
+_VERSION = 1
+_LAYOUT = struct.Struct(">B16sQ")
+_CHECKSUM_BYTES = 8
+_PERSONALIZATION = b"thr.pagetok"
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=_CHECKSUM_BYTES, person=_PERSONALIZATION).digest()
+
+
+def encode(thread_id: str, offset: int) -> str:
+    body = _LAYOUT.pack(_VERSION, uuid.UUID(thread_id).bytes, offset)
+    return base64.urlsafe_b64encode(body + _checksum(body)).rstrip(b"=").decode("ascii")
+
+
+def decode(token: str, thread_id: str) -> int:
+    """Returns the offset a token points at, or raises INVALID_ARGUMENT."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    body, checksum = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
+    if len(raw) != _LAYOUT.size + _CHECKSUM_BYTES or checksum != _checksum(body):
+        raise _invalid("page_token is not a token this service issued", thread_id)
+    version, token_thread, offset = _LAYOUT.unpack(body)
+    if version != _VERSION:
+        raise _invalid("page_token has an unknown version", thread_id)
+    if token_thread != uuid.UUID(thread_id).bytes:
+        raise _invalid("page_token was issued for another thread", thread_id)
+    return int(offset)
+
+
+def _invalid(message: str, thread_id: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{message}; pass the next_page_token of a GetHistory call for thread {thread_id}",
+        reason="INVALID_PAGE_TOKEN",
+        thread_id=thread_id,
+    )

@@ -1,0 +1,217 @@
+"""ThreadStore: every Redis operation of the service, each one Lua script call.
+
+This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The store takes
+validated input (canonical ids, checked numbers) and raises ``server.errors`` for domain
+outcomes; Redis connection failures propagate as redis-py exceptions for the RPC layer
+to map to UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from client.pb import threads_pb2 as pb
+from server import codec
+from server.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    thread_not_found,
+)
+from server.keys import ThreadKeys, new_copy_id
+from server.scripts import Scripts
+
+COPY_REQUEST_TTL_SECONDS = 24 * 60 * 60
+_COPY_ID_ATTEMPTS = 3
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+class ThreadStore:
+    def __init__(self, redis: Any, *, copy_request_ttl: int = COPY_REQUEST_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._scripts = Scripts.register(redis)
+        self._copy_request_ttl = copy_request_ttl
+
+    async def ping(self) -> None:
+        """Raises when Redis is unreachable."""
+        await self._redis.ping()
+
+    async def load_scripts(self) -> None:
+        """Loads every script into Redis (again after a restart), ahead of the first call."""
+        await self._scripts.preload(self._redis)
+
+    async def create(
+        self,
+        thread_id: str,
+        metadata: struct_pb2.Struct,
+        history: Sequence[pb.Entry],
+        *,
+        return_existing: bool,
+    ) -> pb.Thread:
+        keys = ThreadKeys(thread_id)
+        now = codec.now_us()
+        meta_args = codec.metadata_args(metadata)
+        reply = await self._scripts.create(
+            keys=[keys.meta, keys.history],
+            args=[now, len(meta_args), *meta_args, *codec.encode_entries(history, now)],
+        )
+        if reply[0] == b"EXISTS":
+            if not return_existing:
+                raise AlreadyExists(
+                    f"thread {thread_id} already exists; use another thread_id or "
+                    "if_exists=IF_EXISTS_DO_NOTHING to get the existing thread",
+                    reason="THREAD_ALREADY_EXISTS",
+                    thread_id=thread_id,
+                )
+            length, fields = reply[1]
+            return codec.thread_from_fields(thread_id, length, fields)
+        thread = pb.Thread(thread_id=thread_id, metadata=metadata, history_length=len(history))
+        thread.created_at.CopyFrom(codec.timestamp_from_us(now))
+        thread.updated_at.CopyFrom(thread.created_at)
+        return thread
+
+    async def get(self, thread_id: str) -> pb.Thread:
+        keys = ThreadKeys(thread_id)
+        reply = await self._scripts.get(keys=[keys.meta, keys.history])
+        if reply[0] == b"NOT_FOUND":
+            raise thread_not_found(thread_id)
+        length, fields = reply[1]
+        return codec.thread_from_fields(thread_id, length, fields)
+
+    async def update(self, thread_id: str, metadata: struct_pb2.Struct) -> pb.Thread:
+        keys = ThreadKeys(thread_id)
+        reply = await self._scripts.update(
+            keys=[keys.meta, keys.history],
+            args=[codec.now_us(), *codec.metadata_args(metadata)],
+        )
+        if reply[0] == b"NOT_FOUND":
+            raise thread_not_found(thread_id)
+        length, fields = reply[1]
+        return codec.thread_from_fields(thread_id, length, fields)
+
+    async def delete(self, thread_id: str) -> None:
+        keys = ThreadKeys(thread_id)
+        if not await self._scripts.delete(keys=[keys.meta, keys.history]):
+            raise thread_not_found(thread_id)
+
+    async def append(
+        self, thread_id: str, entries: Sequence[pb.Entry], expected_length: int | None
+    ) -> int:
+        keys = ThreadKeys(thread_id)
+        now = codec.now_us()
+        reply = await self._scripts.append(
+            keys=[keys.meta, keys.history],
+            args=[
+                "" if expected_length is None else expected_length,
+                now,
+                *codec.encode_entries(entries, now),
+            ],
+        )
+        if reply[0] == b"NOT_FOUND":
+            raise thread_not_found(thread_id)
+        if reply[0] == b"LENGTH_MISMATCH":
+            actual = int(reply[1])
+            raise Aborted(
+                f"thread {thread_id} has {actual} entries, not the expected_length "
+                f"{expected_length}; nothing was appended. Re-read the history and retry",
+                reason="HISTORY_LENGTH_MISMATCH",
+                thread_id=thread_id,
+                expected_length=expected_length,
+                history_length=actual,
+            )
+        return int(reply[1])
+
+    async def read_history(
+        self, thread_id: str, offset: int, limit: int
+    ) -> tuple[list[pb.Entry], int]:
+        """One page of entries starting at ``offset``, and the history's total length."""
+        keys = ThreadKeys(thread_id)
+        reply = await self._scripts.read_history(
+            keys=[keys.meta, keys.history], args=[offset, limit]
+        )
+        if reply[0] == b"NOT_FOUND":
+            raise thread_not_found(thread_id)
+        return codec.decode_entries(reply[2], offset), int(reply[1])
+
+    async def copy(
+        self,
+        source_id: str,
+        *,
+        request_id: str,
+        history_length: int | None,
+        metadata: struct_pb2.Struct,
+    ) -> pb.Thread:
+        """Copies a thread in one script; with a request_id, a retry returns the same copy."""
+        source = ThreadKeys(source_id)
+        meta_args = codec.metadata_args(metadata)
+        want = "" if history_length is None else str(history_length)
+        fingerprint = hashlib.sha256(want.encode() + b"\0" + b"\0".join(meta_args)).hexdigest()
+        request_keys = [source.copy_request(request_id)] if request_id else []
+        for _ in range(_COPY_ID_ATTEMPTS):
+            copy_id = new_copy_id(source_id)
+            target = ThreadKeys(copy_id)
+            reply = await self._scripts.copy(
+                keys=[source.meta, source.history, target.meta, target.history, *request_keys],
+                args=[
+                    copy_id,
+                    source_id,
+                    codec.now_us(),
+                    want,
+                    fingerprint,
+                    self._copy_request_ttl,
+                    *meta_args,
+                ],
+            )
+            outcome = reply[0]
+            if outcome == b"OK":
+                length, fields = reply[1]
+                return codec.thread_from_fields(copy_id, length, fields)
+            if outcome != b"ID_TAKEN":
+                break
+        else:  # pragma: no cover - three 108-bit random collisions in a row
+            raise RuntimeError("could not find a free id for the copy")
+        if outcome == b"DUPLICATE":
+            return await self._earlier_copy(source_id, request_id, _text(reply[1]))
+        if outcome == b"REQUEST_ID_REUSED":
+            raise InvalidArgument(
+                f"request_id {request_id!r} was already used to copy thread {source_id} "
+                "with different parameters; use a new request_id for a different copy",
+                reason="REQUEST_ID_REUSED",
+                thread_id=source_id,
+                request_id=request_id,
+                copy_id=_text(reply[1]),
+            )
+        if outcome == b"OUT_OF_RANGE":
+            raise OutOfRange(
+                f"history_length {history_length} is beyond the end of thread {source_id}, "
+                f"which has {int(reply[1])} entries",
+                reason="HISTORY_LENGTH_OUT_OF_RANGE",
+                thread_id=source_id,
+                history_length=history_length,
+                source_history_length=int(reply[1]),
+            )
+        raise thread_not_found(source_id)
+
+    async def _earlier_copy(self, source_id: str, request_id: str, copy_id: str) -> pb.Thread:
+        try:
+            return await self.get(copy_id)
+        except NotFound:
+            pass
+        raise FailedPrecondition(
+            f"request_id {request_id!r} already copied thread {source_id} to {copy_id}, "
+            "which has since been deleted; use a new request_id to make another copy",
+            reason="COPY_DELETED",
+            thread_id=source_id,
+            request_id=request_id,
+            copy_id=copy_id,
+        )
