@@ -51,6 +51,7 @@ def thread_from_fields(
 ) -> pb.Thread:
     """Builds a Thread from its meta HASH (HGETALL as a dict or a flat script reply)."""
     thread = pb.Thread(thread_id=thread_id, history_length=history_length)
+    thread.metadata.SetInParent()
     for name, value in _pairs(fields):
         if name.startswith(META_PREFIX):
             thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(

