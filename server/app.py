@@ -53,7 +53,7 @@ class ThreadsServer:
         self.settings = settings
         self.redis = connect_redis(redis_url, settings)
         self.store = ThreadStore(self.redis)
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
         self.grpc = aio.server(
             options=[
@@ -105,7 +105,9 @@ class ThreadsServer:
             loop.add_signal_handler(sig, stop.set)
         await self.start()
         await stop.wait()
-        log.info("shutting down: draining in-flight RPCs for up to %ss", self.settings.grace_seconds)
+        log.info(
+            "shutting down: draining in-flight RPCs for up to %ss", self.settings.grace_seconds
+        )
         await self.stop()
         log.info("stopped")
 
@@ -123,7 +125,7 @@ class ThreadsServer:
                 if not serving:
                     await self.store.load_scripts()
                 now_serving = True
-            except Exception as exc:  # noqa: BLE001 - any failure means not serving
+            except Exception as exc:
                 now_serving = False
                 if serving:
                     log.warning("Redis unreachable, health NOT_SERVING: %s", exc)

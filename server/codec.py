@@ -54,9 +54,7 @@ def thread_from_fields(
     thread.metadata.SetInParent()
     for name, value in _pairs(fields):
         if name.startswith(META_PREFIX):
-            thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(
-                value
-            )
+            thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(value)
         elif name == CREATED_AT:
             thread.created_at.CopyFrom(timestamp_from_us(int(value)))
         elif name == UPDATED_AT:
@@ -70,8 +68,7 @@ def encode_entries(entries: Iterable[pb.Entry], created_us: int) -> list[bytes]:
     """Serializes entries as stored: the caller's data, the server's timestamp, no index."""
     created_at = timestamp_from_us(created_us)
     return [
-        pb.Entry(data=entry.data, created_at=created_at).SerializeToString()
-        for entry in entries
+        pb.Entry(data=entry.data, created_at=created_at).SerializeToString() for entry in entries
     ]
 
 

@@ -43,9 +43,7 @@ def _opt(default: Any, env: str, parse: Callable[[str], Any], help: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    listen: str = _opt(
-        "127.0.0.1:50051", "THREADS_LISTEN", str, "gRPC listen address, host:port"
-    )
+    listen: str = _opt("127.0.0.1:50051", "THREADS_LISTEN", str, "gRPC listen address, host:port")
     redis_url: str | None = _opt(
         None,
         "THREADS_REDIS_URL",

