@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto run test lint clean
+.PHONY: install proto check-proto check-package run test lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ proto: $(STAMP)
 check-proto: proto
 	git diff --exit-code -- $(PB_DIR)
 	test -z "$$(git status --porcelain -- $(PB_DIR))"
+
+# What another service gets from `pip install .`: the client alone, importable and working.
+check-package:
+	rm -rf build/pkgvenv && python3 -m venv build/pkgvenv
+	build/pkgvenv/bin/python -m pip install --quiet .
+	cd build && pkgvenv/bin/python -c "from client import get_client, get_sync_client; \
+		from client.pb import threads_pb2; import client, sys; \
+		assert 'site-packages' in client.__file__, client.__file__; \
+		print('client importable from', client.__file__)"
 
 run: $(STAMP)
 	$(PY) -m server $(ARGS)

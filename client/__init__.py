@@ -1,1 +1,51 @@
-"""Thin Python client for threads.v1."""
+"""Thin Python client for ``threads.v1.ThreadService``, shaped like the LangGraph SDK.
+
+    from client import get_client
+
+    async with get_client("127.0.0.1:50051") as client:
+        thread = await client.threads.create(metadata={"user": "ada"})
+        await client.threads.append(thread.thread_id, [{"role": "user", "content": "hi"}])
+        async for entry in client.threads.iter_history(thread.thread_id):
+            ...
+
+``get_sync_client`` gives the same methods, blocking. Calls return the generated protobuf
+messages (``client.pb.threads_pb2``) and raise the ``client.exceptions`` tree.
+"""
+
+from client._async import Client, ThreadsClient, get_client
+from client._requests import DEFAULT_TIMEOUT
+from client._sync import SyncClient, SyncThreadsClient, get_sync_client
+from client.exceptions import (
+    AbortedError,
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    ThreadsError,
+    UnavailableError,
+    UnexpectedStatusError,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AbortedError",
+    "AlreadyExistsError",
+    "Client",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "ResourceExhaustedError",
+    "SyncClient",
+    "SyncThreadsClient",
+    "ThreadsClient",
+    "ThreadsError",
+    "UnavailableError",
+    "UnexpectedStatusError",
+    "get_client",
+    "get_sync_client",
+]

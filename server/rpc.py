@@ -70,7 +70,11 @@ def rpc(
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(context.time_remaining()):
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                # Do not start a write the caller has already given up on.
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
                 response = await handler(self, request, context)
         except Exception as exc:
             error = to_threads_error(exc)

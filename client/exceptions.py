@@ -1,0 +1,110 @@
+"""Exceptions raised by the threads client, one class per gRPC status code the service uses.
+
+Catch ``ThreadsError`` for any failed call, or a subclass for one outcome::
+
+    ThreadsError                   any non-OK status
+    ├── InvalidArgumentError       INVALID_ARGUMENT     bad id, page token, request_id, ...
+    ├── NotFoundError              NOT_FOUND            the thread does not exist
+    ├── AlreadyExistsError         ALREADY_EXISTS       create with a taken thread_id
+    ├── AbortedError               ABORTED              append's expected_length did not match
+    ├── OutOfRangeError            OUT_OF_RANGE         copy's history_length beyond the end
+    ├── FailedPreconditionError    FAILED_PRECONDITION  a copy request_id whose copy was deleted
+    ├── ResourceExhaustedError     RESOURCE_EXHAUSTED   message too large, store out of memory
+    ├── UnavailableError           UNAVAILABLE          server or store unreachable; retry
+    ├── DeadlineExceededError      DEADLINE_EXCEEDED    the call's timeout expired
+    └── UnexpectedStatusError      any other code       INTERNAL, UNKNOWN, CANCELLED, ...
+
+Every exception keeps what the server sent, so callers can branch on the machine-readable
+``reason`` (AIP-193, e.g. ``THREAD_NOT_FOUND``) rather than on the message text: ``code``
+(``grpc.StatusCode``), ``message``, and from the ``google.rpc.ErrorInfo`` in the status
+details ``reason``, ``domain`` and ``metadata`` (empty when the status carried none, e.g.
+errors made by gRPC itself). ``status`` and ``error_info`` hold the parsed messages, and
+``__cause__`` the original ``grpc.RpcError``.
+
+Retrying is safe for ``UnavailableError`` and ``DeadlineExceededError`` only when the call
+is idempotent: reads, ``append`` with ``expected_length``, ``copy`` with ``request_id``.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "ResourceExhaustedError",
+    "ThreadsError",
+    "UnavailableError",
+    "UnexpectedStatusError",
+]
+
+
+class ThreadsError(Exception):
+    """A call to the threads service ended with a non-OK status."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        error_info: error_details_pb2.ErrorInfo | None = None,
+        status: status_pb2.Status | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.error_info = error_info
+        self.status = status
+        self.reason: str = error_info.reason if error_info is not None else ""
+        self.domain: str = error_info.domain if error_info is not None else ""
+        self.metadata: dict[str, str] = dict(error_info.metadata) if error_info is not None else {}
+
+    def __str__(self) -> str:
+        tag = f"{self.code.name} {self.reason}" if self.reason else self.code.name
+        return f"{self.message} [{tag}]"
+
+
+class InvalidArgumentError(ThreadsError):
+    """The request is malformed; retrying it unchanged fails again."""
+
+
+class NotFoundError(ThreadsError):
+    """The thread does not exist (reason ``THREAD_NOT_FOUND``)."""
+
+
+class AlreadyExistsError(ThreadsError):
+    """``create`` with a thread_id that is taken and ``if_exists="raise"``."""
+
+
+class AbortedError(ThreadsError):
+    """An optimistic-concurrency conflict: re-read, then retry (``HISTORY_LENGTH_MISMATCH``)."""
+
+
+class OutOfRangeError(ThreadsError):
+    """A position past the end of a history (``HISTORY_LENGTH_OUT_OF_RANGE``)."""
+
+
+class FailedPreconditionError(ThreadsError):
+    """The thread's state forbids the call (``COPY_DELETED``)."""
+
+
+class ResourceExhaustedError(ThreadsError):
+    """A message over the size limit, or the store is out of memory."""
+
+
+class UnavailableError(ThreadsError):
+    """The server or its store cannot be reached; safe to retry idempotent calls."""
+
+
+class DeadlineExceededError(ThreadsError):
+    """The call's deadline passed; the server may or may not have applied a write."""
+
+
+class UnexpectedStatusError(ThreadsError):
+    """Any other status code, such as INTERNAL (a server bug) or CANCELLED."""

@@ -1,0 +1,406 @@
+"""The asyncio client against the real in-process server, plus the status-to-exception map."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, json_format, struct_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc import aio
+
+from client import (
+    DEFAULT_TIMEOUT,
+    AbortedError,
+    AlreadyExistsError,
+    Client,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    ThreadsError,
+    UnavailableError,
+    UnexpectedStatusError,
+    get_client,
+)
+from client._errors import from_rpc_error
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.app import ThreadsServer
+
+
+def _target(server: ThreadsServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+async def client(threads_server: ThreadsServer) -> AsyncIterator[Client]:
+    async with get_client(_target(threads_server)) as c:
+        yield c
+
+
+def _data(entries: Any) -> list[dict[str, Any]]:
+    return [json_format.MessageToDict(entry.data) for entry in entries]
+
+
+async def test_thread_round_trip_with_dicts(client: Client) -> None:
+    metadata = {"user": "ada", "n": 1, "tags": ["a", "b"], "nested": {"ok": True}}
+    thread = await client.threads.create(metadata=metadata, history=[{"role": "user"}])
+
+    assert isinstance(thread, pb.Thread)
+    assert str(uuid.UUID(thread.thread_id)) == thread.thread_id
+    assert json_format.MessageToDict(thread.metadata) == metadata
+    assert thread.history_length == 1
+    assert await client.threads.get(thread.thread_id) == thread
+
+    updated = await client.threads.update(thread.thread_id, {"n": 2, "extra": None})
+    assert json_format.MessageToDict(updated.metadata) == {**metadata, "n": 2, "extra": None}
+    assert await client.threads.get(thread.thread_id) == updated
+
+    await client.threads.delete(thread.thread_id)
+    with pytest.raises(NotFoundError):
+        await client.threads.get(thread.thread_id)
+
+
+async def test_create_accepts_messages_and_a_uuid(client: Client) -> None:
+    thread_id = uuid.uuid4()
+    metadata = struct_pb2.Struct()
+    metadata.update({"k": "v"})
+    as_struct = struct_pb2.Struct()
+    as_struct.update({"i": 1})
+    as_entry = pb.Entry(data=as_struct, index=99)  # index is the server's to set
+
+    thread = await client.threads.create(
+        thread_id, metadata=metadata, history=[as_entry, as_struct, {"i": 3}]
+    )
+
+    assert thread.thread_id == str(thread_id)
+    assert thread.metadata == metadata
+    page = await client.threads.get_history(thread_id)
+    assert [e.index for e in page.entries] == [0, 1, 2]
+    assert _data(page.entries) == [{"i": 1}, {"i": 1}, {"i": 3}]
+
+
+async def test_create_if_exists(client: Client) -> None:
+    thread_id = str(uuid.uuid4())
+    first = await client.threads.create(thread_id, metadata={"v": 1})
+
+    again = await client.threads.create(thread_id, metadata={"v": 2}, if_exists="do_nothing")
+    assert again == first
+
+    with pytest.raises(AlreadyExistsError) as caught:
+        await client.threads.create(thread_id, metadata={"v": 2})
+    assert caught.value.code is grpc.StatusCode.ALREADY_EXISTS
+    assert caught.value.reason == "THREAD_ALREADY_EXISTS"
+    assert caught.value.metadata == {"thread_id": thread_id}
+
+    with pytest.raises(ValueError, match="if_exists"):
+        await client.threads.create(thread_id, if_exists="ignore")  # type: ignore[arg-type]
+
+
+async def test_append_returns_the_length_and_honours_expected_length(client: Client) -> None:
+    thread_id = (await client.threads.create()).thread_id
+
+    # expected_length=0 must be sent as set, not dropped as falsy.
+    assert await client.threads.append(thread_id, [{"a": 1}, {"a": 2}], expected_length=0) == 2
+    assert await client.threads.append(thread_id, iter([pb.Entry()]), expected_length=2) == 3
+
+    for stale in (0, 2):
+        with pytest.raises(AbortedError) as caught:
+            await client.threads.append(thread_id, [{"a": 9}], expected_length=stale)
+        assert caught.value.reason == "HISTORY_LENGTH_MISMATCH"
+        assert caught.value.metadata == {
+            "thread_id": thread_id,
+            "expected_length": str(stale),
+            "history_length": "3",
+        }
+    assert (await client.threads.get(thread_id)).history_length == 3
+
+
+async def test_append_rejects_a_lone_entry_before_sending(client: Client) -> None:
+    thread_id = (await client.threads.create()).thread_id
+
+    for lone in ({"role": "user", "content": "hi"}, pb.Entry()):
+        with pytest.raises(TypeError, match="wrap a single entry in a list"):
+            await client.threads.append(thread_id, lone)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="an entry must be"):
+        await client.threads.append(thread_id, ["text"])  # type: ignore[list-item]
+    assert (await client.threads.get(thread_id)).history_length == 0
+
+
+async def test_get_history_returns_one_page(client: Client) -> None:
+    thread = await client.threads.create(history=[{"i": i} for i in range(5)])
+
+    first = await client.threads.get_history(thread.thread_id, page_size=2)
+    assert isinstance(first, pb.GetHistoryResponse)
+    assert [e.index for e in first.entries] == [0, 1]
+    assert first.next_page_token
+
+    second = await client.threads.get_history(
+        thread.thread_id, page_size=3, page_token=first.next_page_token
+    )
+    assert _data(second.entries) == [{"i": 2}, {"i": 3}, {"i": 4}]
+    assert second.next_page_token == ""
+
+
+async def test_iter_history_follows_page_tokens(client: Client) -> None:
+    count = 260
+    thread = await client.threads.create(history=[{"i": i} for i in range(count)])
+
+    entries = [e async for e in client.threads.iter_history(thread.thread_id, page_size=7)]
+    assert [e.index for e in entries] == list(range(count))
+    assert _data(entries) == [{"i": i} for i in range(count)]
+
+    token = (await client.threads.get_history(thread.thread_id, page_size=250)).next_page_token
+    rest = [e.index async for e in client.threads.iter_history(thread.thread_id, page_token=token)]
+    assert rest == list(range(250, count))
+
+    empty = (await client.threads.create()).thread_id
+    assert [e async for e in client.threads.iter_history(empty, page_size=3)] == []
+
+
+async def test_copy(client: Client) -> None:
+    source = await client.threads.create(metadata={"a": 1}, history=[{"i": i} for i in range(3)])
+
+    full = await client.threads.copy(source.thread_id)
+    assert full.thread_id != source.thread_id
+    assert full.copied_from == source.thread_id
+    assert full.history_length == 3
+    assert full.metadata == source.metadata
+
+    fork = await client.threads.copy(source.thread_id, history_length=1, metadata={"b": 2})
+    assert fork.history_length == 1
+    assert json_format.MessageToDict(fork.metadata) == {"a": 1, "b": 2}
+    assert _data((await client.threads.get_history(fork.thread_id)).entries) == [{"i": 0}]
+
+    empty = await client.threads.copy(source.thread_id, history_length=0)
+    assert empty.history_length == 0
+
+    request_id = str(uuid.uuid4())
+    once = await client.threads.copy(source.thread_id, request_id=request_id)
+    twice = await client.threads.copy(source.thread_id, request_id=request_id)
+    assert once.thread_id == twice.thread_id
+    assert once.thread_id not in (full.thread_id, fork.thread_id)
+
+
+async def test_copy_beyond_the_history_is_out_of_range(client: Client) -> None:
+    source = await client.threads.create(history=[{}, {}, {}])
+
+    with pytest.raises(OutOfRangeError) as caught:
+        await client.threads.copy(source.thread_id, history_length=4)
+    assert caught.value.code is grpc.StatusCode.OUT_OF_RANGE
+    assert caught.value.reason == "HISTORY_LENGTH_OUT_OF_RANGE"
+    assert caught.value.metadata == {
+        "thread_id": source.thread_id,
+        "history_length": "4",
+        "source_history_length": "3",
+    }
+
+
+async def test_copy_request_id_of_a_deleted_copy_is_failed_precondition(client: Client) -> None:
+    source = await client.threads.create()
+    request_id = str(uuid.uuid4())
+    copy = await client.threads.copy(source.thread_id, request_id=request_id)
+    await client.threads.delete(copy.thread_id)
+
+    with pytest.raises(FailedPreconditionError) as caught:
+        await client.threads.copy(source.thread_id, request_id=request_id)
+    assert caught.value.reason == "COPY_DELETED"
+    assert caught.value.metadata["copy_id"] == copy.thread_id
+
+
+async def test_not_found_keeps_the_status_and_error_info(client: Client) -> None:
+    thread_id = str(uuid.uuid4())
+
+    with pytest.raises(NotFoundError) as caught:
+        await client.threads.update(thread_id, {"a": 1})
+    error = caught.value
+    assert isinstance(error, ThreadsError)
+    assert error.code is grpc.StatusCode.NOT_FOUND
+    assert error.message == f"thread {thread_id} does not exist"
+    assert error.reason == "THREAD_NOT_FOUND"
+    assert error.domain == "threads.v1"
+    assert error.metadata == {"thread_id": thread_id}
+    assert error.error_info is not None and error.error_info.reason == "THREAD_NOT_FOUND"
+    assert error.status is not None and error.status.code == code_pb2.NOT_FOUND
+    assert isinstance(error.__cause__, grpc.RpcError)
+    assert str(error) == f"thread {thread_id} does not exist [NOT_FOUND THREAD_NOT_FOUND]"
+
+    for call in (
+        client.threads.delete(thread_id),
+        client.threads.append(thread_id, [{}]),
+        client.threads.get_history(thread_id),
+        client.threads.copy(thread_id),
+    ):
+        with pytest.raises(NotFoundError):
+            await call
+
+
+async def test_invalid_thread_id_is_invalid_argument(client: Client) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.threads.get("not-a-uuid")
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.reason == "INVALID_THREAD_ID"
+    assert caught.value.metadata == {"field": "thread_id"}
+    assert "not-a-uuid" in caught.value.message
+
+
+async def test_unreachable_server_is_unavailable_without_error_info() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async with get_client(f"127.0.0.1:{port}") as c:
+        with pytest.raises(UnavailableError) as caught:
+            await c.threads.get(str(uuid.uuid4()))
+    assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    assert caught.value.reason == ""
+    assert caught.value.error_info is None
+    assert caught.value.metadata == {}
+
+
+class _FakeRpcError(grpc.RpcError):
+    """What grpc raises: an RpcError that is also a Call with code, details and trailers."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, trailers: Any = ()) -> None:
+        self._code, self._message, self._trailers = code, message, trailers
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
+
+    def trailing_metadata(self) -> Any:
+        return self._trailers
+
+
+def _status_trailers(code: grpc.StatusCode, message: str, reason: str) -> Any:
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.ErrorInfo(reason=reason, domain="threads.v1", metadata={"k": "v"})
+    )
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, InvalidArgumentError),
+        (grpc.StatusCode.NOT_FOUND, NotFoundError),
+        (grpc.StatusCode.ALREADY_EXISTS, AlreadyExistsError),
+        (grpc.StatusCode.ABORTED, AbortedError),
+        (grpc.StatusCode.OUT_OF_RANGE, OutOfRangeError),
+        (grpc.StatusCode.FAILED_PRECONDITION, FailedPreconditionError),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, ResourceExhaustedError),
+        (grpc.StatusCode.UNAVAILABLE, UnavailableError),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
+        (grpc.StatusCode.INTERNAL, UnexpectedStatusError),
+        (grpc.StatusCode.UNKNOWN, UnexpectedStatusError),
+        (grpc.StatusCode.CANCELLED, UnexpectedStatusError),
+        (grpc.StatusCode.PERMISSION_DENIED, UnexpectedStatusError),
+    ],
+)
+def test_each_status_code_maps_to_its_exception(
+    code: grpc.StatusCode, cls: type[ThreadsError]
+) -> None:
+    error = from_rpc_error(
+        _FakeRpcError(code, "boom", _status_trailers(code, "boom", "SOME_REASON"))
+    )
+    assert type(error) is cls
+    assert (error.code, error.message, error.reason) == (code, "boom", "SOME_REASON")
+    assert (error.domain, error.metadata) == ("threads.v1", {"k": "v"})
+
+
+def test_inconsistent_or_missing_details_still_map_by_code() -> None:
+    code = grpc.StatusCode.NOT_FOUND
+    mismatched = _status_trailers(grpc.StatusCode.INTERNAL, "other", "X")
+    for trailers in (mismatched, (("grpc-status-details-bin", b"\xff garbage"),), None):
+        error = from_rpc_error(_FakeRpcError(code, "gone", trailers))
+        assert type(error) is NotFoundError
+        assert (error.message, error.reason, error.status) == ("gone", "", None)
+
+    bare = from_rpc_error(grpc.RpcError("no call attached"))
+    assert type(bare) is UnexpectedStatusError
+    assert (bare.code, bare.message) == (grpc.StatusCode.UNKNOWN, "no call attached")
+
+
+class _RecordTimeouts(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any
+    ) -> Any:
+        self.timeouts.append(client_call_details.timeout)
+        return await continuation(client_call_details, request)
+
+
+async def test_deadline_defaults_and_overrides(threads_server: ThreadsServer) -> None:
+    recorder = _RecordTimeouts()
+    interceptors: list[Any] = [recorder]
+    async with aio.insecure_channel(_target(threads_server), interceptors=interceptors) as channel:
+        default = get_client(channel=channel)
+        thread = await default.threads.create()
+        await default.threads.get(thread.thread_id, timeout=1.5)
+        await default.threads.get(thread.thread_id, timeout=None)
+        await get_client(channel=channel, timeout=2.5).threads.get(thread.thread_id)
+        await get_client(channel=channel, timeout=None).threads.get(thread.thread_id)
+    assert recorder.timeouts == [DEFAULT_TIMEOUT, 1.5, None, 2.5, None]
+    assert DEFAULT_TIMEOUT == 10.0
+
+
+async def test_expired_deadline_raises_deadline_exceeded(threads_server: ThreadsServer) -> None:
+    # A deadline already in the past fails inside gRPC before anything is sent: deterministic.
+    async with get_client(_target(threads_server), timeout=-1.0) as c:
+        with pytest.raises(DeadlineExceededError) as caught:
+            await c.threads.create()
+        assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (await c.threads.create(timeout=None)).thread_id
+
+
+async def test_large_messages_fit_in_one_call(threads_server: ThreadsServer) -> None:
+    # 1,000 entries of 5 KiB: a ~5 MiB request and reply, over gRPC's default 4 MiB limit.
+    blob = "x" * 5 * 1024
+    async with get_client(_target(threads_server)) as c:
+        thread = await c.threads.create()
+        assert await c.threads.append(thread.thread_id, [{"b": blob}] * 1000) == 1000
+        page = await c.threads.get_history(thread.thread_id, page_size=1000)
+        assert len(page.entries) == 1000
+        assert page.next_page_token == ""
+
+    small = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+    async with get_client(_target(threads_server), options=small) as c:
+        with pytest.raises(ResourceExhaustedError):
+            await c.threads.get_history(thread.thread_id, page_size=1000)
+
+
+async def test_close_closes_only_the_channel_the_client_opened(
+    threads_server: ThreadsServer, channel: aio.Channel
+) -> None:
+    async with get_client(_target(threads_server)) as owned:
+        thread = await owned.threads.create()
+    with pytest.raises(RuntimeError, match="closed"):
+        await owned.threads.get(thread.thread_id)
+
+    async with get_client(channel=channel) as borrowed:
+        await borrowed.threads.get(thread.thread_id)
+    stub = pb_grpc.ThreadServiceStub(channel)
+    assert (await stub.Get(pb.GetRequest(thread_id=thread.thread_id))).thread == thread
+
+
+async def test_client_made_outside_the_event_loop(threads_server: ThreadsServer) -> None:
+    # As at import time: no running loop in that thread, so the channel must open lazily.
+    c = await asyncio.to_thread(get_client, _target(threads_server))
+    try:
+        assert (await c.threads.create()).thread_id
+    finally:
+        await c.aclose()

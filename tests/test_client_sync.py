@@ -1,0 +1,205 @@
+"""The blocking client, from plain ``def`` tests.
+
+The session's ``threads_server`` runs on the pytest-asyncio loop, which is idle while a
+sync test runs, so it would never answer. These tests get their own server, serving from
+an event loop in a background thread, on the same Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from client import (
+    DEFAULT_TIMEOUT,
+    AbortedError,
+    AlreadyExistsError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    SyncClient,
+    get_sync_client,
+)
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.app import ThreadsServer
+from server.config import Settings
+from tests.redis_process import RedisProcess
+
+
+@pytest.fixture(scope="module")
+def target(redis_server: RedisProcess) -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="sync-test-server", daemon=True)
+    thread.start()
+
+    async def start() -> ThreadsServer:
+        settings = Settings(listen="127.0.0.1:0", health_interval_seconds=0.1)
+        server = ThreadsServer(settings, redis_server.url)
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(grace=1), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+
+
+@pytest.fixture
+def client(target: str) -> Iterator[SyncClient]:
+    with get_sync_client(target) as c:
+        yield c
+
+
+def _data(entries: Any) -> list[dict[str, Any]]:
+    return [json_format.MessageToDict(entry.data) for entry in entries]
+
+
+def test_every_method_round_trips(client: SyncClient) -> None:
+    thread = client.threads.create(metadata={"user": "ada"}, history=[{"i": 0}])
+    assert isinstance(thread, pb.Thread)
+    assert thread.history_length == 1
+    assert client.threads.get(thread.thread_id) == thread
+
+    updated = client.threads.update(thread.thread_id, {"n": 1})
+    assert json_format.MessageToDict(updated.metadata) == {"user": "ada", "n": 1}
+
+    assert client.threads.append(thread.thread_id, [{"i": 1}, pb.Entry()], expected_length=1) == 3
+    page = client.threads.get_history(thread.thread_id, page_size=2)
+    assert isinstance(page, pb.GetHistoryResponse)
+    assert _data(page.entries) == [{"i": 0}, {"i": 1}]
+    assert page.next_page_token
+
+    copy = client.threads.copy(thread.thread_id, history_length=2, metadata={"c": True})
+    assert (copy.copied_from, copy.history_length) == (thread.thread_id, 2)
+    assert json_format.MessageToDict(copy.metadata) == {"user": "ada", "n": 1, "c": True}
+    request_id = str(uuid.uuid4())
+    assert (
+        client.threads.copy(thread.thread_id, request_id=request_id).thread_id
+        == client.threads.copy(thread.thread_id, request_id=request_id).thread_id
+    )
+
+    same = client.threads.create(thread.thread_id, if_exists="do_nothing")
+    assert same == client.threads.get(thread.thread_id)
+
+    client.threads.delete(thread.thread_id)
+    with pytest.raises(NotFoundError):
+        client.threads.get(thread.thread_id)
+    assert client.threads.get(copy.thread_id).history_length == 2
+
+
+def test_iter_history_follows_page_tokens(client: SyncClient) -> None:
+    count = 260
+    thread = client.threads.create(history=[{"i": i} for i in range(count)])
+
+    entries = list(client.threads.iter_history(thread.thread_id, page_size=9))
+    assert [e.index for e in entries] == list(range(count))
+    assert _data(entries) == [{"i": i} for i in range(count)]
+
+    token = client.threads.get_history(thread.thread_id, page_size=255).next_page_token
+    rest = [e.index for e in client.threads.iter_history(thread.thread_id, page_token=token)]
+    assert rest == list(range(255, count))
+
+
+def _raises(cls: type[Exception], call: Callable[[], object]) -> Any:
+    with pytest.raises(cls) as caught:
+        call()
+    return caught.value
+
+
+def test_errors_carry_code_reason_and_metadata(client: SyncClient) -> None:
+    missing = str(uuid.uuid4())
+    error = _raises(NotFoundError, lambda: client.threads.get(missing))
+    assert (error.code, error.reason, error.domain) == (
+        grpc.StatusCode.NOT_FOUND,
+        "THREAD_NOT_FOUND",
+        "threads.v1",
+    )
+    assert error.metadata == {"thread_id": missing}
+
+    error = _raises(InvalidArgumentError, lambda: client.threads.delete("nope"))
+    assert (error.reason, error.metadata) == ("INVALID_THREAD_ID", {"field": "thread_id"})
+
+    thread = client.threads.create(history=[{}])
+    error = _raises(AlreadyExistsError, lambda: client.threads.create(thread.thread_id))
+    assert error.reason == "THREAD_ALREADY_EXISTS"
+
+    error = _raises(
+        AbortedError, lambda: client.threads.append(thread.thread_id, [{}], expected_length=0)
+    )
+    assert error.reason == "HISTORY_LENGTH_MISMATCH"
+    assert error.metadata["history_length"] == "1"
+
+    error = _raises(
+        OutOfRangeError, lambda: client.threads.copy(thread.thread_id, history_length=2)
+    )
+    assert error.reason == "HISTORY_LENGTH_OUT_OF_RANGE"
+    assert error.metadata["source_history_length"] == "1"
+
+
+class _RecordTimeouts(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.ClientCallDetails, request: Any
+    ) -> Any:
+        self.timeouts.append(client_call_details.timeout)
+        return continuation(client_call_details, request)
+
+
+def test_deadline_defaults_and_overrides(target: str) -> None:
+    recorder = _RecordTimeouts()
+    with grpc.insecure_channel(target) as raw:
+        channel = grpc.intercept_channel(raw, recorder)
+        default = get_sync_client(channel=channel)
+        thread = default.threads.create()
+        default.threads.get(thread.thread_id, timeout=1.5)
+        default.threads.get(thread.thread_id, timeout=None)
+        get_sync_client(channel=channel, timeout=2.5).threads.get(thread.thread_id)
+    assert recorder.timeouts == [DEFAULT_TIMEOUT, 1.5, None, 2.5]
+
+
+def test_expired_deadline_raises_deadline_exceeded(target: str) -> None:
+    # A deadline already in the past fails inside gRPC before anything is sent: deterministic.
+    with get_sync_client(target, timeout=-1.0) as c:
+        _raises(DeadlineExceededError, c.threads.create)
+        assert c.threads.create(timeout=None).thread_id
+
+
+def test_large_pages_fit_in_one_reply(client: SyncClient, target: str) -> None:
+    thread = client.threads.create()
+    assert client.threads.append(thread.thread_id, [{"b": "x" * 5 * 1024}] * 1000) == 1000
+    assert len(client.threads.get_history(thread.thread_id, page_size=1000).entries) == 1000
+
+    small = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+    with get_sync_client(target, options=small) as c:
+        _raises(
+            ResourceExhaustedError,
+            lambda: c.threads.get_history(thread.thread_id, page_size=1000),
+        )
+
+
+def test_close_closes_only_the_channel_the_client_opened(target: str) -> None:
+    with get_sync_client(target) as owned:
+        thread = owned.threads.create()
+    _raises(RuntimeError, lambda: owned.threads.get(thread.thread_id))
+
+    with grpc.insecure_channel(target) as channel:
+        with get_sync_client(channel=channel) as borrowed:
+            borrowed.threads.get(thread.thread_id)
+        stub = pb_grpc.ThreadServiceStub(channel)
+        assert stub.Get(pb.GetRequest(thread_id=thread.thread_id)).thread == thread
