@@ -1,0 +1,35 @@
+"""The README's quick-start snippet works as printed (against a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from server.app import ThreadsServer
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def quickstart_snippet() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (snippet,) = [b for b in blocks if "get_client(" in b and "asyncio.run" in b]
+    return str(snippet)
+
+
+async def test_readme_quickstart_prints_the_copied_history(threads_server: ThreadsServer) -> None:
+    snippet = quickstart_snippet()
+    assert '"127.0.0.1:50051"' in snippet
+    code = snippet.replace('"127.0.0.1:50051"', f'"127.0.0.1:{threads_server.port}"')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        cwd=README.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == "['hi', 'hello']"
