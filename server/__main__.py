@@ -8,9 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from server.app import ThreadsServer
+from server.app import ListenError, ThreadsServer
 from server.config import Settings
 from server.embedded import EmbeddedServer, EmbeddedServerError
+
+log = logging.getLogger("threads.server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,9 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             except EmbeddedServerError as exc:
-                logging.getLogger("threads.server").error("%s", exc)
+                log.error("%s", exc)
                 return 1
-        asyncio.run(_serve(settings, url))
+        try:
+            asyncio.run(_serve(settings, url))
+        except ListenError as exc:
+            log.error("%s", exc)
+            return 1
     return 0
 
 

@@ -13,11 +13,13 @@ import signal
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
@@ -30,6 +32,10 @@ log = logging.getLogger("threads.server")
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class ListenError(RuntimeError):
+    """The gRPC port could not be bound."""
 
 
 def connect_redis(url: str, settings: Settings) -> Any:
@@ -45,6 +51,9 @@ def connect_redis(url: str, settings: Settings) -> Any:
         retry=Retry(NoBackoff(), 0),
         retry_on_error=[],
         client_name="threads",
+        # "auto" maintenance notifications make the pool skip its closed-connection check,
+        # so after a Redis restart every idle pooled connection would fail one RPC.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 
@@ -80,7 +89,13 @@ class ThreadsServer:
 
     async def start(self) -> int:
         """Binds, starts serving and returns the bound port (useful with port 0)."""
-        self.port = self.grpc.add_insecure_port(self.settings.listen)
+        try:
+            self.port = self.grpc.add_insecure_port(self.settings.listen)
+        except RuntimeError as exc:
+            raise ListenError(
+                f"cannot listen on {self.settings.listen} ({exc}); is another server using "
+                "the port? Pass another --listen"
+            ) from exc
         await self._set_health(serving=False)
         await self.grpc.start()
         self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
@@ -123,12 +138,12 @@ class ThreadsServer:
             try:
                 await self.store.ping()
                 if not serving:
-                    await self.store.load_scripts()
+                    await self.store.prepare()
                 now_serving = True
             except Exception as exc:
                 now_serving = False
-                if serving:
-                    log.warning("Redis unreachable, health NOT_SERVING: %s", exc)
+                if serving or not isinstance(exc, redis.exceptions.ConnectionError):
+                    log.warning("Redis not usable, health NOT_SERVING: %s", exc)
             if now_serving != serving:
                 serving = now_serving
                 await self._set_health(serving=serving)

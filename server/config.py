@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +28,16 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise ValueError(f"must be positive, got {value}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"must be a positive number, got {value}")
     return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 def _appendfsync(text: str) -> str:
@@ -98,7 +107,7 @@ class Settings:
         _positive_int,
         "most entries one Create or Append may carry",
     )
-    log_level: str = _opt("INFO", "THREADS_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING, ERROR")
+    log_level: str = _opt("INFO", "THREADS_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR")
 
     @classmethod
     def load(
@@ -109,6 +118,7 @@ class Settings:
             prog="python -m server",
             description="threads gRPC server (threads.v1.ThreadService, health, reflection).",
             epilog="Flags override environment variables, which override defaults.",
+            allow_abbrev=False,
         )
         for f in dataclasses.fields(cls):
             parser.add_argument(

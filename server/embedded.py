@@ -140,16 +140,22 @@ class EmbeddedServer:
             ) from None
         command, address = self._command()
         log.info("starting embedded server %s in %s", self.binary, self.data_dir)
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - called before any thread starts
-        )
         try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - called before any thread starts
+                # The child inherits the locked file, so the directory stays locked until
+                # the child is gone too, even if this process is killed first.
+                pass_fds=(self._lock.fileno(),),
+            )
             self._wait_ready(address)
+        except OSError as exc:
+            self.stop()
+            raise EmbeddedServerError(f"cannot run {self.binary}: {exc}") from exc
         except BaseException:
             self.stop()
             raise

@@ -29,6 +29,7 @@ from server.keys import ThreadKeys, new_copy_id
 from server.scripts import Scripts
 
 COPY_REQUEST_TTL_SECONDS = 24 * 60 * 60
+MIN_REDIS_VERSION = (6, 2)
 _COPY_ID_ATTEMPTS = 3
 
 
@@ -46,8 +47,15 @@ class ThreadStore:
         """Raises when Redis is unreachable."""
         await self._redis.ping()
 
-    async def load_scripts(self) -> None:
-        """Loads every script into Redis (again after a restart), ahead of the first call."""
+    async def prepare(self) -> None:
+        """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
+        again after every restart, ahead of the first call."""
+        info = await self._redis.info("server")
+        version = str(info.get("redis_version", "0"))
+        if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
+            raise RuntimeError(
+                f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
+            )
         await self._scripts.preload(self._redis)
 
     async def create(

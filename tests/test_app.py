@@ -1,0 +1,499 @@
+"""ThreadsServer under faults, in-process against real Redis/Valkey processes.
+
+The outage and slow-Redis tests each get their own RedisProcess (stopping or pausing the
+shared session server would disturb other tests) and their own ThreadsServer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.protobuf import descriptor_pb2, struct_pb2
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.app import SERVICE_NAME, ThreadsServer
+from server.config import Settings
+from tests.conftest import error_reason
+from tests.conftest import test_settings as settings_for_test
+from tests.redis_process import RedisProcess
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+HEALTH_NAMES = ("", SERVICE_NAME)
+# Reconnect quickly, so a channel never sits in a long backoff between polls.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
+POLL_BOUND = 15.0
+
+
+def _struct(**fields: Any) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    value.update(fields)
+    return value
+
+
+def _entry(**fields: Any) -> pb.Entry:
+    return pb.Entry(data=_struct(**fields))
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Polls ``check`` until it holds; fails after a generous bound (not a timing claim)."""
+    deadline = time.monotonic() + POLL_BOUND
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {POLL_BOUND}s: {what}")
+
+
+@pytest.fixture
+def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(redis_binary, tmp_path / "redis")
+    process.start()
+    yield process
+    process.stop()
+
+
+class Started:
+    """An in-process ThreadsServer with a channel and stubs to it."""
+
+    def __init__(self, server: ThreadsServer, channel: aio.Channel) -> None:
+        self.server = server
+        self.channel = channel
+        self.stub = pb_grpc.ThreadServiceStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+    async def health_of(self, name: str) -> Any:
+        response = await self.health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        return response.status
+
+    async def wait_health(self, status: Any) -> None:
+        async def reached() -> bool:
+            return all([await self.health_of(name) == status for name in HEALTH_NAMES])
+
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+        await _eventually(reached, f"health {name} for {HEALTH_NAMES}")
+
+
+StartServer = Callable[[Settings, str], Awaitable[Started]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Starts ThreadsServers in the test; stops them (and closes channels) at teardown."""
+    started: list[Started] = []
+
+    async def start(settings: Settings, redis_url: str) -> Started:
+        server = ThreadsServer(settings, redis_url)
+        port = await server.start()
+        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+        handle = Started(server, channel)
+        started.append(handle)
+        await asyncio.wait_for(channel.channel_ready(), POLL_BOUND)
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        await handle.channel.close(None)
+        await handle.server.stop(grace=1)
+
+
+async def _expect_error(call: Awaitable[Any], code: grpc.StatusCode) -> aio.AioRpcError:
+    with pytest.raises(aio.AioRpcError) as exc_info:
+        await call
+    error = exc_info.value
+    assert error.code() == code, f"{error.code()} {error.details()}"
+    return error
+
+
+# --- (a) Redis outage and recovery ---------------------------------------------------
+
+
+async def test_redis_outage_fails_fast_then_recovers_without_server_restart(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    app = await start_server(settings_for_test(), own_redis.url)
+    await app.wait_health(SERVING)
+    stub = app.stub
+
+    history = [_entry(role="user", text="hi"), _entry(role="assistant", text="hello")]
+    created = (
+        await stub.Create(
+            pb.CreateRequest(metadata=_struct(title="outage"), history=history), timeout=5
+        )
+    ).thread
+    thread_id = created.thread_id
+    copy = (
+        await stub.Copy(pb.CopyRequest(thread_id=thread_id, request_id="before-outage"), timeout=5)
+    ).thread
+    before = (await stub.GetHistory(pb.GetHistoryRequest(thread_id=thread_id), timeout=5)).entries
+    assert len(before) == 2
+
+    await asyncio.to_thread(own_redis.stop)
+
+    # Several rounds, so that both a pooled connection Redis closed and a fresh connect
+    # (refused) are exercised. Each must be UNAVAILABLE, not a hang until the deadline.
+    for round_ in range(3):
+        calls: list[Awaitable[Any]] = [
+            stub.Get(pb.GetRequest(thread_id=thread_id), timeout=5),
+            stub.Append(
+                pb.AppendRequest(thread_id=thread_id, entries=[_entry(n=round_)]), timeout=5
+            ),
+            stub.Copy(pb.CopyRequest(thread_id=thread_id), timeout=5),
+            stub.Create(pb.CreateRequest(), timeout=5),
+            stub.GetHistory(pb.GetHistoryRequest(thread_id=thread_id), timeout=5),
+        ]
+        for call in calls:
+            error = await _expect_error(call, grpc.StatusCode.UNAVAILABLE)
+            assert error_reason(error) == "STORE_UNAVAILABLE"
+
+    await app.wait_health(NOT_SERVING)
+
+    await asyncio.to_thread(own_redis.start)  # same port, same AOF directory
+    await app.wait_health(SERVING)
+
+    # Once SERVING again, RPCs succeed on the first try and nothing was lost or added.
+    got = (await stub.Get(pb.GetRequest(thread_id=thread_id), timeout=5)).thread
+    assert got == created
+    after = (await stub.GetHistory(pb.GetHistoryRequest(thread_id=thread_id), timeout=5)).entries
+    assert list(after) == list(before)
+    assert (await stub.Get(pb.GetRequest(thread_id=copy.thread_id), timeout=5)).thread == copy
+    # A retried Copy with the same request_id still finds the earlier copy after the restart.
+    again = await stub.Copy(
+        pb.CopyRequest(thread_id=thread_id, request_id="before-outage"), timeout=5
+    )
+    assert again.thread.thread_id == copy.thread_id
+
+    appended = await stub.Append(
+        pb.AppendRequest(thread_id=thread_id, entries=[_entry(text="after")], expected_length=2),
+        timeout=5,
+    )
+    assert appended.history_length == 3
+    new_copy = (await stub.Copy(pb.CopyRequest(thread_id=thread_id), timeout=5)).thread
+    assert new_copy.history_length == 3
+    assert new_copy.copied_from == thread_id
+
+
+async def test_quick_redis_restart_between_health_checks_is_transparent(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    """Redis restarts before the health loop notices: idle pooled connections are dead and
+    the scripts are gone from Redis, yet the next RPCs succeed on the first try."""
+    app = await start_server(settings_for_test(health_interval_seconds=3600), own_redis.url)
+    await app.wait_health(SERVING)
+    stub = app.stub
+    thread = (await stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+    # Grow the pool: concurrent calls each take a connection.
+    await asyncio.gather(
+        *[stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5) for _ in range(8)]
+    )
+
+    await asyncio.to_thread(own_redis.stop)
+    await asyncio.to_thread(own_redis.start)
+
+    replies = await asyncio.gather(
+        *[stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5) for _ in range(8)]
+    )
+    assert all(reply.thread == thread for reply in replies)
+    appended = await stub.Append(
+        pb.AppendRequest(thread_id=thread.thread_id, entries=[_entry(i=1)]), timeout=5
+    )
+    assert appended.history_length == 2
+    assert await app.health_of("") == SERVING
+
+
+async def test_redis_killed_is_unavailable_and_health_follows(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    """SIGKILL (no clean shutdown): same outcome as a stop; health recovers on restart."""
+    app = await start_server(settings_for_test(), own_redis.url)
+    await app.wait_health(SERVING)
+    thread = (await app.stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+
+    await asyncio.to_thread(own_redis.kill)
+    # Concurrent calls take every pooled connection, so none is left stale for after the
+    # restart (see test_quick_redis_restart_between_health_checks_is_transparent).
+    for _ in range(2):
+        calls = [
+            app.stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5) for _ in range(5)
+        ]
+        for call in calls:
+            error = await _expect_error(call, grpc.StatusCode.UNAVAILABLE)
+            assert error_reason(error) == "STORE_UNAVAILABLE"
+    await app.wait_health(NOT_SERVING)
+
+    await asyncio.to_thread(own_redis.start)
+    await app.wait_health(SERVING)
+    response = await app.stub.Append(
+        pb.AppendRequest(thread_id=thread.thread_id, entries=[_entry(i=1)]), timeout=5
+    )
+    # An acknowledged write is in the AOF file (if not yet fsynced), so it survives the
+    # process dying: the thread is whole and appendable.
+    assert response.history_length == 2
+
+
+async def test_hung_redis_is_unavailable_within_redis_timeout_and_health_follows(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    """A frozen Redis (SIGSTOP: connections accepted, never answered), not a refused one."""
+    app = await start_server(settings_for_test(redis_timeout_seconds=0.5), own_redis.url)
+    await app.wait_health(SERVING)
+    thread = (await app.stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+    assert own_redis.process is not None
+    pid = own_redis.process.pid
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # The 20 s deadline only guards the test: the server answers after its 0.5 s bound.
+        error = await _expect_error(
+            app.stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=20),
+            grpc.StatusCode.UNAVAILABLE,
+        )
+        assert error_reason(error) == "STORE_UNAVAILABLE"
+        await app.wait_health(NOT_SERVING)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    await app.wait_health(SERVING)
+    got = (await app.stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5)).thread
+    assert got == thread
+
+
+async def test_health_is_not_serving_until_redis_is_reachable(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    """A server started while Redis is down comes up NOT_SERVING, then turns SERVING."""
+    await asyncio.to_thread(own_redis.stop)
+    app = await start_server(settings_for_test(), own_redis.url)
+    # Give the watcher a few rounds; it must not claim SERVING without Redis.
+    for _ in range(5):
+        assert [await app.health_of(name) for name in HEALTH_NAMES] == [NOT_SERVING] * 2
+        await asyncio.sleep(0.1)
+    error = await _expect_error(
+        app.stub.Create(pb.CreateRequest(), timeout=5), grpc.StatusCode.UNAVAILABLE
+    )
+    assert error_reason(error) == "STORE_UNAVAILABLE"
+
+    await asyncio.to_thread(own_redis.start)
+    await app.wait_health(SERVING)
+    created = await app.stub.Create(pb.CreateRequest(history=[_entry(a=1)]), timeout=5)
+    assert created.thread.history_length == 1
+
+
+# --- (b) slow Redis: deadlines --------------------------------------------------------
+
+
+async def _blocked_threads_clients(raw: Any) -> list[dict[str, Any]]:
+    """Connections named 'threads' (the server's) blocked in Redis, e.g. by CLIENT PAUSE."""
+    return [
+        c
+        for c in await raw.client_list()
+        if c.get("name") == "threads" and "b" in c.get("flags", "")
+    ]
+
+
+@pytest.fixture
+async def raw_client(own_redis: RedisProcess) -> AsyncIterator[Any]:
+    client: Any = aioredis.from_url(own_redis.url, socket_timeout=10)
+    yield client
+    with contextlib.suppress(Exception):
+        await client.execute_command("CLIENT", "UNPAUSE")
+    await client.aclose()
+
+
+async def _history_data(
+    stub: pb_grpc.ThreadServiceAsyncStub, thread_id: str
+) -> list[dict[str, Any]]:
+    response = await stub.GetHistory(
+        pb.GetHistoryRequest(thread_id=thread_id, page_size=1000), timeout=5
+    )
+    assert response.next_page_token == ""
+    return [dict(entry.data) for entry in response.entries]
+
+
+async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
+    own_redis: RedisProcess, raw_client: Any, start_server: StartServer
+) -> None:
+    app = await start_server(settings_for_test(), own_redis.url)
+    await app.wait_health(SERVING)
+    stub = app.stub
+    thread_id = (
+        await stub.Create(pb.CreateRequest(history=[_entry(i=0.0)]), timeout=5)
+    ).thread.thread_id
+
+    # Writes (and scripts) wait while paused; a long pause, ended explicitly below, so the
+    # outcome never depends on how quickly this test runs.
+    await raw_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    await _expect_error(
+        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=1.0)]), timeout=0.5),
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+    # The server gave up on Redis too: its blocked connection is dropped while the pause
+    # still holds, rather than waiting for Redis (up to the 5 s redis timeout, or the pause).
+    async def abandoned() -> bool:
+        return not await _blocked_threads_clients(raw_client)
+
+    await _eventually(abandoned, "the server dropped the Redis call of the expired RPC")
+    await raw_client.execute_command("CLIENT", "UNPAUSE")
+
+    # Unchanged, or appended exactly once; never partial or twice.
+    data = await _history_data(stub, thread_id)
+    assert data in ([{"i": 0.0}], [{"i": 0.0}, {"i": 1.0}]), data
+    length = len(data)
+
+    # The connection pool was not left with a stray reply: later calls get their own.
+    got = (await stub.Get(pb.GetRequest(thread_id=thread_id), timeout=5)).thread
+    assert got.thread_id == thread_id
+    assert got.history_length == length
+    appended = await stub.Append(
+        pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=2.0)], expected_length=length),
+        timeout=5,
+    )
+    assert appended.history_length == length + 1
+    assert (await _history_data(stub, thread_id))[-1] == {"i": 2.0}
+
+
+async def test_redis_timeout_bounds_a_call_without_caller_deadline(
+    own_redis: RedisProcess, raw_client: Any, start_server: StartServer
+) -> None:
+    """No caller deadline: redis_timeout_seconds bounds the Redis call (UNAVAILABLE)."""
+    app = await start_server(settings_for_test(redis_timeout_seconds=0.5), own_redis.url)
+    await app.wait_health(SERVING)
+    stub = app.stub
+    thread_id = (
+        await stub.Create(pb.CreateRequest(history=[_entry(i=0.0)]), timeout=5)
+    ).thread.thread_id
+
+    await raw_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    # The 20 s client timeout only guards the test; the server must answer long before.
+    error = await _expect_error(
+        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=1.0)]), timeout=20),
+        grpc.StatusCode.UNAVAILABLE,
+    )
+    assert error_reason(error) == "STORE_UNAVAILABLE"
+    # Health pings are not writes, so a write pause leaves the server SERVING.
+    assert await app.health_of("") == SERVING
+    await raw_client.execute_command("CLIENT", "UNPAUSE")
+
+    data = await _history_data(stub, thread_id)
+    assert data in ([{"i": 0.0}], [{"i": 0.0}, {"i": 1.0}]), data
+
+
+# --- (c) reflection -------------------------------------------------------------------
+
+
+async def _reflect(
+    channel: aio.Channel, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(iter(requests), timeout=10)
+    return [response async for response in call]
+
+
+async def test_reflection_lists_services_and_describes_thread_service(
+    channel: aio.Channel,
+) -> None:
+    [listed] = await _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
+    names = {service.name for service in listed.list_services_response.service}
+    assert {
+        "threads.v1.ThreadService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names, names
+
+    [described] = await _reflect(
+        channel,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="threads.v1.ThreadService"),
+    )
+    assert described.WhichOneof("message_response") == "file_descriptor_response"
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    [threads_file] = [f for f in files if f.package == "threads.v1"]
+    [service] = threads_file.service
+    assert service.name == "ThreadService"
+    assert {m.name for m in service.method} == {
+        "Create",
+        "Get",
+        "Update",
+        "Delete",
+        "Append",
+        "GetHistory",
+        "Copy",
+    }
+    assert "AppendRequest" in {m.name for m in threads_file.message_type}
+
+
+async def test_reflection_unknown_symbol_is_not_found(channel: aio.Channel) -> None:
+    [response] = await _reflect(
+        channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Service")
+    )
+    assert response.WhichOneof("message_response") == "error_response"
+    assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+# --- (d) message size limits ----------------------------------------------------------
+
+KIB = 1024
+
+
+def _kib_entries(count: int) -> list[pb.Entry]:
+    return [_entry(n=float(i), text="x" * KIB) for i in range(count)]
+
+
+async def test_request_over_max_message_bytes_is_resource_exhausted(
+    redis_server: RedisProcess, start_server: StartServer
+) -> None:
+    app = await start_server(settings_for_test(max_message_bytes=64 * KIB), redis_server.url)
+    await app.wait_health(SERVING)
+    thread_id = (await app.stub.Create(pb.CreateRequest(), timeout=5)).thread.thread_id
+
+    request = pb.AppendRequest(thread_id=thread_id, entries=_kib_entries(100))
+    assert request.ByteSize() > 64 * KIB
+    await _expect_error(app.stub.Append(request, timeout=5), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    # Nothing was appended, and a request under the limit still works on the same channel.
+    assert (
+        await app.stub.Get(pb.GetRequest(thread_id=thread_id), timeout=5)
+    ).thread.history_length == 0
+    small = pb.AppendRequest(thread_id=thread_id, entries=_kib_entries(30))
+    assert small.ByteSize() < 64 * KIB
+    assert (await app.stub.Append(small, timeout=5)).history_length == 30
+
+
+@pytest.mark.parametrize("count", [1000, 5000])
+async def test_default_settings_accept_large_appends(
+    stub: pb_grpc.ThreadServiceAsyncStub, count: int
+) -> None:
+    """1,000 x 1 KiB in one request; 5,000 x 1 KiB is past gRPC's own 4 MiB default."""
+    thread_id = (await stub.Create(pb.CreateRequest(), timeout=5)).thread.thread_id
+    request = pb.AppendRequest(thread_id=thread_id, entries=_kib_entries(count))
+    assert request.ByteSize() > count * KIB
+    response = await stub.Append(request, timeout=30)
+    assert response.history_length == count
+
+    page = await stub.GetHistory(
+        pb.GetHistoryRequest(thread_id=thread_id, page_size=1000), timeout=30
+    )
+    assert len(page.entries) == 1000
+    assert [e.index for e in page.entries] == list(range(1000))
+    assert dict(page.entries[999].data) == {"n": 999.0, "text": "x" * KIB}

@@ -1,0 +1,221 @@
+"""Settings.load: precedence (flag > environment variable > default) and validation.
+
+Pure unit tests: ``Settings.load`` takes argv and an environment mapping, so nothing here
+touches the process environment except the one test that checks ``os.environ`` is the
+default source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.config import Settings
+
+# One row per setting: (field, a raw value, what it parses to, another raw value, its parse).
+# Two distinct values per setting, so precedence tests can tell which source won.
+_CASES: list[tuple[str, str, Any, str, Any]] = [
+    ("listen", "127.0.0.1:7001", "127.0.0.1:7001", "0.0.0.0:7002", "0.0.0.0:7002"),
+    ("redis_url", "redis://h1:6379/0", "redis://h1:6379/0", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
+    ("data_dir", "/srv/a", Path("/srv/a"), "rel/b", Path("rel/b")),
+    ("appendfsync", "always", "always", "no", "no"),
+    ("embedded_server", "/opt/valkey-server", "/opt/valkey-server", "redis-server", "redis-server"),
+    ("grace_seconds", "2.5", 2.5, "30", 30.0),
+    ("redis_timeout_seconds", "0.25", 0.25, "7", 7.0),
+    ("health_interval_seconds", "0.1", 0.1, "3", 3.0),
+    ("max_message_bytes", "65536", 65536, "1048576", 1048576),
+    ("max_entries_per_request", "5", 5, "20000", 20000),
+    ("log_level", "debug", "DEBUG", "Warning", "WARNING"),
+]  # fmt: skip
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env(name: str) -> str:
+    env: str = _FIELDS[name].metadata["env"]
+    return env
+
+
+def test_cases_cover_every_setting() -> None:
+    """A new setting must get a row above, so its flag and variable are tested."""
+    assert {case[0] for case in _CASES} == set(_FIELDS)
+
+
+def test_every_setting_has_its_own_threads_variable() -> None:
+    envs = [_env(name) for name in _FIELDS]
+    assert len(set(envs)) == len(envs)
+    for name in _FIELDS:
+        assert _env(name) == "THREADS_" + name.upper()
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    settings = Settings.load([], {})
+    assert settings == Settings()
+    assert settings.listen == "127.0.0.1:50051"
+    assert settings.redis_url is None
+    assert settings.data_dir == Path(".threads-data")
+    assert settings.appendfsync == "everysec"
+    assert settings.grace_seconds == 10.0
+    assert settings.max_message_bytes == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "parsed", "_raw2", "_parsed2"), _CASES, ids=[c[0] for c in _CASES]
+)
+def test_environment_overrides_default(
+    name: str, raw: str, parsed: Any, _raw2: str, _parsed2: Any
+) -> None:
+    settings = Settings.load([], {_env(name): raw})
+    assert getattr(settings, name) == parsed
+    assert getattr(settings, name) != getattr(Settings(), name)
+    # Every other setting keeps its default.
+    others = {f: getattr(settings, f) for f in _FIELDS if f != name}
+    assert others == {f: getattr(Settings(), f) for f in _FIELDS if f != name}
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "parsed", "_raw2", "_parsed2"), _CASES, ids=[c[0] for c in _CASES]
+)
+def test_flag_overrides_default(
+    name: str, raw: str, parsed: Any, _raw2: str, _parsed2: Any
+) -> None:
+    settings = Settings.load([_flag(name), raw], {})
+    assert getattr(settings, name) == parsed
+
+
+@pytest.mark.parametrize(
+    ("name", "env_raw", "_env_parsed", "flag_raw", "flag_parsed"),
+    _CASES,
+    ids=[c[0] for c in _CASES],
+)
+def test_flag_overrides_environment(
+    name: str, env_raw: str, _env_parsed: Any, flag_raw: str, flag_parsed: Any
+) -> None:
+    settings = Settings.load([_flag(name), flag_raw], {_env(name): env_raw})
+    assert getattr(settings, name) == flag_parsed
+
+
+def test_flag_wins_even_over_an_invalid_environment_value() -> None:
+    settings = Settings.load(["--grace-seconds", "3"], {"THREADS_GRACE_SECONDS": "not-a-number"})
+    assert settings.grace_seconds == 3.0
+
+
+def test_empty_environment_variable_counts_as_unset() -> None:
+    settings = Settings.load([], {"THREADS_REDIS_URL": "", "THREADS_GRACE_SECONDS": ""})
+    assert settings.redis_url is None
+    assert settings.grace_seconds == 10.0
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    environ = {"LISTEN": "1.2.3.4:1", "REDIS_URL": "redis://x", "THREADS_LISTEN_X": "y"}
+    assert Settings.load([], environ) == Settings()
+
+
+def test_process_environment_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THREADS_MAX_ENTRIES_PER_REQUEST", "42")
+    monkeypatch.setenv("THREADS_LISTEN", "127.0.0.1:9999")
+    settings = Settings.load(["--listen", "127.0.0.1:8888"])
+    assert settings.max_entries_per_request == 42
+    assert settings.listen == "127.0.0.1:8888"
+
+
+def test_mixed_sources_each_setting_from_its_own_highest_source() -> None:
+    settings = Settings.load(
+        ["--grace-seconds", "1.5", "--data-dir", "/flag/dir"],
+        {
+            "THREADS_GRACE_SECONDS": "99",
+            "THREADS_REDIS_URL": "redis://env:1/0",
+            "THREADS_APPENDFSYNC": "always",
+        },
+    )
+    assert settings.grace_seconds == 1.5
+    assert settings.data_dir == Path("/flag/dir")
+    assert settings.redis_url == "redis://env:1/0"
+    assert settings.appendfsync == "always"
+    assert settings.listen == "127.0.0.1:50051"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "names"),
+    [
+        (["--grace-seconds", "-1"], {}, "--grace-seconds"),
+        (["--grace-seconds", "0"], {}, "--grace-seconds"),
+        (["--grace-seconds", "soon"], {}, "--grace-seconds"),
+        ([], {"THREADS_GRACE_SECONDS": "-2"}, "THREADS_GRACE_SECONDS"),
+        ([], {"THREADS_REDIS_TIMEOUT_SECONDS": "0"}, "THREADS_REDIS_TIMEOUT_SECONDS"),
+        (["--health-interval-seconds", "-0.5"], {}, "--health-interval-seconds"),
+        (["--max-message-bytes", "0"], {}, "--max-message-bytes"),
+        ([], {"THREADS_MAX_MESSAGE_BYTES": "1.5"}, "THREADS_MAX_MESSAGE_BYTES"),
+        (["--max-entries-per-request", "-3"], {}, "--max-entries-per-request"),
+        ([], {"THREADS_MAX_ENTRIES_PER_REQUEST": "many"}, "THREADS_MAX_ENTRIES_PER_REQUEST"),
+        (["--appendfsync", "sometimes"], {}, "--appendfsync"),
+        ([], {"THREADS_APPENDFSYNC": "bogus"}, "THREADS_APPENDFSYNC"),
+    ],
+)
+def test_invalid_value_exits_2_naming_the_setting(
+    argv: list[str], environ: dict[str, str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(argv, environ)
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert names in err, err
+    raw = argv[1] if argv else next(iter(environ.values()))
+    assert repr(raw) in err, err
+
+
+def test_appendfsync_error_lists_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        Settings.load(["--appendfsync", "fast"], {})
+    err = capsys.readouterr().err
+    for choice in ("always", "everysec", "no"):
+        assert choice in err, err
+
+
+def test_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(["--no-such-flag", "x"], {})
+    assert exc_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_flag_without_value_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(["--listen"], {})
+    assert exc_info.value.code == 2
+    assert "--listen" in capsys.readouterr().err
+
+
+def test_help_exits_0_and_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(["--help"], {})
+    assert exc_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in _FIELDS:
+        assert _flag(name) in out
+        assert _env(name) in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"), [(["--log-level", "bogus"], {}), ([], {"THREADS_LOG_LEVEL": "loud"})]
+)
+def test_invalid_log_level_exits_2(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(argv, environ)
+    assert exc_info.value.code == 2
+    assert "LOG" in capsys.readouterr().err.upper()
+
+
+@pytest.mark.parametrize("flag", ["--grace-seconds", "--health-interval-seconds"])
+def test_nan_is_rejected(flag: str) -> None:
+    with pytest.raises(SystemExit):
+        Settings.load([flag, "nan"], {})
