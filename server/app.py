@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
 from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
+from server import rpc
 from server.config import Settings
 from server.service import ThreadService
 from server.store import ThreadStore
@@ -76,8 +76,9 @@ class ThreadsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        pb_grpc.add_ThreadServiceServicer_to_server(
+        rpc.add_service(
             ThreadService(self.store, max_entries_per_request=settings.max_entries_per_request),
+            pb.DESCRIPTOR.services_by_name["ThreadService"],
             self.grpc,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

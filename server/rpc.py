@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import grpc
 import redis.exceptions
+from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
 from server.errors import (
     DeadlineExceeded,
+    InvalidArgument,
     ResourceExhausted,
     ThreadsError,
     Unavailable,
@@ -61,6 +63,52 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
     return None
 
 
+class MalformedRequest:
+    """Stands in for a request whose bytes do not parse, so that the handler answers
+    INVALID_ARGUMENT (gRPC itself would answer UNKNOWN with a Python exception text)."""
+
+    __slots__ = ("error", "type_name")
+
+    def __init__(self, type_name: str, error: str) -> None:
+        self.type_name = type_name
+        self.error = error
+
+
+def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], Any]:
+    type_name = request_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except message.DecodeError as exc:
+            return MalformedRequest(type_name, str(exc))
+
+    return parse
+
+
+def add_service(
+    servicer: object, service: descriptor.ServiceDescriptor, server: aio.Server
+) -> None:
+    """Registers a servicer's ``@rpc`` methods, parsing requests leniently."""
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient_parser(
+                message_factory.GetMessageClass(method.input_type)
+            ),
+            response_serializer=message_factory.GetMessageClass(
+                method.output_type
+            ).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    # Registered methods skip gRPC's per-call generic lookup (missing from grpc-stubs).
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
+
+
 def rpc(
     handler: Callable[[S, Req, Context], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
@@ -70,6 +118,11 @@ def rpc(
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         started = time.perf_counter()
         try:
+            if isinstance(request, MalformedRequest):
+                raise InvalidArgument(
+                    f"the request is not a valid {request.type_name}: {request.error}",
+                    reason="MALFORMED_REQUEST",
+                )
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 # Do not start a write the caller has already given up on.

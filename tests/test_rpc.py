@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 import redis.exceptions
+from grpc import aio
 
 from client.pb import threads_pb2 as pb
 from server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
 from server.rpc import to_threads_error
+from tests.conftest import error_reason
 
 if TYPE_CHECKING:
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
@@ -56,3 +58,40 @@ async def test_one_log_line_per_rpc_with_method_code_and_latency(
     assert lines[1].startswith("rpc=Get code=NOT_FOUND ms=")
     assert "reason=THREAD_NOT_FOUND" in lines[1]
     assert lines[2].startswith("rpc=Get code=OK ms=")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _nested_struct(depth: int) -> bytes:
+    """Struct{"a": Value{struct_value: ...}} nested ``depth`` times, as raw bytes (the
+    Python protobuf runtime refuses to build one this deep, other languages do not)."""
+    struct = b""
+    for _ in range(depth):
+        value = _field(5, struct)  # Value.struct_value
+        struct = _field(1, _field(1, b"a") + _field(2, value))  # Struct.fields map entry
+    return struct
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xff\xff", _field(2, _nested_struct(300))],
+    ids=["corrupt-wire-format", "struct-nested-300-deep"],
+)
+async def test_unparsable_request_is_invalid_argument(channel: aio.Channel, raw: bytes) -> None:
+    create = channel.unary_unary("/threads.v1.ThreadService/Create", None, None)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(raw)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "threads.v1.CreateRequest" in str(raised.value.details())
+    assert error_reason(raised.value) == "MALFORMED_REQUEST"
