@@ -53,6 +53,15 @@ def redis_server(
     server.stop()
 
 
+@pytest.fixture
+def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisProcess]:
+    """A Redis of the test's own, for tests that stop, kill or pause it."""
+    process = RedisProcess(redis_binary, tmp_path / "redis")
+    process.start()
+    yield process
+    process.stop()
+
+
 def test_settings(**overrides: Any) -> Settings:
     """Settings for an in-process server on a free port, with quick health checks."""
     values: dict[str, Any] = {"listen": "127.0.0.1:0", "health_interval_seconds": 0.1}

@@ -11,8 +11,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -61,14 +60,6 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not within {POLL_BOUND}s: {what}")
-
-
-@pytest.fixture
-def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisProcess]:
-    process = RedisProcess(redis_binary, tmp_path / "redis")
-    process.start()
-    yield process
-    process.stop()
 
 
 class Started:

@@ -6,9 +6,7 @@ binary explicitly, and always stops what it started.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +18,7 @@ import pytest
 import redis
 
 from server.embedded import EmbeddedServer, EmbeddedServerError
+from tests.redis_process import process_alive, unix_socket_accepts
 
 
 @pytest.fixture
@@ -49,31 +48,6 @@ def _pid(url: str) -> int:
         return pid
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (exited, not yet reaped by init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: fall back to signal 0, which cannot tell zombies apart
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _socket_accepts(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
-            s.connect(str(path))
-    except OSError:
-        return False
-    return True
-
-
 def test_starts_on_a_unix_socket_answers_ping_and_stop_ends_the_child(
     redis_binary: str, short_dir: Path, servers: list[EmbeddedServer]
 ) -> None:
@@ -92,9 +66,9 @@ def test_starts_on_a_unix_socket_answers_ping_and_stop_ends_the_child(
             assert client.config_get("port") == {"port": "0"}
             assert client.config_get("appendonly") == {"appendonly": "yes"}
         pid = _pid(url)
-        assert _alive(pid)
-    assert not _alive(pid), "the embedded server is still running after stop()"
-    assert not _socket_accepts(data_dir / "redis.sock")
+        assert process_alive(pid)
+    assert not process_alive(pid), "the embedded server is still running after stop()"
+    assert not unix_socket_accepts(data_dir / "redis.sock")
 
 
 def test_writes_the_aof_under_the_data_dir(
@@ -136,7 +110,7 @@ def test_data_persists_across_stop_and_start(
         client.rpush("history", *[f"entry-{i}" for i in range(100)])
         client.hset("meta", mapping={"a": "1", "b": "2"})
         first_pid = _pid(url)
-    assert not _alive(first_pid)
+    assert not process_alive(first_pid)
 
     second = EmbeddedServer(data_dir, binary=redis_binary)
     servers.append(second)
@@ -161,7 +135,7 @@ def test_too_long_data_dir_falls_back_to_tcp_on_loopback(
         assert not (data_dir / "redis.sock").exists()
         assert (data_dir / "appendonlydir").is_dir()
         pid = _pid(url)
-    assert not _alive(pid)
+    assert not process_alive(pid)
 
 
 def test_lock_prevents_a_second_instance_on_the_same_dir(
@@ -221,7 +195,7 @@ def test_stop_is_idempotent_and_safe_before_start(redis_binary: str, short_dir: 
     pid = _pid(embedded.url)
     embedded.stop()
     embedded.stop()
-    assert not _alive(pid)
+    assert not process_alive(pid)
 
 
 def test_a_binary_that_exits_gives_embedded_server_error_and_releases_the_lock(

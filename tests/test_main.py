@@ -30,7 +30,7 @@ from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.config import Settings
 from server.keys import ThreadKeys
-from tests.redis_process import RedisProcess, free_port
+from tests.redis_process import RedisProcess, free_port, process_alive, unix_socket_accepts
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -67,31 +67,6 @@ def _tcp_accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _unix_accepts(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
-            s.connect(str(path))
-    except OSError:
-        return False
-    return True
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (exited, not yet reaped by init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: fall back to signal 0, which cannot tell zombies apart
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _entry(**fields: Any) -> pb.Entry:
@@ -196,14 +171,6 @@ def short_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisProcess]:
-    process = RedisProcess(redis_binary, tmp_path / "redis")
-    process.start()
-    yield process
-    process.stop()
-
-
 def _run(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -250,8 +217,8 @@ def test_embedded_default_persists_across_sigterm_and_restart(
     assert first.stop(signal.SIGTERM) == 0, first.tail()
     assert "stopped" in first.log(), first.tail()
     # The embedded server went with it.
-    assert not _alive(child), f"embedded server {child} outlived the gRPC server"
-    assert not _unix_accepts(sock), f"{sock} still accepts connections"
+    assert not process_alive(child), f"embedded server {child} outlived the gRPC server"
+    assert not unix_socket_accepts(sock), f"{sock} still accepts connections"
     assert (data_dir / "appendonlydir").is_dir()
 
     second = spawn("--data-dir", str(data_dir))
@@ -280,9 +247,11 @@ def test_sigkill_of_the_server_takes_the_embedded_server_down(
 
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     try:
-        _eventually(lambda: not _alive(child), f"embedded server {child} exits after SIGKILL")
+        _eventually(
+            lambda: not process_alive(child), f"embedded server {child} exits after SIGKILL"
+        )
     finally:
-        if _alive(child):  # do not leak it when this test fails
+        if process_alive(child):  # do not leak it when this test fails
             os.kill(child, signal.SIGKILL)
 
     second = spawn("--data-dir", str(data_dir))
@@ -301,7 +270,7 @@ def test_sigint_also_stops_cleanly(spawn: Spawn, short_dir: Path) -> None:
     child = _embedded_pid(data_dir)
     assert server.stop(signal.SIGINT) == 0, server.tail()
     assert "stopped" in server.log(), server.tail()
-    assert not _alive(child)
+    assert not process_alive(child)
 
 
 # --- (b) SIGTERM drains in-flight calls -----------------------------------------------
@@ -383,7 +352,7 @@ def test_flags_override_environment_variables(spawn: Spawn, short_dir: Path) -> 
     )
     server.wait_serving()
     assert not _tcp_accepts(env_port), "the server listens on THREADS_LISTEN despite --listen"
-    assert _unix_accepts(flag_dir / "redis.sock")
+    assert unix_socket_accepts(flag_dir / "redis.sock")
     assert not env_dir.exists(), "THREADS_DATA_DIR used despite --data-dir"
     assert server.stop() == 0, server.tail()
     log = server.log()
@@ -481,7 +450,7 @@ def test_port_in_use_exits_1_and_stops_its_embedded_server(spawn: Spawn, short_d
     assert "Traceback" not in second.log(), second.tail()
     # Its embedded server was started, then stopped on the way out; the lock is free.
     assert (data_dir / "appendonlydir").is_dir(), second.tail()
-    assert not _unix_accepts(data_dir / "redis.sock")
+    assert not unix_socket_accepts(data_dir / "redis.sock")
     third = spawn("--data-dir", str(data_dir))
     third.wait_serving()
     assert third.stop() == 0, third.tail()
