@@ -57,7 +57,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -109,7 +110,7 @@ class EmbeddedServer:
             address: tuple[str, int] | str = str(sock)
             self.url = f"unix://{sock}"
         else:
-            port = _free_port()
+            port = free_port()
             listen = ["--port", str(port), "--bind", "127.0.0.1"]
             address = ("127.0.0.1", port)
             self.url = f"redis://127.0.0.1:{port}/0"

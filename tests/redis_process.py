@@ -14,9 +14,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from server.embedded import find_binary
+from server.embedded import find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
+__all__ = [
+    "BACKENDS",
+    "RedisProcess",
+    "backend_binary",
+    "free_port",
+    "process_alive",
+    "unix_socket_accepts",
+]
 
 
 def backend_binary(backend: str) -> str | None:
@@ -29,13 +37,6 @@ def backend_binary(backend: str) -> str | None:
     if backend == "redis":
         return shutil.which("redis-server")
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class RedisProcess:
