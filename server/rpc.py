@@ -130,12 +130,17 @@ def rpc(
             async with asyncio.timeout(remaining):
                 response = await handler(self, request, context)
         except Exception as exc:
-            error = to_threads_error(exc)
+            failure, error = exc, to_threads_error(exc)
         else:
             _log_done(method, grpc.StatusCode.OK, started)
             return response
         if error is None:
-            log.exception("rpc=%s failed unexpectedly; request=%s", method, _brief(request))
+            log.error(
+                "rpc=%s failed unexpectedly; request=%s",
+                method,
+                _brief(request),
+                exc_info=failure,
+            )
             _log_done(method, grpc.StatusCode.INTERNAL, started)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
             raise AssertionError("unreachable")  # pragma: no cover - abort raises

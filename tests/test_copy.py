@@ -285,3 +285,12 @@ async def test_concurrent_appends_are_wholly_in_or_out_of_every_copy(stub: Stub)
             next_batch[w] += 1
     assert max(lengths) == batch * writers * batches_per_writer
     assert len(lengths) > 1, "copies were all taken before or after the writes; no race"
+
+
+async def test_copy_with_many_metadata_keys(stub: Stub) -> None:
+    source = await new_thread(stub, 1, origin="source")
+    many = {f"k{i}": i for i in range(5_000)}
+    copied = await copy(stub, source.thread_id, metadata=struct(**many))
+    assert len(copied.metadata) == 5_001
+    assert copied.metadata["origin"] == "source"
+    assert copied.metadata["k4999"] == 4999

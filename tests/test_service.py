@@ -444,3 +444,22 @@ async def test_page_token_stays_valid_while_history_grows(stub: Stub) -> None:
         pb.GetHistoryRequest(thread_id=thread.thread_id, page_token=page.next_page_token)
     )
     assert [e.data["i"] for e in rest.entries] == [2, 3]
+
+
+async def test_metadata_with_many_keys(stub: Stub) -> None:
+    """More keys than one HSET slice in the scripts (500 pairs), and than Lua's unpack()
+    accepts at once, still go in whole."""
+    many = {f"k{i}": i for i in range(5_000)}
+    created = (await stub.Create(pb.CreateRequest(metadata=struct(**many)))).thread
+    assert created.metadata == struct(**many)
+    updated = (
+        await stub.Update(
+            pb.UpdateRequest(
+                thread_id=created.thread_id,
+                metadata=struct(**{f"u{i}": i for i in range(5_000)}),
+            )
+        )
+    ).thread
+    assert len(updated.metadata) == 10_000
+    assert updated.metadata["k4999"] == 4999
+    assert updated.metadata["u4999"] == 4999

@@ -1,17 +1,17 @@
 -- Helpers shared by every script; server/scripts.py prepends this file to each one.
 
--- RPUSH args[first..#args] onto key in slices (Lua's unpack has a stack limit).
--- Returns the list's length afterwards.
-local function push_all(key, args, first)
-  local length = redis.call('LLEN', key)
-  local last_arg = #args
+-- Runs `command key args[first..last]` in slices of 1,000 arguments, because Lua's
+-- unpack() fails past a few thousand values. 1,000 is even, so HSET field/value pairs
+-- never straddle two slices. Returns the last slice's reply (nil when the range is empty).
+local function call_sliced(command, key, args, first, last)
+  local reply = nil
   local i = first
-  while i <= last_arg do
-    local j = math.min(i + 999, last_arg)
-    length = redis.call('RPUSH', key, unpack(args, i, j))
+  while i <= last do
+    local j = math.min(i + 999, last)
+    reply = redis.call(command, key, unpack(args, i, j))
     i = j + 1
   end
-  return length
+  return reply
 end
 
 -- The stored state of a thread, as the server builds a Thread message from it:

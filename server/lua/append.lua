@@ -11,6 +11,6 @@ if ARGV[1] ~= '' then
     return {'LENGTH_MISMATCH', length}
   end
 end
-local new_length = push_all(KEYS[2], ARGV, 3)
+local new_length = call_sliced('RPUSH', KEYS[2], ARGV, 3, #ARGV)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 return {'OK', new_length}

@@ -42,8 +42,8 @@ if redis.call('EXISTS', dst_meta, dst_hist) > 0 then
 end
 
 redis.call('COPY', src_meta, dst_meta)
-redis.call('HSET', dst_meta, 'created_at', now, 'updated_at', now, 'copied_from', source_id,
-           unpack(ARGV, 7))
+redis.call('HSET', dst_meta, 'created_at', now, 'updated_at', now, 'copied_from', source_id)
+call_sliced('HSET', dst_meta, ARGV, 7, #ARGV)
 if keep > 0 then
   redis.call('COPY', src_hist, dst_hist)
   if keep < length then

@@ -5,5 +5,6 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'NOT_FOUND'}
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+call_sliced('HSET', KEYS[1], ARGV, 2, #ARGV)
 return {'OK', thread_state(KEYS[1], KEYS[2])}
