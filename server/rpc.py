@@ -37,10 +37,12 @@ Context = aio.ServicerContext[Any, Any]
 
 
 def _store_unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(
-        f"the thread store (Redis) is unavailable: {exc}; retry with backoff",
+    error = Unavailable(
+        "the thread store (Redis) is unavailable; retry with backoff",
         reason="STORE_UNAVAILABLE",
     )
+    error.__cause__ = exc  # logged here, not sent: it names internal hosts
+    return error
 
 
 def to_threads_error(exc: Exception) -> ThreadsError | None:
@@ -167,12 +169,13 @@ def _log_done(
     level = logging.WARNING if code in _SERVER_SIDE else logging.INFO
     log.log(
         level,
-        "rpc=%s code=%s ms=%.2f reason=%s message=%s",
+        "rpc=%s code=%s ms=%.2f reason=%s message=%s%s",
         method,
         code.name,
         elapsed_ms,
         error.reason,
         error.message,
+        f" cause={error.__cause__!r}" if error.__cause__ else "",
     )
 
 

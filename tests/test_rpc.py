@@ -95,3 +95,11 @@ async def test_unparsable_request_is_invalid_argument(channel: aio.Channel, raw:
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "threads.v1.CreateRequest" in str(raised.value.details())
     assert error_reason(raised.value) == "MALFORMED_REQUEST"
+
+
+def test_store_outage_message_does_not_leak_internal_addresses() -> None:
+    raised = redis.exceptions.ConnectionError("Error 111 connecting to 10.1.2.3:6379.")
+    error = to_threads_error(raised)
+    assert isinstance(error, Unavailable)
+    assert "10.1.2.3" not in error.message
+    assert error.__cause__ is raised  # kept for the server log
