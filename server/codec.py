@@ -10,7 +10,7 @@ entry's index is its position in the list, filled in when it is read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -40,19 +40,11 @@ def metadata_args(metadata: struct_pb2.Struct) -> list[bytes]:
     return args
 
 
-def _pairs(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> Iterable[tuple[bytes, bytes]]:
-    if isinstance(fields, Mapping):
-        return fields.items()
-    return zip(fields[0::2], fields[1::2], strict=True)
-
-
-def thread_from_fields(
-    thread_id: str, history_length: int, fields: Mapping[bytes, bytes] | Sequence[bytes]
-) -> pb.Thread:
-    """Builds a Thread from its meta HASH (HGETALL as a dict or a flat script reply)."""
+def thread_from_fields(thread_id: str, history_length: int, fields: Sequence[bytes]) -> pb.Thread:
+    """Builds a Thread from its meta HASH as a script returns it: [field, value, ...]."""
     thread = pb.Thread(thread_id=thread_id, history_length=history_length)
     thread.metadata.SetInParent()
-    for name, value in _pairs(fields):
+    for name, value in zip(fields[0::2], fields[1::2], strict=True):
         if name.startswith(META_PREFIX):
             thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(value)
         elif name == CREATED_AT:

@@ -33,10 +33,6 @@ MIN_REDIS_VERSION = (6, 2)
 _COPY_ID_ATTEMPTS = 3
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("ascii") if isinstance(value, bytes) else value
-
-
 class ThreadStore:
     def __init__(self, redis: Any, *, copy_request_ttl: int = COPY_REQUEST_TTL_SECONDS) -> None:
         self._redis = redis
@@ -189,7 +185,7 @@ class ThreadStore:
         else:  # pragma: no cover - three 108-bit random collisions in a row
             raise RuntimeError("could not find a free id for the copy")
         if outcome == b"DUPLICATE":
-            return await self._earlier_copy(source_id, request_id, _text(reply[1]))
+            return await self._earlier_copy(source_id, request_id, reply[1].decode())
         if outcome == b"REQUEST_ID_REUSED":
             raise InvalidArgument(
                 f"request_id {request_id!r} was already used to copy thread {source_id} "
@@ -197,7 +193,7 @@ class ThreadStore:
                 reason="REQUEST_ID_REUSED",
                 thread_id=source_id,
                 request_id=request_id,
-                copy_id=_text(reply[1]),
+                copy_id=reply[1].decode(),
             )
         if outcome == b"OUT_OF_RANGE":
             raise OutOfRange(

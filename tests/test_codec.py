@@ -9,9 +9,7 @@ from server import codec
 def test_metadata_fields_round_trip_through_the_hash_layout() -> None:
     metadata = struct_pb2.Struct()
     metadata.update({"": "empty key", "ünï": [1, {"deep": None}], "n": 1e308})
-    args = codec.metadata_args(metadata)
-    fields = dict(zip(args[0::2], args[1::2], strict=True))
-    fields[codec.CREATED_AT] = b"1700000000123456"
+    fields = [*codec.metadata_args(metadata), codec.CREATED_AT, b"1700000000123456"]
     thread = codec.thread_from_fields("t", 3, fields)
     assert thread.metadata == metadata
     assert thread.created_at.seconds == 1_700_000_000
