@@ -143,6 +143,14 @@ class ServerProcess:
 Spawn = Callable[..., ServerProcess]
 
 
+def _create_thread(server: ServerProcess) -> str:
+    """Creates a thread with one entry on a running server and returns its id."""
+    with server.channel() as channel:
+        stub = pb_grpc.ThreadServiceStub(channel)
+        created = stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=10)
+        return created.thread.thread_id
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Starts ``python -m server`` processes; kills any still running at teardown."""
@@ -238,11 +246,7 @@ def test_sigkill_of_the_server_takes_the_embedded_server_down(
     data_dir = short_dir / "data"
     first = spawn("--data-dir", str(data_dir))
     first.wait_serving()
-    with first.channel() as channel:
-        stub = pb_grpc.ThreadServiceStub(channel)
-        thread_id = stub.Create(
-            pb.CreateRequest(history=[_entry(i=0)]), timeout=10
-        ).thread.thread_id
+    thread_id = _create_thread(first)
     child = _embedded_pid(data_dir)
 
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -417,11 +421,7 @@ def test_second_server_on_the_same_data_dir_fails_clearly(spawn: Spawn, short_di
     data_dir = short_dir / "data"
     first = spawn("--data-dir", str(data_dir))
     first.wait_serving()
-    with first.channel() as channel:
-        stub = pb_grpc.ThreadServiceStub(channel)
-        thread_id = stub.Create(
-            pb.CreateRequest(history=[_entry(i=0)]), timeout=10
-        ).thread.thread_id
+    thread_id = _create_thread(first)
 
     second = spawn("--data-dir", str(data_dir))
     assert second.wait_exit() == 1, second.tail()
