@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.protobuf import descriptor_pb2, struct_pb2
+from google.protobuf import descriptor_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -29,6 +29,7 @@ from server.config import Settings
 from tests.conftest import error_reason
 from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
+from tests.rpc_helpers import entry, expect_error, struct
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -40,16 +41,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 200),
 ]
 POLL_BOUND = 15.0
-
-
-def _struct(**fields: Any) -> struct_pb2.Struct:
-    value = struct_pb2.Struct()
-    value.update(fields)
-    return value
-
-
-def _entry(**fields: Any) -> pb.Entry:
-    return pb.Entry(data=_struct(**fields))
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -106,14 +97,6 @@ async def start_server() -> AsyncIterator[StartServer]:
         await handle.server.stop(grace=1)
 
 
-async def _expect_error(call: Awaitable[Any], code: grpc.StatusCode) -> aio.AioRpcError:
-    with pytest.raises(aio.AioRpcError) as exc_info:
-        await call
-    error = exc_info.value
-    assert error.code() == code, f"{error.code()} {error.details()}"
-    return error
-
-
 # --- (a) Redis outage and recovery ---------------------------------------------------
 
 
@@ -124,10 +107,10 @@ async def test_redis_outage_fails_fast_then_recovers_without_server_restart(
     await app.wait_health(SERVING)
     stub = app.stub
 
-    history = [_entry(role="user", text="hi"), _entry(role="assistant", text="hello")]
+    history = [entry(role="user", text="hi"), entry(role="assistant", text="hello")]
     created = (
         await stub.Create(
-            pb.CreateRequest(metadata=_struct(title="outage"), history=history), timeout=5
+            pb.CreateRequest(metadata=struct(title="outage"), history=history), timeout=5
         )
     ).thread
     thread_id = created.thread_id
@@ -145,14 +128,14 @@ async def test_redis_outage_fails_fast_then_recovers_without_server_restart(
         calls: list[Awaitable[Any]] = [
             stub.Get(pb.GetRequest(thread_id=thread_id), timeout=5),
             stub.Append(
-                pb.AppendRequest(thread_id=thread_id, entries=[_entry(n=round_)]), timeout=5
+                pb.AppendRequest(thread_id=thread_id, entries=[entry(n=round_)]), timeout=5
             ),
             stub.Copy(pb.CopyRequest(thread_id=thread_id), timeout=5),
             stub.Create(pb.CreateRequest(), timeout=5),
             stub.GetHistory(pb.GetHistoryRequest(thread_id=thread_id), timeout=5),
         ]
         for call in calls:
-            error = await _expect_error(call, grpc.StatusCode.UNAVAILABLE)
+            error = await expect_error(call, grpc.StatusCode.UNAVAILABLE)
             assert error_reason(error) == "STORE_UNAVAILABLE"
 
     await app.wait_health(NOT_SERVING)
@@ -173,7 +156,7 @@ async def test_redis_outage_fails_fast_then_recovers_without_server_restart(
     assert again.thread.thread_id == copy.thread_id
 
     appended = await stub.Append(
-        pb.AppendRequest(thread_id=thread_id, entries=[_entry(text="after")], expected_length=2),
+        pb.AppendRequest(thread_id=thread_id, entries=[entry(text="after")], expected_length=2),
         timeout=5,
     )
     assert appended.history_length == 3
@@ -190,7 +173,7 @@ async def test_quick_redis_restart_between_health_checks_is_transparent(
     app = await start_server(settings_for_test(health_interval_seconds=3600), own_redis.url)
     await app.wait_health(SERVING)
     stub = app.stub
-    thread = (await stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+    thread = (await stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=5)).thread
     # Grow the pool: concurrent calls each take a connection.
     await asyncio.gather(
         *[stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5) for _ in range(8)]
@@ -204,7 +187,7 @@ async def test_quick_redis_restart_between_health_checks_is_transparent(
     )
     assert all(reply.thread == thread for reply in replies)
     appended = await stub.Append(
-        pb.AppendRequest(thread_id=thread.thread_id, entries=[_entry(i=1)]), timeout=5
+        pb.AppendRequest(thread_id=thread.thread_id, entries=[entry(i=1)]), timeout=5
     )
     assert appended.history_length == 2
     assert await app.health_of("") == SERVING
@@ -216,7 +199,7 @@ async def test_redis_killed_is_unavailable_and_health_follows(
     """SIGKILL (no clean shutdown): same outcome as a stop; health recovers on restart."""
     app = await start_server(settings_for_test(), own_redis.url)
     await app.wait_health(SERVING)
-    thread = (await app.stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+    thread = (await app.stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=5)).thread
 
     await asyncio.to_thread(own_redis.kill)
     # Concurrent calls take every pooled connection, so none is left stale for after the
@@ -226,14 +209,14 @@ async def test_redis_killed_is_unavailable_and_health_follows(
             app.stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=5) for _ in range(5)
         ]
         for call in calls:
-            error = await _expect_error(call, grpc.StatusCode.UNAVAILABLE)
+            error = await expect_error(call, grpc.StatusCode.UNAVAILABLE)
             assert error_reason(error) == "STORE_UNAVAILABLE"
     await app.wait_health(NOT_SERVING)
 
     await asyncio.to_thread(own_redis.start)
     await app.wait_health(SERVING)
     response = await app.stub.Append(
-        pb.AppendRequest(thread_id=thread.thread_id, entries=[_entry(i=1)]), timeout=5
+        pb.AppendRequest(thread_id=thread.thread_id, entries=[entry(i=1)]), timeout=5
     )
     # An acknowledged write is in the AOF file (if not yet fsynced), so it survives the
     # process dying: the thread is whole and appendable.
@@ -246,14 +229,14 @@ async def test_hung_redis_is_unavailable_within_redis_timeout_and_health_follows
     """A frozen Redis (SIGSTOP: connections accepted, never answered), not a refused one."""
     app = await start_server(settings_for_test(redis_timeout_seconds=0.5), own_redis.url)
     await app.wait_health(SERVING)
-    thread = (await app.stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=5)).thread
+    thread = (await app.stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=5)).thread
     assert own_redis.process is not None
     pid = own_redis.process.pid
 
     os.kill(pid, signal.SIGSTOP)
     try:
         # The 20 s deadline only guards the test: the server answers after its 0.5 s bound.
-        error = await _expect_error(
+        error = await expect_error(
             app.stub.Get(pb.GetRequest(thread_id=thread.thread_id), timeout=20),
             grpc.StatusCode.UNAVAILABLE,
         )
@@ -277,14 +260,14 @@ async def test_health_is_not_serving_until_redis_is_reachable(
     for _ in range(5):
         assert [await app.health_of(name) for name in HEALTH_NAMES] == [NOT_SERVING] * 2
         await asyncio.sleep(0.1)
-    error = await _expect_error(
+    error = await expect_error(
         app.stub.Create(pb.CreateRequest(), timeout=5), grpc.StatusCode.UNAVAILABLE
     )
     assert error_reason(error) == "STORE_UNAVAILABLE"
 
     await asyncio.to_thread(own_redis.start)
     await app.wait_health(SERVING)
-    created = await app.stub.Create(pb.CreateRequest(history=[_entry(a=1)]), timeout=5)
+    created = await app.stub.Create(pb.CreateRequest(history=[entry(a=1)]), timeout=5)
     assert created.thread.history_length == 1
 
 
@@ -326,14 +309,14 @@ async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
     await app.wait_health(SERVING)
     stub = app.stub
     thread_id = (
-        await stub.Create(pb.CreateRequest(history=[_entry(i=0.0)]), timeout=5)
+        await stub.Create(pb.CreateRequest(history=[entry(i=0.0)]), timeout=5)
     ).thread.thread_id
 
     # Writes (and scripts) wait while paused; a long pause, ended explicitly below, so the
     # outcome never depends on how quickly this test runs.
     await raw_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
-    await _expect_error(
-        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=1.0)]), timeout=0.5),
+    await expect_error(
+        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1.0)]), timeout=0.5),
         grpc.StatusCode.DEADLINE_EXCEEDED,
     )
 
@@ -355,7 +338,7 @@ async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
     assert got.thread_id == thread_id
     assert got.history_length == length
     appended = await stub.Append(
-        pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=2.0)], expected_length=length),
+        pb.AppendRequest(thread_id=thread_id, entries=[entry(i=2.0)], expected_length=length),
         timeout=5,
     )
     assert appended.history_length == length + 1
@@ -370,13 +353,13 @@ async def test_redis_timeout_bounds_a_call_without_caller_deadline(
     await app.wait_health(SERVING)
     stub = app.stub
     thread_id = (
-        await stub.Create(pb.CreateRequest(history=[_entry(i=0.0)]), timeout=5)
+        await stub.Create(pb.CreateRequest(history=[entry(i=0.0)]), timeout=5)
     ).thread.thread_id
 
     await raw_client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
     # The 20 s client timeout only guards the test; the server must answer long before.
-    error = await _expect_error(
-        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=1.0)]), timeout=20),
+    error = await expect_error(
+        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1.0)]), timeout=20),
         grpc.StatusCode.UNAVAILABLE,
     )
     assert error_reason(error) == "STORE_UNAVAILABLE"
@@ -448,7 +431,7 @@ KIB = 1024
 
 
 def _kib_entries(count: int) -> list[pb.Entry]:
-    return [_entry(n=float(i), text="x" * KIB) for i in range(count)]
+    return [entry(n=float(i), text="x" * KIB) for i in range(count)]
 
 
 async def test_request_over_max_message_bytes_is_resource_exhausted(
@@ -460,7 +443,7 @@ async def test_request_over_max_message_bytes_is_resource_exhausted(
 
     request = pb.AppendRequest(thread_id=thread_id, entries=_kib_entries(100))
     assert request.ByteSize() > 64 * KIB
-    await _expect_error(app.stub.Append(request, timeout=5), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    await expect_error(app.stub.Append(request, timeout=5), grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     # Nothing was appended, and a request under the limit still works on the same channel.
     assert (

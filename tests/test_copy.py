@@ -11,7 +11,7 @@ import pytest
 
 from client.pb import threads_pb2 as pb
 from server.keys import ThreadKeys
-from tests.test_service import entries, expect_error, history, new_thread, struct
+from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
 
 if TYPE_CHECKING:
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
@@ -136,12 +136,12 @@ async def test_fork_past_the_end_is_out_of_range_and_creates_nothing(
 ) -> None:
     source = await new_thread(stub, 3)
     before = await threads_in_slot(redis, source.thread_id)
-    message = await expect_error(
+    error = await expect_error(
         stub.Copy(pb.CopyRequest(thread_id=source.thread_id, history_length=4)),
         grpc.StatusCode.OUT_OF_RANGE,
         "HISTORY_LENGTH_OUT_OF_RANGE",
     )
-    assert "3" in message
+    assert "3" in str(error.details())
     assert await threads_in_slot(redis, source.thread_id) == before
 
 

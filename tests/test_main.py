@@ -18,7 +18,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -31,6 +30,7 @@ from client.pb import threads_pb2_grpc as pb_grpc
 from server.config import Settings
 from server.keys import ThreadKeys
 from tests.redis_process import RedisProcess, free_port, process_alive, unix_socket_accepts
+from tests.rpc_helpers import entry
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -67,12 +67,6 @@ def _tcp_accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _entry(**fields: Any) -> pb.Entry:
-    data = struct_pb2.Struct()
-    data.update(fields)
-    return pb.Entry(data=data)
 
 
 def _embedded_pid(data_dir: Path) -> int:
@@ -147,7 +141,7 @@ def _create_thread(server: ServerProcess) -> str:
     """Creates a thread with one entry on a running server and returns its id."""
     with server.channel() as channel:
         stub = pb_grpc.ThreadServiceStub(channel)
-        created = stub.Create(pb.CreateRequest(history=[_entry(i=0)]), timeout=10)
+        created = stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=10)
         return created.thread.thread_id
 
 
@@ -209,11 +203,9 @@ def test_embedded_default_persists_across_sigterm_and_restart(
         metadata = struct_pb2.Struct()
         metadata.update({"title": "persisted"})
         created = stub.Create(
-            pb.CreateRequest(metadata=metadata, history=[_entry(i=0), _entry(i=1)]), timeout=10
+            pb.CreateRequest(metadata=metadata, history=[entry(i=0), entry(i=1)]), timeout=10
         ).thread
-        stub.Append(
-            pb.AppendRequest(thread_id=created.thread_id, entries=[_entry(i=2)]), timeout=10
-        )
+        stub.Append(pb.AppendRequest(thread_id=created.thread_id, entries=[entry(i=2)]), timeout=10)
         thread = stub.Get(pb.GetRequest(thread_id=created.thread_id), timeout=10).thread
         history = list(
             stub.GetHistory(pb.GetHistoryRequest(thread_id=created.thread_id), timeout=10).entries
@@ -299,16 +291,14 @@ def test_sigterm_drains_an_in_flight_call(spawn: Spawn, own_redis: RedisProcess)
         server.channel() as channel,
     ):
         stub = pb_grpc.ThreadServiceStub(channel)
-        thread_id = stub.Create(
-            pb.CreateRequest(history=[_entry(i=0)]), timeout=10
-        ).thread.thread_id
+        thread_id = stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=10).thread.thread_id
 
         # A long pause, lifted by hand once shutdown is under way: the call is certainly
         # in flight when SIGTERM arrives, whatever the speed of the machine.
         raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
         try:
             future = stub.Append.future(
-                pb.AppendRequest(thread_id=thread_id, entries=[_entry(i=1)]), timeout=60
+                pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1)]), timeout=60
             )
             _eventually(
                 lambda: _blocked_in_redis(raw, "evalsha"),

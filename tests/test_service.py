@@ -4,63 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 
 from client.pb import threads_pb2 as pb
 from server.keys import ThreadKeys
-from tests.conftest import error_reason
+from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
 
 if TYPE_CHECKING:
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
-
-
-def entries(*items: dict[str, Any]) -> list[pb.Entry]:
-    result = []
-    for item in items:
-        entry = pb.Entry()
-        entry.data.update(item)
-        result.append(entry)
-    return result
-
-
-def struct(**fields: Any) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(fields)
-    return s
-
-
-async def new_thread(stub: Stub, n: int = 0, **metadata: Any) -> pb.Thread:
-    history = entries(*({"i": i} for i in range(n)))
-    response = await stub.Create(pb.CreateRequest(metadata=struct(**metadata), history=history))
-    return response.thread
-
-
-async def history(stub: Stub, thread_id: str, page_size: int = 1000) -> list[pb.Entry]:
-    result: list[pb.Entry] = []
-    token = ""
-    while True:
-        page = await stub.GetHistory(
-            pb.GetHistoryRequest(thread_id=thread_id, page_size=page_size, page_token=token)
-        )
-        result.extend(page.entries)
-        token = page.next_page_token
-        if not token:
-            return result
-
-
-async def expect_error(call: Any, code: grpc.StatusCode, reason: str | None = None) -> str:
-    with pytest.raises(grpc.RpcError) as raised:
-        await call
-    error: Any = raised.value
-    assert error.code() == code, error.details()
-    assert error.details(), "every error carries a message"
-    if reason is not None:
-        assert error_reason(error) == reason
-    return str(error.details())
 
 
 # --- thread ids -------------------------------------------------------------------------
@@ -74,7 +29,7 @@ BAD_IDS.append("g" + str(uuid.uuid4())[1:])
 async def test_malformed_thread_id_is_invalid_argument_on_every_rpc(
     stub: Stub, bad_id: str
 ) -> None:
-    calls = [
+    calls: list[Awaitable[Any]] = [
         stub.Create(pb.CreateRequest(thread_id=bad_id)),
         stub.Get(pb.GetRequest(thread_id=bad_id)),
         stub.Update(pb.UpdateRequest(thread_id=bad_id)),
@@ -96,7 +51,7 @@ async def test_empty_thread_id_is_invalid_except_on_create(stub: Stub) -> None:
 
 async def test_missing_thread_is_not_found_on_every_rpc(stub: Stub) -> None:
     missing = str(uuid.uuid4())
-    calls = [
+    calls: list[Awaitable[Any]] = [
         stub.Get(pb.GetRequest(thread_id=missing)),
         stub.Update(pb.UpdateRequest(thread_id=missing, metadata=struct(a=1))),
         stub.Delete(pb.DeleteRequest(thread_id=missing)),
@@ -105,8 +60,8 @@ async def test_missing_thread_is_not_found_on_every_rpc(stub: Stub) -> None:
         stub.Copy(pb.CopyRequest(thread_id=missing)),
     ]
     for call in calls:
-        message = await expect_error(call, grpc.StatusCode.NOT_FOUND, "THREAD_NOT_FOUND")
-        assert missing in message
+        error = await expect_error(call, grpc.StatusCode.NOT_FOUND, "THREAD_NOT_FOUND")
+        assert missing in str(error.details())
 
 
 async def test_ids_are_accepted_in_any_case_and_returned_lowercase(stub: Stub) -> None:
@@ -289,7 +244,7 @@ async def test_append_expected_length(stub: Stub) -> None:
         pb.AppendRequest(thread_id=thread.thread_id, entries=entries({"a": 1}), expected_length=2)
     )
     assert ok.history_length == 3
-    message = await expect_error(
+    error = await expect_error(
         stub.Append(
             pb.AppendRequest(
                 thread_id=thread.thread_id, entries=entries({"b": 1}), expected_length=2
@@ -298,7 +253,7 @@ async def test_append_expected_length(stub: Stub) -> None:
         grpc.StatusCode.ABORTED,
         "HISTORY_LENGTH_MISMATCH",
     )
-    assert "3" in message
+    assert "3" in str(error.details())
     assert len(await history(stub, thread.thread_id)) == 3
     await expect_error(
         stub.Append(
