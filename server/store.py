@@ -159,8 +159,11 @@ class ThreadStore:
         source = ThreadKeys(source_id)
         meta_args = codec.metadata_args(metadata)
         want = "" if history_length is None else str(history_length)
-        fingerprint = hashlib.sha256(want.encode() + b"\0" + b"\0".join(meta_args)).hexdigest()
-        request_keys = [source.copy_request(request_id)] if request_id else []
+        request_keys: list[str] = []
+        fingerprint = ""  # only compared when a request_id makes the copy idempotent
+        if request_id:
+            request_keys.append(source.copy_request(request_id))
+            fingerprint = hashlib.sha256(want.encode() + b"\0" + b"\0".join(meta_args)).hexdigest()
         for _ in range(_COPY_ID_ATTEMPTS):
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id)
