@@ -171,7 +171,7 @@ class EmbeddedServer:
                     f"embedded server exited with code {self._process.returncode}; "
                     f"see {self.data_dir / 'server.log'}"
                 )
-            if _answers_ping(address):
+            if answers_ping(address):
                 return
             time.sleep(0.05)
         raise EmbeddedServerError(f"embedded server not ready after {self.startup_timeout}s")
@@ -192,7 +192,8 @@ class EmbeddedServer:
             self._lock = None
 
 
-def _answers_ping(address: tuple[str, int] | str) -> bool:
+def answers_ping(address: tuple[str, int] | str) -> bool:
+    """Whether a Redis-compatible server at a Unix path or (host, port) answers PONG."""
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from server.embedded import find_binary, free_port
+from server.embedded import answers_ping, find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
 __all__ = [
@@ -77,12 +77,7 @@ class RedisProcess:
         raise RuntimeError(f"{self.binary} not ready on port {self.port} after {timeout}s")
 
     def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return answers_ping(("127.0.0.1", self.port))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
