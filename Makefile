@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean
+.PHONY: install proto check-proto check-package run test lint clean interop
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Go, Node and Java clients built from protos/ with their own toolchains, each run against a
+# live server (tests/interop/__main__.py). LANGS=go limits it to one.
+interop: $(STAMP)
+	$(PY) -m tests.interop $(LANGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

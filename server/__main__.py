@@ -1,16 +1,22 @@
-"""``python -m server``: run the threads gRPC server until SIGTERM/SIGINT."""
+"""``python -m server``: run the threads gRPC server until SIGTERM/SIGINT.
+
+With ``--workers 1`` the server runs in this process. With more, this process starts the
+embedded Redis (if any), holds the port and supervises N forked workers
+(``server/workers.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 
-from server.app import ListenError, ThreadsServer
 from server.config import Settings
 from server.embedded import EmbeddedServer, EmbeddedServerError
+from server.workers import EXIT_LISTEN_FAILED, PortInUseError, Supervisor, reserve_port
 
 log = logging.getLogger("threads.server")
 
@@ -19,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
     logging.basicConfig(
         level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
         stream=sys.stderr,
     )
     with contextlib.ExitStack() as stack:
@@ -36,16 +42,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             except EmbeddedServerError as exc:
                 log.error("%s", exc)
                 return 1
+        if settings.workers == 1:
+            return _serve(settings, url, reuse_port=False)
         try:
-            asyncio.run(_serve(settings, url))
-        except ListenError as exc:
+            holder, listen = reserve_port(settings.listen)
+        except PortInUseError as exc:
             log.error("%s", exc)
             return 1
+        stack.callback(holder.close)
+        worker_settings = dataclasses.replace(settings, listen=listen)
+        log.info("starting %d workers on %s", settings.workers, listen)
+        return Supervisor(
+            settings.workers, lambda _index: _serve(worker_settings, url, reuse_port=True)
+        ).run()
+
+
+def _serve(settings: Settings, redis_url: str, *, reuse_port: bool) -> int:
+    """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork."""
+    from server.app import ListenError, ThreadsServer  # noqa: PLC0415
+
+    async def serve() -> None:
+        await ThreadsServer(settings, redis_url, reuse_port=reuse_port).serve_until_signal()
+
+    try:
+        asyncio.run(serve())
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EXIT_LISTEN_FAILED if reuse_port else 1
     return 0
-
-
-async def _serve(settings: Settings, redis_url: str) -> None:
-    await ThreadsServer(settings, redis_url).serve_until_signal()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
@@ -24,6 +23,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from client.pb import threads_pb2 as pb
 from server import rpc
 from server.config import Settings
+from server.reflection import enable_reflection
 from server.service import ThreadService
 from server.store import ThreadStore
 
@@ -58,7 +58,8 @@ def connect_redis(url: str, settings: Settings) -> Any:
 
 
 class ThreadsServer:
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, reuse_port: bool = False) -> None:
+        """``reuse_port``: share the port with sibling workers (``--workers``) via SO_REUSEPORT."""
         self.settings = settings
         self.redis = connect_redis(redis_url, settings)
         self.store = ThreadStore(self.redis)
@@ -68,9 +69,9 @@ class ThreadsServer:
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
-                # One process owns the port: a second server on it fails instead of
-                # silently sharing it.
-                ("grpc.so_reuseport", 0),
+                # Off by default, so a second server on the port fails instead of silently
+                # sharing it; workers share it on purpose.
+                ("grpc.so_reuseport", int(reuse_port)),
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -82,9 +83,7 @@ class ThreadsServer:
             self.grpc,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
-        )
+        enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self._watcher: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -119,6 +118,8 @@ class ThreadsServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # A worker starts with these blocked; any that arrived meanwhile are delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         await self.start()
         await stop.wait()
         log.info(

@@ -107,6 +107,12 @@ class Settings:
         _positive_int,
         "most entries one Create or Append may carry",
     )
+    workers: int = _opt(
+        len(os.sched_getaffinity(0)),
+        "THREADS_WORKERS",
+        _positive_int,
+        "server processes sharing the port (SO_REUSEPORT); default: the number of CPUs",
+    )
     log_level: str = _opt("INFO", "THREADS_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR")
 
     @classmethod

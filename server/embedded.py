@@ -52,7 +52,8 @@ def find_binary(explicit: str | None = None) -> str:
     )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Asks the kernel to SIGTERM this process when its parent dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -148,7 +149,7 @@ class EmbeddedServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - called before any thread starts
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - called before any thread starts
                 # The child inherits the locked file, so the directory stays locked until
                 # the child is gone too, even if this process is killed first.
                 pass_fds=(self._lock.fileno(),),

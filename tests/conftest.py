@@ -9,21 +9,21 @@ missing from this machine is skipped with a note.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.rpc import error_details_pb2
 from grpc import aio
-from grpc_status import rpc_status
 
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import ThreadsServer
 from server.config import Settings
 from tests.redis_process import BACKENDS, RedisProcess, backend_binary
+from tests.server_process import ServerProcess, Spawn, environment
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
 
@@ -97,18 +97,32 @@ async def redis(redis_server: RedisProcess) -> AsyncIterator[Any]:
     await client.aclose()
 
 
-def error_reason(error: grpc.RpcError) -> str:
-    """The ErrorInfo reason from a failed call's google.rpc.Status details."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, f"no status details on {error}"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            assert info.domain == "threads.v1"
-            return str(info.reason)
-    raise AssertionError(f"no ErrorInfo in {status}")
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Starts ``python -m server`` processes; kills any still running at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(
+        *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> ServerProcess:
+        log_path = tmp_path / f"server-{len(started)}.log"
+        server = ServerProcess(list(args), log_path, environment(env), port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill_all()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory path, so the embedded server's Unix socket path fits."""
+    path = Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

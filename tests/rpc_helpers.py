@@ -8,13 +8,26 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
 from grpc import aio
+from grpc_status import rpc_status
 
 from client.pb import threads_pb2 as pb
-from tests.conftest import error_reason
 
 if TYPE_CHECKING:
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason from a failed call's google.rpc.Status details."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, f"no status details on {error}"
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            assert info.domain == "threads.v1"
+            return str(info.reason)
+    raise AssertionError(f"no ErrorInfo in {status}")
 
 
 def struct(**fields: Any) -> struct_pb2.Struct:

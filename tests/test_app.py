@@ -17,19 +17,16 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from google.protobuf import descriptor_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import SERVICE_NAME, ThreadsServer
 from server.config import Settings
-from tests.conftest import error_reason
 from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
-from tests.rpc_helpers import entry, expect_error, struct
+from tests.rpc_helpers import entry, error_reason, expect_error, struct
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -369,60 +366,6 @@ async def test_redis_timeout_bounds_a_call_without_caller_deadline(
 
     data = await _history_data(stub, thread_id)
     assert data in ([{"i": 0.0}], [{"i": 0.0}, {"i": 1.0}]), data
-
-
-# --- (c) reflection -------------------------------------------------------------------
-
-
-async def _reflect(
-    channel: aio.Channel, *requests: reflection_pb2.ServerReflectionRequest
-) -> list[reflection_pb2.ServerReflectionResponse]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(iter(requests), timeout=10)
-    return [response async for response in call]
-
-
-async def test_reflection_lists_services_and_describes_thread_service(
-    channel: aio.Channel,
-) -> None:
-    [listed] = await _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
-    names = {service.name for service in listed.list_services_response.service}
-    assert {
-        "threads.v1.ThreadService",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    } <= names, names
-
-    [described] = await _reflect(
-        channel,
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol="threads.v1.ThreadService"),
-    )
-    assert described.WhichOneof("message_response") == "file_descriptor_response"
-    files = [
-        descriptor_pb2.FileDescriptorProto.FromString(raw)
-        for raw in described.file_descriptor_response.file_descriptor_proto
-    ]
-    [threads_file] = [f for f in files if f.package == "threads.v1"]
-    [service] = threads_file.service
-    assert service.name == "ThreadService"
-    assert {m.name for m in service.method} == {
-        "Create",
-        "Get",
-        "Update",
-        "Delete",
-        "Append",
-        "GetHistory",
-        "Copy",
-    }
-    assert "AppendRequest" in {m.name for m in threads_file.message_type}
-
-
-async def test_reflection_unknown_symbol_is_not_found(channel: aio.Channel) -> None:
-    [response] = await _reflect(
-        channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Service")
-    )
-    assert response.WhichOneof("message_response") == "error_response"
-    assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 # --- (d) message size limits ----------------------------------------------------------

@@ -8,6 +8,7 @@ default source.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("health_interval_seconds", "0.1", 0.1, "3", 3.0),
     ("max_message_bytes", "65536", 65536, "1048576", 1048576),
     ("max_entries_per_request", "5", 5, "20000", 20000),
+    ("workers", "1", 1, "4", 4),
     ("log_level", "debug", "DEBUG", "Warning", "WARNING"),
 ]  # fmt: skip
 
@@ -219,3 +221,9 @@ def test_invalid_log_level_exits_2(
 def test_nan_is_rejected(flag: str) -> None:
     with pytest.raises(SystemExit):
         Settings.load([flag, "nan"], {})
+
+
+def test_workers_default_to_the_cpus_this_process_may_use() -> None:
+    assert Settings.load([], {}).workers == len(os.sched_getaffinity(0))
+    with pytest.raises(SystemExit):
+        Settings.load(["--workers", "0"], {})

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 import redis
 from google.protobuf import struct_pb2
@@ -31,146 +25,18 @@ from server.config import Settings
 from server.keys import ThreadKeys
 from tests.redis_process import RedisProcess, free_port, process_alive, unix_socket_accepts
 from tests.rpc_helpers import entry
+from tests.server_process import (
+    REPO,
+    SERVING,
+    Spawn,
+    create_thread,
+    embedded_pid,
+    environment,
+    eventually,
+    tcp_accepts,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-SERVING = health_pb2.HealthCheckResponse.SERVING
-STARTUP_BOUND = 60.0
-EXIT_BOUND = 30.0
-POLL_BOUND = 15.0
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 200),
-]
 ALL_VARIABLES = [str(f.metadata["env"]) for f in dataclasses.fields(Settings)]
-
-
-def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without THREADS_* (hermetic), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_")}
-    env.update(extra or {})
-    return env
-
-
-def _eventually(check: Callable[[], bool], what: str, bound: float = POLL_BOUND) -> None:
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {bound}s: {what}")
-
-
-def _tcp_accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _embedded_pid(data_dir: Path) -> int:
-    with redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=5) as client:
-        pid: int = client.info("server")["process_id"]
-        return pid
-
-
-class ServerProcess:
-    """One ``python -m server`` subprocess, listening on 127.0.0.1:<port>."""
-
-    def __init__(
-        self, args: list[str], log_path: Path, env: dict[str, str], port: int | None
-    ) -> None:
-        self.port = free_port() if port is None else port
-        self.args = args if port is not None else ["--listen", f"127.0.0.1:{self.port}", *args]
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "server", *self.args],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, chars: int = 4000) -> str:
-        return f"\n--- {self.log_path} (tail) ---\n{self.log()[-chars:]}"
-
-    def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{self.port}", options=CHANNEL_OPTIONS)
-
-    def wait_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_BOUND
-        with self.channel() as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                code = self.process.poll()
-                if code is not None:
-                    raise AssertionError(f"server exited with {code} at startup{self.tail()}")
-                try:
-                    response = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if response.status == SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        raise AssertionError(f"server not SERVING after {STARTUP_BOUND}s{self.tail()}")
-
-    def wait_exit(self, timeout: float = EXIT_BOUND) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"server still running after {timeout}s{self.tail()}") from None
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.process.send_signal(sig)
-        return self.wait_exit()
-
-    def wait_for_log(self, text: str) -> None:
-        _eventually(lambda: text in self.log(), f"{text!r} in the server log{self.tail()}")
-
-
-Spawn = Callable[..., ServerProcess]
-
-
-def _create_thread(server: ServerProcess) -> str:
-    """Creates a thread with one entry on a running server and returns its id."""
-    with server.channel() as channel:
-        stub = pb_grpc.ThreadServiceStub(channel)
-        created = stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=10)
-        return created.thread.thread_id
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Starts ``python -m server`` processes; kills any still running at teardown."""
-    started: list[ServerProcess] = []
-
-    def start(
-        *args: str, env: dict[str, str] | None = None, port: int | None = None
-    ) -> ServerProcess:
-        log_path = tmp_path / f"server-{len(started)}.log"
-        server = ServerProcess(list(args), log_path, _environment(env), port)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(timeout=EXIT_BOUND)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short directory path, so the embedded server's Unix socket path fits."""
-    path = Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _run(
@@ -179,7 +45,7 @@ def _run(
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         cwd=REPO,
-        env=_environment(env),
+        env=environment(env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -212,7 +78,7 @@ def test_embedded_default_persists_across_sigterm_and_restart(
         )
     assert thread.history_length == 3
     sock = data_dir / "redis.sock"
-    child = _embedded_pid(data_dir)
+    child = embedded_pid(data_dir)
 
     assert first.stop(signal.SIGTERM) == 0, first.tail()
     assert "stopped" in first.log(), first.tail()
@@ -238,14 +104,12 @@ def test_sigkill_of_the_server_takes_the_embedded_server_down(
     data_dir = short_dir / "data"
     first = spawn("--data-dir", str(data_dir))
     first.wait_serving()
-    thread_id = _create_thread(first)
-    child = _embedded_pid(data_dir)
+    thread_id = create_thread(first)
+    child = embedded_pid(data_dir)
 
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     try:
-        _eventually(
-            lambda: not process_alive(child), f"embedded server {child} exits after SIGKILL"
-        )
+        eventually(lambda: not process_alive(child), f"embedded server {child} exits after SIGKILL")
     finally:
         if process_alive(child):  # do not leak it when this test fails
             os.kill(child, signal.SIGKILL)
@@ -263,7 +127,7 @@ def test_sigint_also_stops_cleanly(spawn: Spawn, short_dir: Path) -> None:
     data_dir = short_dir / "data"
     server = spawn("--data-dir", str(data_dir))
     server.wait_serving()
-    child = _embedded_pid(data_dir)
+    child = embedded_pid(data_dir)
     assert server.stop(signal.SIGINT) == 0, server.tail()
     assert "stopped" in server.log(), server.tail()
     assert not process_alive(child)
@@ -300,14 +164,14 @@ def test_sigterm_drains_an_in_flight_call(spawn: Spawn, own_redis: RedisProcess)
             future = stub.Append.future(
                 pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1)]), timeout=60
             )
-            _eventually(
+            eventually(
                 lambda: _blocked_in_redis(raw, "evalsha"),
                 f"the Append blocked in Redis{server.tail()}",
             )
             server.process.send_signal(signal.SIGTERM)
             server.wait_for_log("shutting down")
             # The gRPC server has stopped taking connections: it is draining.
-            _eventually(lambda: not _tcp_accepts(server.port), "the listener closed")
+            eventually(lambda: not tcp_accepts(server.port), "the listener closed")
             assert not future.done(), "the Append finished while Redis was still paused"
         finally:
             raw.execute_command("CLIENT", "UNPAUSE")
@@ -345,7 +209,7 @@ def test_flags_override_environment_variables(spawn: Spawn, short_dir: Path) -> 
         },
     )
     server.wait_serving()
-    assert not _tcp_accepts(env_port), "the server listens on THREADS_LISTEN despite --listen"
+    assert not tcp_accepts(env_port), "the server listens on THREADS_LISTEN despite --listen"
     assert unix_socket_accepts(flag_dir / "redis.sock")
     assert not env_dir.exists(), "THREADS_DATA_DIR used despite --data-dir"
     assert server.stop() == 0, server.tail()
@@ -411,14 +275,14 @@ def test_second_server_on_the_same_data_dir_fails_clearly(spawn: Spawn, short_di
     data_dir = short_dir / "data"
     first = spawn("--data-dir", str(data_dir))
     first.wait_serving()
-    thread_id = _create_thread(first)
+    thread_id = create_thread(first)
 
     second = spawn("--data-dir", str(data_dir))
     assert second.wait_exit() == 1, second.tail()
     log = second.log()
     assert "in use" in log and str(data_dir) in log, second.tail()
     assert "Traceback" not in log, second.tail()
-    assert not _tcp_accepts(second.port)
+    assert not tcp_accepts(second.port)
 
     # The first server and its embedded store are untouched.
     with first.channel() as channel:

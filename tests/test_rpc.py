@@ -13,7 +13,7 @@ from grpc import aio
 from client.pb import threads_pb2 as pb
 from server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
 from server.rpc import to_threads_error
-from tests.conftest import error_reason
+from tests.rpc_helpers import error_reason
 
 if TYPE_CHECKING:
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub

@@ -1,0 +1,161 @@
+"""``python -m server`` as a real subprocess, for the tests of the CLI and of workers.
+
+Each server's stdout/stderr goes to a file under the test's tmp_path; ``tail()`` goes in
+every assertion message. The ``spawn`` fixture (conftest) kills any left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from tests.redis_process import free_port
+from tests.rpc_helpers import entry
+
+REPO = Path(__file__).resolve().parents[1]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+STARTUP_BOUND = 60.0
+EXIT_BOUND = 30.0
+POLL_BOUND = 15.0
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+]
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without THREADS_* (hermetic), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_")}
+    env.update(extra or {})
+    return env
+
+
+def eventually(check: Callable[[], bool], what: str, bound: float = POLL_BOUND) -> None:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {bound}s: {what}")
+
+
+def tcp_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def embedded_pid(data_dir: Path) -> int:
+    with redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=5) as client:
+        pid: int = client.info("server")["process_id"]
+        return pid
+
+
+class ServerProcess:
+    """One ``python -m server`` subprocess, listening on 127.0.0.1:<port>."""
+
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str], port: int | None
+    ) -> None:
+        self.port = free_port() if port is None else port
+        self.args = args if port is not None else ["--listen", f"127.0.0.1:{self.port}", *args]
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "server", *self.args],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own process group, so teardown can take its workers down with it.
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, chars: int = 4000) -> str:
+        return f"\n--- {self.log_path} (tail) ---\n{self.log()[-chars:]}"
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(f"127.0.0.1:{self.port}", options=CHANNEL_OPTIONS)
+
+    def wait_serving(self) -> None:
+        deadline = time.monotonic() + STARTUP_BOUND
+        with self.channel() as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                code = self.process.poll()
+                if code is not None:
+                    raise AssertionError(f"server exited with {code} at startup{self.tail()}")
+                try:
+                    response = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if response.status == SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.05)
+        raise AssertionError(f"server not SERVING after {STARTUP_BOUND}s{self.tail()}")
+
+    def wait_exit(self, timeout: float = EXIT_BOUND) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running after {timeout}s{self.tail()}") from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        return self.wait_exit()
+
+    def kill_all(self) -> None:
+        """SIGKILLs the server and its workers if still running (teardown)."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=EXIT_BOUND)
+
+    def workers(self) -> list[int]:
+        """Pids of the worker processes (the server's Python children)."""
+        return python_children(self.process.pid)
+
+    def wait_for_log(self, text: str) -> None:
+        eventually(lambda: text in self.log(), f"{text!r} in the server log{self.tail()}")
+
+
+Spawn = Callable[..., ServerProcess]
+
+
+def create_thread(server: ServerProcess) -> str:
+    """Creates a thread with one entry on a running server and returns its id."""
+    with server.channel() as channel:
+        stub = pb_grpc.ThreadServiceStub(channel)
+        created = stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=10)
+        return created.thread.thread_id
+
+
+def python_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` that run Python (workers, not the embedded server)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{child}/exe").resolve().name.startswith("python"):
+                    children.append(int(child))
+    return sorted(children)
