@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean interop
+.PHONY: install proto check-proto check-package run test lint clean interop protoset bench
 
 install: $(STAMP)
 
@@ -28,6 +28,17 @@ proto: $(STAMP)
 		sed -e 's/^from threads\.v1 import /from client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
 	done
 
+# A self-contained descriptor set (with imports) for tools that take one instead of
+# reflection: ghz --protoset, grpcurl -protoset, Postman.
+protoset: $(STAMP)
+	mkdir -p build
+	$(PY) -m grpc_tools.protoc -I protos --include_imports --include_source_info \
+		--descriptor_set_out=build/threads.protoset $(PROTO_SRC)
+	$(PY) -c "from google.protobuf import descriptor_pb2 as d; \
+		s = d.FileDescriptorSet.FromString(open('build/threads.protoset', 'rb').read()); \
+		print('build/threads.protoset:', ', '.join(f.package + '.' + v.name \
+			for f in s.file for v in f.service))"
+
 # Fails when the committed stubs differ from what `make proto` generates.
 check-proto: proto
 	git diff --exit-code -- $(PB_DIR)
@@ -44,6 +55,11 @@ check-package:
 
 run: $(STAMP)
 	$(PY) -m server $(ARGS)
+
+# Copy RPC vs raw Redis COPY for 10 to 1,000,000 entries, and server memory
+# (tests/load/bench_copy.py). BENCH_ARGS="--backend valkey 10 1000" narrows it.
+bench: $(STAMP)
+	$(PY) -m tests.load.bench_copy $(BENCH_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

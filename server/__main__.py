@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from server.config import Settings
 from server.embedded import EmbeddedServer, EmbeddedServerError
-from server.workers import EXIT_LISTEN_FAILED, PortInUseError, Supervisor, reserve_port
+from server.workers import EXIT_LISTEN_FAILED, ListenError, Supervisor, reserve_port
 
 log = logging.getLogger("threads.server")
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, url, reuse_port=False)
         try:
             holder, listen = reserve_port(settings.listen)
-        except PortInUseError as exc:
+        except ListenError as exc:
             log.error("%s", exc)
             return 1
         stack.callback(holder.close)
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, redis_url: str, *, reuse_port: bool) -> int:
     """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork."""
-    from server.app import ListenError, ThreadsServer  # noqa: PLC0415
+    from server.app import ThreadsServer  # noqa: PLC0415
 
     async def serve() -> None:
         await ThreadsServer(settings, redis_url, reuse_port=reuse_port).serve_until_signal()

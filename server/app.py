@@ -26,16 +26,13 @@ from server.config import Settings
 from server.reflection import enable_reflection
 from server.service import ThreadService
 from server.store import ThreadStore
+from server.workers import ListenError
 
 log = logging.getLogger("threads.server")
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class ListenError(RuntimeError):
-    """The gRPC port could not be bound."""
 
 
 def connect_redis(url: str, settings: Settings) -> Any:

@@ -41,15 +41,15 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _WATCHED = {*_STOP_SIGNALS, signal.SIGCHLD}
 
 
-class PortInUseError(RuntimeError):
-    """Another process already listens on (or holds) the listen address."""
+class ListenError(RuntimeError):
+    """The gRPC listen address is malformed or taken by another process."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` to (host, port)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
-        raise PortInUseError(f"listen address {listen!r} is not host:port")
+        raise ListenError(f"listen address {listen!r} is not host:port")
     return host.strip("[]"), int(port)
 
 
@@ -65,13 +65,13 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as exc:
-        raise PortInUseError(f"cannot resolve listen host {host!r}: {exc}") from exc
+        raise ListenError(f"cannot resolve listen host {host!r}: {exc}") from exc
     # A plain bind first: it fails if anyone, SO_REUSEPORT or not, has the port.
     with socket.socket(family, kind, proto) as probe:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise PortInUseError(
+            raise ListenError(
                 f"cannot listen on {listen} ({exc.strerror}); is another server using the "
                 "port? Pass another --listen"
             ) from exc
@@ -82,7 +82,7 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
         holder.bind((address[0], port, *address[2:]))
     except OSError as exc:
         holder.close()
-        raise PortInUseError(f"cannot hold {listen} ({exc.strerror})") from exc
+        raise ListenError(f"cannot hold {listen} ({exc.strerror})") from exc
     bracketed = f"[{host}]" if ":" in host else host
     return holder, f"{bracketed}:{port}"
 

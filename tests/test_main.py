@@ -147,8 +147,11 @@ def _blocked_in_redis(client: redis.Redis, command: str) -> bool:
     )
 
 
-def test_sigterm_drains_an_in_flight_call(spawn: Spawn, own_redis: RedisProcess) -> None:
-    server = spawn("--redis-url", own_redis.url, "--grace-seconds", "30")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_drains_an_in_flight_call(
+    spawn: Spawn, own_redis: RedisProcess, workers: str
+) -> None:
+    server = spawn("--redis-url", own_redis.url, "--grace-seconds", "30", "--workers", workers)
     server.wait_serving()
     with (
         redis.Redis.from_url(own_redis.url, socket_timeout=10) as raw,

@@ -1,0 +1,258 @@
+"""``--workers N``: N forked server processes on one port, under one supervising parent.
+
+Every server here is a real ``python -m server`` subprocess; which worker holds which
+connection is read from /proc (each worker's socket inodes against /proc/net/tcp).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.workers import ListenError, reserve_port, split_listen
+from tests.redis_process import RedisProcess, process_alive
+from tests.server_process import (
+    REPO,
+    SERVING,
+    Spawn,
+    create_thread,
+    embedded_pid,
+    eventually,
+)
+
+_TCP_ESTABLISHED = "01"
+
+
+def _established_inodes(port: int) -> set[str]:
+    """Socket inodes of established connections whose local port is ``port``.
+
+    gRPC serves 127.0.0.1 from IPv6 sockets (v4-mapped), so both tables are read.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == _TCP_ESTABLISHED:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _connections_per_worker(workers: list[int], port: int) -> dict[int, int]:
+    established = _established_inodes(port)
+    return {pid: len(_socket_inodes(pid) & established) for pid in workers}
+
+
+def _serves_everything(channel: grpc.Channel, thread_id: str) -> None:
+    """ThreadService, health and reflection, all answered on this connection."""
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
+    stub = pb_grpc.ThreadServiceStub(channel)
+    assert stub.Get(pb.GetRequest(thread_id=thread_id), timeout=10).thread.thread_id == thread_id
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="threads.v1.ThreadService.Copy"
+    )
+    [reply] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+    assert reply.WhichOneof("message_response") == "file_descriptor_response"
+
+
+def test_every_worker_accepts_connections_and_serves_all_services(
+    spawn: Spawn, redis_server: RedisProcess
+) -> None:
+    server = spawn("--workers", "2", "--redis-url", redis_server.url)
+    server.wait_serving()
+    workers = server.workers()
+    assert len(workers) == 2, (workers, server.tail())
+    thread_id = create_thread(server)
+
+    # Each channel is its own TCP connection; the kernel spreads them over the workers.
+    # 32 connections all landing on one of 2 workers has odds of 2 in 2**32.
+    channels = [
+        grpc.insecure_channel(
+            f"127.0.0.1:{server.port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(32)
+    ]
+    try:
+        for channel in channels:
+            _serves_everything(channel, thread_id)
+        per_worker = _connections_per_worker(workers, server.port)
+        assert sum(per_worker.values()) == 32, per_worker
+        assert all(count > 0 for count in per_worker.values()), per_worker
+    finally:
+        for channel in channels:
+            channel.close()
+    assert server.stop() == 0, server.tail()
+
+
+def test_embedded_server_is_started_once_by_the_parent(spawn: Spawn, short_dir: Path) -> None:
+    data_dir = short_dir / "data"
+    server = spawn("--workers", "3", "--data-dir", str(data_dir))
+    server.wait_serving()
+    workers = server.workers()
+    assert len(workers) == 3, (workers, server.tail())
+    embedded = embedded_pid(data_dir)
+    assert Path(f"/proc/{embedded}/stat").read_text().split()[3] == str(server.process.pid)
+    assert server.log().count("starting embedded server") == 1, server.tail()
+    create_thread(server)
+    assert server.stop() == 0, server.tail()
+    assert not any(process_alive(pid) for pid in [*workers, embedded])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_to_the_parent_drains_every_worker(
+    spawn: Spawn, redis_server: RedisProcess, sig: signal.Signals
+) -> None:
+    server = spawn("--workers", "2", "--redis-url", redis_server.url)
+    server.wait_serving()
+    workers = server.workers()
+    assert server.stop(sig) == 0, server.tail()
+    assert server.log().count("stopped") == 2, server.tail()
+    assert not any(process_alive(pid) for pid in workers)
+
+
+def test_a_worker_that_dies_is_replaced(spawn: Spawn, redis_server: RedisProcess) -> None:
+    server = spawn("--workers", "2", "--redis-url", redis_server.url)
+    server.wait_serving()
+    first, second = server.workers()
+    os.kill(first, signal.SIGKILL)
+    eventually(
+        lambda: len(server.workers()) == 2 and first not in server.workers(),
+        f"a new worker replaces {first}{server.tail()}",
+    )
+    assert second in server.workers()
+    server.wait_for_log("restarted worker")
+    eventually(
+        lambda: "serving threads.v1.ThreadService" in server.log().split("restarted worker")[1],
+        f"the new worker serves{server.tail()}",
+    )
+    create_thread(server)
+    assert server.stop() == 0, server.tail()
+
+
+def test_sigkill_of_the_parent_stops_the_workers(spawn: Spawn, redis_server: RedisProcess) -> None:
+    server = spawn("--workers", "2", "--redis-url", redis_server.url)
+    server.wait_serving()
+    workers = server.workers()
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    eventually(
+        lambda: not any(process_alive(pid) for pid in workers),
+        f"workers {workers} exit after their parent's SIGKILL{server.tail()}",
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_taken_by_another_process_fails_clearly(
+    spawn: Spawn, redis_server: RedisProcess, workers: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = spawn(
+            "--workers",
+            workers,
+            "--redis-url",
+            redis_server.url,
+            "--listen",
+            f"127.0.0.1:{port}",
+            port=port,
+        )
+        assert server.wait_exit() == 1, server.tail()
+    log = server.log()
+    assert f"cannot listen on 127.0.0.1:{port}" in log, server.tail()
+    assert "Traceback" not in log, server.tail()
+
+
+def _run_supervisor(script: str) -> subprocess.CompletedProcess[str]:
+    """Runs a Supervisor in a fresh interpreter (forking inside pytest would copy its threads)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_supervisor_gives_up_on_workers_that_keep_dying() -> None:
+    result = _run_supervisor(
+        """
+        import logging, sys
+        from server.workers import Supervisor
+        logging.basicConfig(level=logging.INFO)
+        sys.exit(Supervisor(2, lambda index: 7, max_restarts=3).run())
+        """
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("exited with 7 while serving") == 4, result.stderr
+    assert "giving up" in result.stderr, result.stderr
+
+
+def test_supervisor_gives_up_at_once_when_a_worker_cannot_listen() -> None:
+    result = _run_supervisor(
+        """
+        import sys
+        from server.workers import EXIT_LISTEN_FAILED, Supervisor
+        sys.exit(Supervisor(1, lambda index: EXIT_LISTEN_FAILED).run())
+        """
+    )
+    assert result.returncode == 1, result.stderr
+    assert "restarted" not in result.stderr
+
+
+def test_reserve_port_resolves_port_0_and_keeps_others_off_it() -> None:
+    holder, listen = reserve_port("127.0.0.1:0")
+    with holder:
+        host, port = split_listen(listen)
+        assert (host, holder.getsockname()[1]) == ("127.0.0.1", port)
+        assert port != 0
+        with socket.socket() as intruder, pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}"):
+            reserve_port(listen)
+        # A worker (SO_REUSEPORT) can still bind and listen beside the holder.
+        with socket.socket() as worker:
+            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            worker.bind(("127.0.0.1", port))
+            worker.listen()
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [("127.0.0.1:50051", ("127.0.0.1", 50051)), ("[::1]:7", ("::1", 7)), (":80", ("", 80))],
+)
+def test_split_listen(listen: str, expected: tuple[str, int]) -> None:
+    assert split_listen(listen) == expected
+
+
+@pytest.mark.parametrize("listen", ["localhost", "host:port", "127.0.0.1:"])
+def test_split_listen_rejects_addresses_without_a_port(listen: str) -> None:
+    with pytest.raises(ListenError, match="not host:port"):
+        split_listen(listen)
