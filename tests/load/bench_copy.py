@@ -132,8 +132,8 @@ async def bench(backend: str, sizes: list[int], runs: int) -> list[Row]:
             print(f"\n{backend} {version}; server RSS at start {rss:.0f} MiB (peak {peak:.0f})")
             for size in sizes:
                 thread_id = await _seed(stub, size)
-                stored: bytes = await raw.lindex(ThreadKeys(thread_id).history, 0)
-                assert len(stored) == ENTRY_BYTES, f"entries are {len(stored)} bytes"
+                stored = await raw.lindex(ThreadKeys(thread_id).history, 0)
+                assert isinstance(stored, bytes) and len(stored) == ENTRY_BYTES, stored
                 _reset_peak(server.process.pid)  # seeding's Appends went through the server
                 rpc, floor = await _measure(stub, raw, thread_id, runs)
                 await stub.Delete(pb.DeleteRequest(thread_id=thread_id), timeout=60)
