@@ -82,6 +82,7 @@ class ThreadsServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.port = 0
 
     async def start(self) -> int:
@@ -105,6 +106,10 @@ class ThreadsServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         if self._watcher is not None:
+            # The flag, not only the cancel: redis-py can turn a cancellation that lands
+            # mid-command into a ConnectionError, which the watcher would take for an
+            # outage and go on.
+            self._stopping.set()
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
@@ -133,7 +138,7 @@ class ThreadsServer:
     async def _watch_redis(self) -> None:
         """Drives the health status from Redis reachability, and reloads scripts on recovery."""
         serving = False
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.store.ping()
                 if not serving:

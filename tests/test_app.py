@@ -268,6 +268,18 @@ async def test_health_is_not_serving_until_redis_is_reachable(
     assert created.thread.history_length == 1
 
 
+async def test_stop_right_after_start_returns(redis_server: RedisProcess) -> None:
+    """A stop that lands while the health watcher's first PING is in flight still returns.
+
+    (redis-py may turn that cancellation into an error the watcher used to take for an
+    outage, looping forever: a worker told to stop during start-up never exited.)
+    """
+    for _ in range(20):
+        server = ThreadsServer(settings_for_test(), redis_server.url)
+        await server.start()
+        await asyncio.wait_for(server.stop(grace=0), POLL_BOUND)
+
+
 # --- (b) slow Redis: deadlines --------------------------------------------------------
 
 

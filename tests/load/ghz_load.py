@@ -1,0 +1,415 @@
+"""ghz load scenarios against ``python -m server --workers 1`` and ``--workers N``.
+
+    make load                                  # installs ghz into build/bin, then runs this
+    .venv/bin/python -m tests.load.ghz_load [--workers N] [--duration 10s] [--connections C]
+
+Starts one Redis for the whole run (an embedded Valkey in build/load/valkey, AOF on with
+appendfsync everysec, or ``--redis-url``), then for 1 and N workers (N = usable CPUs): starts
+the server on a free port, waits for health SERVING, seeds the fixed threads
+(``tests.load.seed``) and runs every scenario of ``SCENARIOS`` with ghz, from its config file
+in tests/load/ (host, connections and output given on the command line), against server
+reflection. Copies made by a scenario are deleted (Delete RPC) before the next one, so Redis
+memory stays bounded. ghz's JSON reports go to build/load/w<K>/<scenario>.json, server logs to
+build/load/server-w<K>.log.
+
+Prints one table (RPS, p50/p95/p99, non-OK responses, RPS / Health.Check RPS of the same
+server) and the N-worker / 1-worker RPS ratio of each scenario. Exits 1 if any response was
+not OK, 2 if a scenario could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.embedded import EmbeddedServer
+from tests.load.seed import seed
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "tests" / "load"
+# Order matters only for readability: the floor first, then reads, writes and copies.
+SCENARIOS = ("health", "get", "get_history", "append", "copy_10", "copy_1000", "copy_100000")
+FLOOR = "health"
+STARTUP_BOUND = 60.0
+STOP_BOUND = 30.0
+DELETE_CONCURRENCY = 64
+# A safety net for the embedded Redis: a runaway copy scenario fails with
+# RESOURCE_EXHAUSTED (counted as errors) instead of taking the machine's memory.
+DEFAULT_MAXMEMORY = "10gb"
+
+
+@dataclass
+class Result:
+    scenario: str
+    workers: int
+    rps: float = 0.0
+    count: int = 0
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    error_messages: dict[str, int] = field(default_factory=dict)
+    # Established connections per worker process, sampled during the run.
+    spread: list[int] = field(default_factory=list)
+    failure: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def environment() -> dict[str, str]:
+    """This environment without THREADS_* so only the command line configures the server."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("THREADS_")}
+
+
+class Server:
+    """``python -m server --workers K`` on 127.0.0.1:<free port>, logging to a file."""
+
+    def __init__(self, workers: int, redis_url: str, log_path: Path) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "server",
+            "--workers", str(workers),
+            "--redis-url", redis_url,
+            "--listen", self.target,
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        self.command = command
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_serving(self) -> None:
+        deadline = time.monotonic() + STARTUP_BOUND
+        with grpc.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.process.returncode}{self.tail()}")
+                with contextlib.suppress(grpc.RpcError):
+                    request = health_pb2.HealthCheckRequest(service="")
+                    if health.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                time.sleep(0.1)
+        raise RuntimeError(f"server not SERVING after {STARTUP_BOUND}s{self.tail()}")
+
+    def tail(self) -> str:
+        return f"\n--- {self.log_path} ---\n{self.log_path.read_text(errors='replace')[-3000:]}"
+
+    def serving_pids(self) -> list[int]:
+        """The processes that accept connections: the workers, or the server itself."""
+        if self.workers == 1:
+            return [self.process.pid]
+        children: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children.extend(int(c) for c in (task / "children").read_text().split())
+        return sorted(children)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_BOUND)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def connections_per_process(port: int, pids: list[int]) -> list[int]:
+    """How many established TCP connections to ``port`` each process holds."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    counts = []
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held += 1
+        counts.append(held)
+    return counts
+
+
+def ghz_version(ghz: Path) -> str:
+    """The ghz module version the binary was built from (``ghz --version`` says "dev")."""
+    out = subprocess.run(
+        ["go", "version", "-m", str(ghz)], capture_output=True, text=True, check=False
+    ).stdout
+    for line in out.splitlines():
+        cols = line.split()
+        if cols[:2] == ["mod", "github.com/bojand/ghz"]:
+            return cols[2]
+    return "unknown"
+
+
+def run_scenario(
+    ghz: Path, scenario: str, server: Server, args: argparse.Namespace, out_dir: Path
+) -> Result:
+    config_path = CONFIG_DIR / f"{scenario}.json"
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    report_path = out_dir / f"{scenario}.json"
+    command = [
+        str(ghz),
+        "--config", str(config_path),
+        "--connections", str(args.connections),
+        "--format", "json",
+        "--output", str(report_path),
+    ]  # fmt: skip
+    if args.concurrency:
+        command += ["--concurrency", str(args.concurrency)]
+    # Only timed scenarios get --duration: on a count-bound one (the 100,000-entry copy)
+    # a duration would replace the count and copies would pile up.
+    if args.duration and "duration" in config:
+        command += ["--duration", args.duration]
+    command.append(server.target)
+    result = Result(scenario, server.workers)
+    print(f"  {scenario:<12} {' '.join(command[1:])}", flush=True)
+    spread: list[int] = []
+
+    def sample() -> None:
+        time.sleep(1.0)
+        spread.extend(connections_per_process(server.port, server.serving_pids()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    sampler.join()
+    result.spread = spread
+    if process.returncode != 0 or not report_path.exists():
+        result.failure = f"ghz exited {process.returncode}: {(stderr or stdout).strip()}"
+        return result
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    result.rps = float(report.get("rps", 0.0))
+    result.count = int(report.get("count", 0))
+    latencies = {
+        int(d["percentage"]): float(d["latency"]) / 1e6
+        for d in report.get("latencyDistribution") or []
+    }
+    result.p50, result.p95, result.p99 = (latencies.get(p, float("nan")) for p in (50, 95, 99))
+    result.statuses = dict(report.get("statusCodeDistribution") or {})
+    result.error_messages = dict(report.get("errorDistribution") or {})
+    result.errors = sum(n for code, n in result.statuses.items() if code != "OK")
+    if not result.statuses and result.error_messages:
+        result.errors = sum(result.error_messages.values())
+    return result
+
+
+def scan_copies(store: redis.Redis) -> list[str]:
+    """Ids of every thread in Redis that was made by Copy (``copied_from`` set)."""
+    keys = [k.decode() for k in store.scan_iter(match="thr:*:meta", count=1000)]
+    copies: list[str] = []
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        pipe = store.pipeline(transaction=False)
+        for key in batch:
+            pipe.hget(key, "copied_from")
+        for key, source in zip(batch, pipe.execute(), strict=True):
+            if source:
+                copies.append(key.split(":")[2])
+    return copies
+
+
+async def delete_threads(target: str, thread_ids: list[str]) -> None:
+    async with aio.insecure_channel(target) as channel:
+        stub = pb_grpc.ThreadServiceStub(channel)
+        gate = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def delete(thread_id: str) -> None:
+            async with gate:
+                await stub.Delete(pb.DeleteRequest(thread_id=thread_id), timeout=60)
+
+        await asyncio.gather(*(delete(t) for t in thread_ids))
+
+
+def delete_copies(store: redis.Redis, target: str) -> int:
+    copies = scan_copies(store)
+    if copies:
+        asyncio.run(delete_threads(target, copies))
+    return len(copies)
+
+
+@contextlib.contextmanager
+def redis_for_run(args: argparse.Namespace, out: Path) -> Iterator[str]:
+    if args.redis_url:
+        yield args.redis_url
+        return
+    data_dir = out / "valkey"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with EmbeddedServer(data_dir, appendfsync="everysec") as url:
+        with redis.Redis.from_url(url) as store:
+            store.config_set("maxmemory", args.maxmemory)
+        yield url
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    ghz = Path(args.ghz)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    worker_counts = sorted({1, args.workers})
+    results: list[Result] = []
+    print(
+        f"ghz {ghz_version(ghz)} ({ghz}); workers {worker_counts}; connections "
+        f"{args.connections}; reports in {out}/w<K>/",
+        flush=True,
+    )
+    with redis_for_run(args, out) as url, redis.Redis.from_url(url) as store:
+        print(f"redis: {url}", flush=True)
+        peak = 0
+        for workers in worker_counts:
+            out_dir = out / f"w{workers}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.mkdir()
+            server = Server(workers, url, out / f"server-w{workers}.log")
+            try:
+                began = time.monotonic()
+                server.wait_serving()
+                seed(server.target)
+                print(
+                    f"--workers {workers}: serving and seeded in "
+                    f"{time.monotonic() - began:.1f}s ({' '.join(server.command[1:])})",
+                    flush=True,
+                )
+                for scenario in SCENARIOS:
+                    result = run_scenario(ghz, scenario, server, args, out_dir)
+                    results.append(result)
+                    memory = int(store.info("memory")["used_memory"])
+                    peak = max(peak, memory)
+                    deleted = delete_copies(store, server.target)
+                    print(
+                        f"    {result.count} calls, {result.rps:.0f} RPS, {result.errors} "
+                        f"non-OK, conns/worker {result.spread}; redis {memory / 2**20:.0f} MiB"
+                        + (f", {deleted} copies deleted" if deleted else "")
+                        + (f"\n    FAILED: {result.failure}" if result.failure else ""),
+                        flush=True,
+                    )
+            finally:
+                server.stop()
+        print(f"redis used_memory peak seen: {peak / 2**20:.0f} MiB")
+    return results
+
+
+def print_table(results: list[Result], worker_counts: list[int]) -> None:
+    floors = {r.workers: r.rps for r in results if r.scenario == FLOOR}
+    header = (
+        f"{'scenario':<12} {'workers':>7} {'RPS':>9} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>7} {'/health':>8}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for scenario in SCENARIOS:
+        for r in (r for r in results if r.scenario == scenario):
+            floor = floors.get(r.workers, 0.0)
+            ratio = f"{r.rps / floor:8.2f}" if floor else f"{'-':>8}"
+            print(
+                f"{r.scenario:<12} {r.workers:>7} {r.rps:>9.1f} {r.p50:>8.2f} {r.p95:>8.2f} "
+                f"{r.p99:>8.2f} {r.errors:>7} {ratio}"
+                + (" (FAILED)" if r.failure else "")
+            )
+    if len(worker_counts) > 1:
+        low, high = worker_counts[0], worker_counts[-1]
+        by_key = {(r.scenario, r.workers): r.rps for r in results}
+        ratios = []
+        for scenario in SCENARIOS:
+            one, many = by_key.get((scenario, low), 0.0), by_key.get((scenario, high), 0.0)
+            ratios.append(f"{scenario} {many / one:.2f}" if one else f"{scenario} -")
+        print(f"\nRPS {high} workers / {low} worker: " + ", ".join(ratios))
+
+
+def main() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--workers", type=int, default=cpus, help="N: runs 1 and N workers (default: CPUs, %(default)s)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="ghz connections (default 8 x N: SO_REUSEPORT spreads connections by hash, "
+        "so a few connections can leave a worker idle)",
+    )
+    parser.add_argument("--concurrency", type=int, default=0, help="override the config files'")
+    parser.add_argument(
+        "--duration", default="", help="override the timed scenarios' duration, e.g. 5s"
+    )
+    parser.add_argument("--ghz", default=str(REPO / "build" / "bin" / "ghz"))
+    parser.add_argument("--out", default=str(REPO / "build" / "load"))
+    parser.add_argument("--redis-url", default="", help="use this Redis instead of an embedded one")
+    parser.add_argument(
+        "--maxmemory", default=DEFAULT_MAXMEMORY, help="embedded Redis maxmemory (safety net)"
+    )
+    args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if not args.connections:
+        args.connections = 8 * args.workers
+    if not Path(args.ghz).is_file():
+        parser.error(f"{args.ghz} not found; run make load (it installs ghz)")
+    began = time.monotonic()
+    results = run(args)
+    print_table(results, sorted({1, args.workers}))
+    print(f"\ntotal {time.monotonic() - began:.0f}s")
+    failed = [r for r in results if r.failure]
+    errored = [r for r in results if r.errors]
+    for r in errored:
+        print(f"\nnon-OK responses in {r.scenario} (--workers {r.workers}): {r.statuses}")
+        for message, n in r.error_messages.items():
+            print(f"  {n:>7}  {message}")
+    for r in failed:
+        print(f"\n{r.scenario} (--workers {r.workers}) did not run: {r.failure}")
+    if failed:
+        sys.exit(2)
+    if errored:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
