@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean interop protoset bench
+.PHONY: install proto check-proto check-package run test lint clean interop protoset bench load
 
 install: $(STAMP)
 
@@ -60,6 +60,13 @@ run: $(STAMP)
 # (tests/load/bench_copy.py). BENCH_ARGS="--backend valkey 10 1000" narrows it.
 bench: $(STAMP)
 	$(PY) -m tests.load.bench_copy $(BENCH_ARGS)
+
+# ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
+# unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).
+load: $(STAMP)
+	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
+		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+	$(PY) -m tests.load.ghz_load $(LOAD_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

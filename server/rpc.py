@@ -57,7 +57,10 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
         return _store_unavailable(exc)
     if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica after failover
         return _store_unavailable(exc)
-    if isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("OOM"):
+    # Redis refuses a script at its first write when over maxmemory (a script that has
+    # written is never stopped half-way), so nothing was written. redis-py strips the
+    # "OOM" prefix from the message, hence the class check.
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return ResourceExhausted(
             "the thread store (Redis) is out of memory; nothing was written",
             reason="STORE_OUT_OF_MEMORY",

@@ -280,6 +280,36 @@ async def test_stop_right_after_start_returns(redis_server: RedisProcess) -> Non
         await asyncio.wait_for(server.stop(grace=0), POLL_BOUND)
 
 
+async def test_redis_over_maxmemory_is_resource_exhausted_and_writes_nothing(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    app = await start_server(settings_for_test(), own_redis.url)
+    await app.wait_health(SERVING)
+    source = (await app.stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=5)).thread
+    raw: Any = aioredis.from_url(own_redis.url)
+    try:
+        keys_before = sorted(await raw.keys("*"))
+        await raw.config_set("maxmemory-policy", "noeviction")
+        await raw.config_set("maxmemory", 1)
+        writes = [
+            app.stub.Create(pb.CreateRequest(history=[entry(i=1)]), timeout=5),
+            app.stub.Append(
+                pb.AppendRequest(thread_id=source.thread_id, entries=[entry(i=1)]), timeout=5
+            ),
+            app.stub.Copy(pb.CopyRequest(thread_id=source.thread_id, request_id="r"), timeout=5),
+        ]
+        for call in writes:
+            error = await expect_error(call, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert error_reason(error) == "STORE_OUT_OF_MEMORY"
+        # Reads still work, and not one key was added or changed.
+        got = await app.stub.Get(pb.GetRequest(thread_id=source.thread_id), timeout=5)
+        assert got.thread == source
+        assert sorted(await raw.keys("*")) == keys_before
+    finally:
+        await raw.config_set("maxmemory", 0)
+        await raw.aclose()
+
+
 # --- (b) slow Redis: deadlines --------------------------------------------------------
 
 

@@ -1,20 +1,21 @@
 """ghz load scenarios against ``python -m server --workers 1`` and ``--workers N``.
 
     make load                                  # installs ghz into build/bin, then runs this
-    .venv/bin/python -m tests.load.ghz_load [--workers N] [--duration 10s] [--connections C]
+    .venv/bin/python -m tests.load.ghz_load [--workers N] [--duration 5s] [--connections C]
 
 Starts one Redis for the whole run (an embedded Valkey in build/load/valkey, AOF on with
-appendfsync everysec, or ``--redis-url``), then for 1 and N workers (N = usable CPUs): starts
-the server on a free port, waits for health SERVING, seeds the fixed threads
-(``tests.load.seed``) and runs every scenario of ``SCENARIOS`` with ghz, from its config file
-in tests/load/ (host, connections and output given on the command line), against server
-reflection. Copies made by a scenario are deleted (Delete RPC) before the next one, so Redis
-memory stays bounded. ghz's JSON reports go to build/load/w<K>/<scenario>.json, server logs to
-build/load/server-w<K>.log.
+appendfsync everysec, maxmemory 10gb as a safety net; or ``--redis-url``), then for 1 and N
+workers (N = usable CPUs): starts the server on a free port, waits for health SERVING, seeds
+the fixed threads (``tests.load.seed``), warms Redis's memory up (see ``warm_up``) and runs
+every scenario of ``SCENARIOS`` with ghz from its config file in tests/load/ (the command
+line adds host, connections and output), against server reflection. The copies a scenario
+made are deleted (Delete RPC) before the next one, so Redis memory stays bounded (~4 GiB at
+the peak, during copy_100000). ghz's JSON reports go to build/load/w<K>/<scenario>.json, the
+server's log to build/load/server-w<K>.log.
 
 Prints one table (RPS, p50/p95/p99, non-OK responses, RPS / Health.Check RPS of the same
-server) and the N-worker / 1-worker RPS ratio of each scenario. Exits 1 if any response was
-not OK, 2 if a scenario could not run.
+server, CPU of server/Redis/ghz) and the N-worker / 1-worker RPS ratio of each scenario.
+Exits 1 if any response was not OK, 2 if a scenario could not run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -54,8 +57,9 @@ FLOOR = "health"
 STARTUP_BOUND = 60.0
 STOP_BOUND = 30.0
 DELETE_CONCURRENCY = 64
-# A safety net for the embedded Redis: a runaway copy scenario fails with
-# RESOURCE_EXHAUSTED (counted as errors) instead of taking the machine's memory.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A safety net for the embedded Redis: a runaway copy scenario gets non-OK responses
+# (counted as errors) instead of taking the machine's memory.
 DEFAULT_MAXMEMORY = "10gb"
 
 
@@ -73,6 +77,8 @@ class Result:
     error_messages: dict[str, int] = field(default_factory=dict)
     # Established connections per worker process, sampled during the run.
     spread: list[int] = field(default_factory=list)
+    # CPU used during the run, in % of one core: server processes, Redis, ghz.
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     failure: str = ""
 
 
@@ -124,7 +130,10 @@ class Server:
                     raise RuntimeError(f"server exited with {self.process.returncode}{self.tail()}")
                 with contextlib.suppress(grpc.RpcError):
                     request = health_pb2.HealthCheckRequest(service="")
-                    if health.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    if (
+                        health.Check(request, timeout=1).status
+                        == health_pb2.HealthCheckResponse.SERVING
+                    ):
                         return
                 time.sleep(0.1)
         raise RuntimeError(f"server not SERVING after {STARTUP_BOUND}s{self.tail()}")
@@ -176,6 +185,29 @@ def connections_per_process(port: int, pids: list[int]) -> list[int]:
     return counts
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (0 for any not readable)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def is_local_redis(pid: int) -> bool:
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return False
+    return "redis" in name or "valkey" in name
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ghz_version(ghz: Path) -> str:
     """The ghz module version the binary was built from (``ghz --version`` says "dev")."""
     out = subprocess.run(
@@ -188,12 +220,12 @@ def ghz_version(ghz: Path) -> str:
     return "unknown"
 
 
-def run_scenario(
-    ghz: Path, scenario: str, server: Server, args: argparse.Namespace, out_dir: Path
-) -> Result:
+def ghz_command(
+    ghz: Path, scenario: str, target: str, args: argparse.Namespace, report_path: Path
+) -> list[str]:
+    """ghz with the scenario's config file; the command line sets host, connections, output."""
     config_path = CONFIG_DIR / f"{scenario}.json"
     config: dict[str, Any] = json.loads(config_path.read_text())
-    report_path = out_dir / f"{scenario}.json"
     command = [
         str(ghz),
         "--config", str(config_path),
@@ -203,25 +235,61 @@ def run_scenario(
     ]  # fmt: skip
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
-    # Only timed scenarios get --duration: on a count-bound one (the 100,000-entry copy)
-    # a duration would replace the count and copies would pile up.
+    # Only timed scenarios get --duration: on a count-bound one (the copies of the 1,000-
+    # and 100,000-entry threads) a duration would replace the count and copies pile up.
     if args.duration and "duration" in config:
         command += ["--duration", args.duration]
-    command.append(server.target)
+    return [*command, target]
+
+
+def warm_up(ghz: Path, server: Server, args: argparse.Namespace, out_dir: Path) -> None:
+    """As many copies of the big thread as copy_100000 makes, unreported (and then deleted).
+
+    Memory Redis takes from the OS for the first time is faulted in page by page: a cold
+    run's 100,000-entry copies cost ~3x the Redis CPU of a warm one's, so without this the
+    first worker configuration would look slower for a reason that is not the server's.
+    """
+    command = ghz_command(ghz, "copy_100000", server.target, args, out_dir / "warmup.json")
+    subprocess.run([*command[:-1], "--total", "200", command[-1]], capture_output=True, check=False)
+
+
+def run_scenario(
+    ghz: Path,
+    scenario: str,
+    server: Server,
+    *,
+    redis_pid: int,
+    args: argparse.Namespace,
+    out_dir: Path,
+) -> Result:
+    report_path = out_dir / f"{scenario}.json"
+    command = ghz_command(ghz, scenario, server.target, args, report_path)
     result = Result(scenario, server.workers)
     print(f"  {scenario:<12} {' '.join(command[1:])}", flush=True)
-    spread: list[int] = []
+    done = threading.Event()
 
     def sample() -> None:
-        time.sleep(1.0)
-        spread.extend(connections_per_process(server.port, server.serving_pids()))
+        # The fullest sample: connections are made at the start and close at the end.
+        while not done.wait(0.25):
+            counts = connections_per_process(server.port, server.serving_pids())
+            if sum(counts) > sum(result.spread):
+                result.spread = counts
 
     sampler = threading.Thread(target=sample, daemon=True)
+    server_pids = server.serving_pids()
+    before = (cpu_seconds(server_pids), cpu_seconds([redis_pid]), children_cpu_seconds())
+    began = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler.start()
     stdout, stderr = process.communicate()
+    elapsed = time.monotonic() - began
+    after = (cpu_seconds(server_pids), cpu_seconds([redis_pid]), children_cpu_seconds())
+    done.set()
     sampler.join()
-    result.spread = spread
+    server_cpu, redis_cpu, ghz_cpu = (
+        100 * (a - b) / elapsed for a, b in zip(after, before, strict=True)
+    )
+    result.cpu = (server_cpu, redis_cpu, ghz_cpu)
     if process.returncode != 0 or not report_path.exists():
         result.failure = f"ghz exited {process.returncode}: {(stderr or stdout).strip()}"
         return result
@@ -281,6 +349,13 @@ def redis_for_run(args: argparse.Namespace, out: Path) -> Iterator[str]:
         yield args.redis_url
         return
     data_dir = out / "valkey"
+    if (data_dir / ".lock").exists():
+        with open(data_dir / ".lock") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SystemExit(f"{data_dir} is in use: is another load run going?") from None
+    # A fresh Redis each run: the last run's AOF would be replayed otherwise.
     shutil.rmtree(data_dir, ignore_errors=True)
     with EmbeddedServer(data_dir, appendfsync="everysec") as url:
         with redis.Redis.from_url(url) as store:
@@ -300,7 +375,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         flush=True,
     )
     with redis_for_run(args, out) as url, redis.Redis.from_url(url) as store:
-        print(f"redis: {url}", flush=True)
+        redis_pid = int(store.info("server")["process_id"])
+        if not is_local_redis(redis_pid):
+            redis_pid = 0  # another machine's pid: its CPU is not measured
+        print(f"redis: {url} (pid {redis_pid})", flush=True)
         peak = 0
         for workers in worker_counts:
             out_dir = out / f"w{workers}"
@@ -311,21 +389,33 @@ def run(args: argparse.Namespace) -> list[Result]:
                 began = time.monotonic()
                 server.wait_serving()
                 seed(server.target)
+                warm_up(ghz, server, args, out_dir)
+                delete_copies(store, server.target)
                 print(
-                    f"--workers {workers}: serving and seeded in "
+                    f"--workers {workers}: serving, seeded and warmed up in "
                     f"{time.monotonic() - began:.1f}s ({' '.join(server.command[1:])})",
                     flush=True,
                 )
                 for scenario in SCENARIOS:
-                    result = run_scenario(ghz, scenario, server, args, out_dir)
+                    result = run_scenario(
+                        ghz, scenario, server, redis_pid=redis_pid, args=args, out_dir=out_dir
+                    )
                     results.append(result)
                     memory = int(store.info("memory")["used_memory"])
                     peak = max(peak, memory)
+                    cleanup = time.monotonic()
                     deleted = delete_copies(store, server.target)
+                    server_cpu, redis_cpu, ghz_cpu = result.cpu
                     print(
                         f"    {result.count} calls, {result.rps:.0f} RPS, {result.errors} "
-                        f"non-OK, conns/worker {result.spread}; redis {memory / 2**20:.0f} MiB"
-                        + (f", {deleted} copies deleted" if deleted else "")
+                        f"non-OK, conns/worker {result.spread}, CPU % of a core: server "
+                        f"{server_cpu:.0f} redis {redis_cpu:.0f} ghz {ghz_cpu:.0f}; "
+                        f"redis {memory / 2**20:.0f} MiB"
+                        + (
+                            f", {deleted} copies deleted in {time.monotonic() - cleanup:.1f}s"
+                            if deleted
+                            else ""
+                        )
                         + (f"\n    FAILED: {result.failure}" if result.failure else ""),
                         flush=True,
                     )
@@ -339,7 +429,7 @@ def print_table(results: list[Result], worker_counts: list[int]) -> None:
     floors = {r.workers: r.rps for r in results if r.scenario == FLOOR}
     header = (
         f"{'scenario':<12} {'workers':>7} {'RPS':>9} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>7} {'/health':>8}"
+        f"{'p99 ms':>8} {'errors':>7} {'/health':>8}  {'CPU% srv/redis/ghz':>18}"
     )
     print()
     print(header)
@@ -348,9 +438,10 @@ def print_table(results: list[Result], worker_counts: list[int]) -> None:
         for r in (r for r in results if r.scenario == scenario):
             floor = floors.get(r.workers, 0.0)
             ratio = f"{r.rps / floor:8.2f}" if floor else f"{'-':>8}"
+            cpu = "/".join(f"{c:.0f}" for c in r.cpu)
             print(
                 f"{r.scenario:<12} {r.workers:>7} {r.rps:>9.1f} {r.p50:>8.2f} {r.p95:>8.2f} "
-                f"{r.p99:>8.2f} {r.errors:>7} {ratio}"
+                f"{r.p99:>8.2f} {r.errors:>7} {ratio}  {cpu:>18}"
                 + (" (FAILED)" if r.failure else "")
             )
     if len(worker_counts) > 1:
@@ -367,7 +458,10 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
-        "--workers", type=int, default=cpus, help="N: runs 1 and N workers (default: CPUs, %(default)s)"
+        "--workers",
+        type=int,
+        default=cpus,
+        help="N: runs 1 and N workers (default: CPUs, %(default)s)",
     )
     parser.add_argument(
         "--connections",
