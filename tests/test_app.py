@@ -291,7 +291,7 @@ async def test_redis_over_maxmemory_is_resource_exhausted_and_writes_nothing(
         keys_before = sorted(await raw.keys("*"))
         await raw.config_set("maxmemory-policy", "noeviction")
         await raw.config_set("maxmemory", 1)
-        writes = [
+        writes: list[Awaitable[Any]] = [
             app.stub.Create(pb.CreateRequest(history=[entry(i=1)]), timeout=5),
             app.stub.Append(
                 pb.AppendRequest(thread_id=source.thread_id, entries=[entry(i=1)]), timeout=5
