@@ -27,7 +27,11 @@ if TYPE_CHECKING:
         (redis.exceptions.BusyLoadingError("loading"), Unavailable),
         (redis.exceptions.ReadOnlyError("replica"), Unavailable),
         (TimeoutError(), DeadlineExceeded),
-        (redis.exceptions.ResponseError("OOM command not allowed"), ResourceExhausted),
+        # What redis-py really raises: the class carries the OOM, the message lost its prefix.
+        (
+            redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+            ResourceExhausted,
+        ),
     ],
 )
 def test_store_failures_map_to_retryable_statuses(raised: Exception, expected: type) -> None:
