@@ -27,6 +27,7 @@ from tests.rpc_helpers import entry
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING
+_TCP_ESTABLISHED = "01"
 STARTUP_BOUND = 60.0
 EXIT_BOUND = 30.0
 POLL_BOUND = 15.0
@@ -124,6 +125,14 @@ class ServerProcess:
         self.process.send_signal(sig)
         return self.wait_exit()
 
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def serving_pids(self) -> list[int]:
+        """The processes that accept connections: the workers, or the server itself."""
+        return self.workers() or [self.process.pid]
+
     def kill_all(self) -> None:
         """SIGKILLs the server and its workers if still running (teardown)."""
         if self.process.poll() is None:
@@ -159,3 +168,28 @@ def python_children(pid: int) -> list[int]:
                 if Path(f"/proc/{child}/exe").resolve().name.startswith("python"):
                     children.append(int(child))
     return sorted(children)
+
+
+def connections_per_process(port: int, pids: list[int]) -> list[int]:
+    """How many established TCP connections on local ``port`` each process holds.
+
+    Matches each process's socket inodes (/proc/<pid>/fd) against /proc/net/tcp{,6}; gRPC
+    serves 127.0.0.1 from IPv6 sockets (v4-mapped), hence both tables.
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == _TCP_ESTABLISHED and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    counts = []
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held += 1
+        counts.append(held)
+    return counts

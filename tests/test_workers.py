@@ -27,44 +27,11 @@ from tests.server_process import (
     REPO,
     SERVING,
     Spawn,
+    connections_per_process,
     create_thread,
     embedded_pid,
     eventually,
 )
-
-_TCP_ESTABLISHED = "01"
-
-
-def _established_inodes(port: int) -> set[str]:
-    """Socket inodes of established connections whose local port is ``port``.
-
-    gRPC serves 127.0.0.1 from IPv6 sockets (v4-mapped), so both tables are read.
-    """
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == _TCP_ESTABLISHED:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    return inodes
-
-
-def _connections_per_worker(workers: list[int], port: int) -> dict[int, int]:
-    established = _established_inodes(port)
-    return {pid: len(_socket_inodes(pid) & established) for pid in workers}
 
 
 def _serves_everything(channel: grpc.Channel, thread_id: str) -> None:
@@ -101,9 +68,9 @@ def test_every_worker_accepts_connections_and_serves_all_services(
     try:
         for channel in channels:
             _serves_everything(channel, thread_id)
-        per_worker = _connections_per_worker(workers, server.port)
-        assert sum(per_worker.values()) == 32, per_worker
-        assert all(count > 0 for count in per_worker.values()), per_worker
+        per_worker = connections_per_process(server.port, workers)
+        assert sum(per_worker) == 32, per_worker
+        assert all(count > 0 for count in per_worker), per_worker
     finally:
         for channel in channels:
             channel.close()

@@ -28,8 +28,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,23 +37,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import redis
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.embedded import EmbeddedServer
 from tests.load.seed import seed
+from tests.server_process import ServerProcess, connections_per_process, environment
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "tests" / "load"
 # Order matters only for readability: the floor first, then reads, writes and copies.
 SCENARIOS = ("health", "get", "get_history", "append", "copy_10", "copy_1000", "copy_100000")
 FLOOR = "health"
-STARTUP_BOUND = 60.0
-STOP_BOUND = 30.0
 DELETE_CONCURRENCY = 64
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A safety net for the embedded Redis: a runaway copy scenario gets non-OK responses
@@ -80,109 +75,6 @@ class Result:
     # CPU used during the run, in % of one core: server processes, Redis, ghz.
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     failure: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def environment() -> dict[str, str]:
-    """This environment without THREADS_* so only the command line configures the server."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("THREADS_")}
-
-
-class Server:
-    """``python -m server --workers K`` on 127.0.0.1:<free port>, logging to a file."""
-
-    def __init__(self, workers: int, redis_url: str, log_path: Path) -> None:
-        self.workers = workers
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.log_path = log_path
-        command = [
-            sys.executable, "-m", "server",
-            "--workers", str(workers),
-            "--redis-url", redis_url,
-            "--listen", self.target,
-            "--log-level", "WARNING",
-        ]  # fmt: skip
-        self.command = command
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_serving(self) -> None:
-        deadline = time.monotonic() + STARTUP_BOUND
-        with grpc.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.process.returncode}{self.tail()}")
-                with contextlib.suppress(grpc.RpcError):
-                    request = health_pb2.HealthCheckRequest(service="")
-                    if (
-                        health.Check(request, timeout=1).status
-                        == health_pb2.HealthCheckResponse.SERVING
-                    ):
-                        return
-                time.sleep(0.1)
-        raise RuntimeError(f"server not SERVING after {STARTUP_BOUND}s{self.tail()}")
-
-    def tail(self) -> str:
-        return f"\n--- {self.log_path} ---\n{self.log_path.read_text(errors='replace')[-3000:]}"
-
-    def serving_pids(self) -> list[int]:
-        """The processes that accept connections: the workers, or the server itself."""
-        if self.workers == 1:
-            return [self.process.pid]
-        children: list[int] = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                children.extend(int(c) for c in (task / "children").read_text().split())
-        return sorted(children)
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_BOUND)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def connections_per_process(port: int, pids: list[int]) -> list[int]:
-    """How many established TCP connections to ``port`` each process holds."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    counts = []
-    for pid in pids:
-        held = 0
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        held += 1
-        counts.append(held)
-    return counts
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -242,7 +134,7 @@ def ghz_command(
     return [*command, target]
 
 
-def warm_up(ghz: Path, server: Server, args: argparse.Namespace, out_dir: Path) -> None:
+def warm_up(ghz: Path, server: ServerProcess, args: argparse.Namespace, out_dir: Path) -> None:
     """As many copies of the big thread as copy_100000 makes, unreported (and then deleted).
 
     Memory Redis takes from the OS for the first time is faulted in page by page: a cold
@@ -256,7 +148,7 @@ def warm_up(ghz: Path, server: Server, args: argparse.Namespace, out_dir: Path) 
 def run_scenario(
     ghz: Path,
     scenario: str,
-    server: Server,
+    server: ServerProcess,
     *,
     redis_pid: int,
     args: argparse.Namespace,
@@ -264,7 +156,7 @@ def run_scenario(
 ) -> Result:
     report_path = out_dir / f"{scenario}.json"
     command = ghz_command(ghz, scenario, server.target, args, report_path)
-    result = Result(scenario, server.workers)
+    result = Result(scenario, len(server.serving_pids()))
     print(f"  {scenario:<12} {' '.join(command[1:])}", flush=True)
     done = threading.Event()
 
@@ -384,7 +276,12 @@ def run(args: argparse.Namespace) -> list[Result]:
             out_dir = out / f"w{workers}"
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir()
-            server = Server(workers, url, out / f"server-w{workers}.log")
+            server = ServerProcess(
+                ["--workers", str(workers), "--redis-url", url, "--log-level", "WARNING"],
+                out / f"server-w{workers}.log",
+                environment(),
+                None,
+            )
             try:
                 began = time.monotonic()
                 server.wait_serving()
@@ -393,7 +290,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                 delete_copies(store, server.target)
                 print(
                     f"--workers {workers}: serving, seeded and warmed up in "
-                    f"{time.monotonic() - began:.1f}s ({' '.join(server.command[1:])})",
+                    f"{time.monotonic() - began:.1f}s (python -m server {' '.join(server.args)})",
                     flush=True,
                 )
                 for scenario in SCENARIOS:
@@ -420,7 +317,10 @@ def run(args: argparse.Namespace) -> list[Result]:
                         flush=True,
                     )
             finally:
-                server.stop()
+                try:
+                    server.stop()
+                finally:
+                    server.kill_all()
         print(f"redis used_memory peak seen: {peak / 2**20:.0f} MiB")
     return results
 
