@@ -21,6 +21,10 @@ _VERSION = 1
 _LAYOUT = struct.Struct(">B16sQ")
 _CHECKSUM_BYTES = 8
 _PERSONALIZATION = b"thr.pagetok"
+# No history gets near this many entries (2**48 x 1 byte = 256 TiB), and offsets below it
+# stay exact in Lua's doubles and in LRANGE's signed 64-bit range even plus a page size.
+# The checksum is unkeyed, so a caller can forge any offset: anything above is refused.
+MAX_OFFSET = 2**48
 
 
 def _checksum(body: bytes) -> bytes:
@@ -46,6 +50,8 @@ def decode(token: str, thread_id: str) -> int:
         raise _invalid("page_token has an unknown version", thread_id)
     if token_thread != uuid.UUID(thread_id).bytes:
         raise _invalid("page_token was issued for another thread", thread_id)
+    if offset > MAX_OFFSET:
+        raise _invalid("page_token is not a token this service issued", thread_id)
     return int(offset)
 
 

@@ -163,7 +163,7 @@ class ThreadStore:
         fingerprint = ""  # only compared when a request_id makes the copy idempotent
         if request_id:
             request_keys.append(source.copy_request(request_id))
-            fingerprint = hashlib.sha256(want.encode() + b"\0" + b"\0".join(meta_args)).hexdigest()
+            fingerprint = _copy_fingerprint(want, meta_args)
         for _ in range(_COPY_ID_ATTEMPTS):
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id)
@@ -222,3 +222,16 @@ class ThreadStore:
             request_id=request_id,
             copy_id=copy_id,
         )
+
+
+def _copy_fingerprint(history_length: str, meta_args: list[bytes]) -> str:
+    """What makes two Copy requests "the same" for a request_id.
+
+    Metadata pairs are sorted (protobuf leaves map order on the wire undefined; Go
+    randomises it) and every part is length-prefixed, so distinct requests never collide.
+    """
+    pairs = sorted(zip(meta_args[::2], meta_args[1::2], strict=True))
+    digest = hashlib.sha256()
+    for part in (history_length.encode(), *(p for pair in pairs for p in pair)):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()

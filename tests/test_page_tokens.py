@@ -6,6 +6,7 @@ import pytest
 
 from server import page_tokens
 from server.errors import InvalidArgument
+from server.page_tokens import MAX_OFFSET
 
 
 def test_round_trip() -> None:
@@ -35,3 +36,12 @@ def test_mangled_token_is_rejected(mangle: object) -> None:
     assert bad != token
     with pytest.raises(InvalidArgument, match="not a token this service issued"):
         page_tokens.decode(bad, thread_id)
+
+
+def test_forged_offset_beyond_any_history_is_rejected() -> None:
+    # The checksum is unkeyed, so anyone can mint a token; LRANGE would fail on 2**63.
+    thread_id = str(uuid.uuid4())
+    assert page_tokens.decode(page_tokens.encode(thread_id, MAX_OFFSET), thread_id) == MAX_OFFSET
+    for offset in (MAX_OFFSET + 1, 2**63, 2**64 - 1):
+        with pytest.raises(InvalidArgument):
+            page_tokens.decode(page_tokens.encode(thread_id, offset), thread_id)
