@@ -8,6 +8,7 @@ missing from this machine is skipped with a note.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from grpc import aio
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import ThreadsServer
 from server.config import Settings
+from tests.inprocess_server import CHANNEL_OPTIONS, POLL_BOUND, Started, StartServer
 from tests.redis_process import BACKENDS, RedisProcess, backend_binary
 from tests.server_process import ServerProcess, Spawn, environment
 
@@ -126,3 +128,23 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Starts ThreadsServers in the test; stops them (and closes channels) at teardown."""
+    started: list[Started] = []
+
+    async def start(settings: Settings, redis_url: str) -> Started:
+        server = ThreadsServer(settings, redis_url)
+        port = await server.start()
+        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+        handle = Started(server, channel)
+        started.append(handle)
+        await asyncio.wait_for(channel.channel_ready(), POLL_BOUND)
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        await handle.channel.close(None)
+        await handle.server.stop(grace=1)

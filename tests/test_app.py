@@ -10,89 +10,27 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import SERVICE_NAME, ThreadsServer
-from server.config import Settings
+from server.app import ThreadsServer
 from tests.conftest import test_settings as settings_for_test
+from tests.inprocess_server import (
+    HEALTH_NAMES,
+    NOT_SERVING,
+    POLL_BOUND,
+    SERVING,
+    StartServer,
+)
+from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
-
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-HEALTH_NAMES = ("", SERVICE_NAME)
-# Reconnect quickly, so a channel never sits in a long backoff between polls.
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 200),
-]
-POLL_BOUND = 15.0
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Polls ``check`` until it holds; fails after a generous bound (not a timing claim)."""
-    deadline = time.monotonic() + POLL_BOUND
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {POLL_BOUND}s: {what}")
-
-
-class Started:
-    """An in-process ThreadsServer with a channel and stubs to it."""
-
-    def __init__(self, server: ThreadsServer, channel: aio.Channel) -> None:
-        self.server = server
-        self.channel = channel
-        self.stub = pb_grpc.ThreadServiceStub(channel)
-        self.health = health_pb2_grpc.HealthStub(channel)
-
-    async def health_of(self, name: str) -> Any:
-        response = await self.health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
-        return response.status
-
-    async def wait_health(self, status: Any) -> None:
-        async def reached() -> bool:
-            return all([await self.health_of(name) == status for name in HEALTH_NAMES])
-
-        name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-        await _eventually(reached, f"health {name} for {HEALTH_NAMES}")
-
-
-StartServer = Callable[[Settings, str], Awaitable[Started]]
-
-
-@pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """Starts ThreadsServers in the test; stops them (and closes channels) at teardown."""
-    started: list[Started] = []
-
-    async def start(settings: Settings, redis_url: str) -> Started:
-        server = ThreadsServer(settings, redis_url)
-        port = await server.start()
-        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
-        handle = Started(server, channel)
-        started.append(handle)
-        await asyncio.wait_for(channel.channel_ready(), POLL_BOUND)
-        return handle
-
-    yield start
-    for handle in reversed(started):
-        await handle.channel.close(None)
-        await handle.server.stop(grace=1)
-
 
 # --- (a) Redis outage and recovery ---------------------------------------------------
 
