@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
         stream=sys.stderr,
     )
+    if settings.redis_cluster and not settings.redis_url:
+        log.error("--redis-cluster needs --redis-url naming a node of the cluster")
+        return 1
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
         if not url:

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
@@ -40,7 +41,10 @@ def connect_redis(url: str, settings: Settings) -> Any:
 
     Retrying a write whose reply was lost could apply it twice (a duplicated Append), so
     retries belong to callers, who can make them safe (expected_length, request_id).
+    With ``settings.redis_cluster``, a cluster client (``connect_redis_cluster``).
     """
+    if settings.redis_cluster:
+        return connect_redis_cluster(url, settings)
     return aioredis.from_url(
         url,
         socket_timeout=settings.redis_timeout_seconds,
@@ -50,6 +54,26 @@ def connect_redis(url: str, settings: Settings) -> Any:
         client_name="threads",
         # "auto" maintenance notifications make the pool skip its closed-connection check,
         # so after a Redis restart every idle pooled connection would fail one RPC.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+
+
+def connect_redis_cluster(url: str, settings: Settings) -> RedisCluster:
+    """A Redis Cluster client with the same fail-fast, never-resend rules as connect_redis.
+
+    ``retry`` with 0 retries turns off the cluster client's own loop, which would otherwise
+    re-send a command (3 times, with backoff) after a ConnectionError or TimeoutError (the
+    reply of a script that may have run is lost), ClusterDownError or SlotNotCoveredError.
+    What stays on is redirection: MOVED, ASK and TRYAGAIN mean the node did not run the
+    command, so following them cannot apply a script twice. The per-node connections
+    never retry either (redis-py builds them with 0 retries in cluster mode).
+    """
+    return RedisCluster.from_url(
+        url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=min(1.0, settings.redis_timeout_seconds),
+        retry=Retry(NoBackoff(), 0),
+        client_name="threads",
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
@@ -141,12 +165,13 @@ class ThreadsServer:
         while not self._stopping.is_set():
             try:
                 await self.store.ping()
-                if not serving:
+                if not serving or self.store.topology_changed():
                     await self.store.prepare()
                 now_serving = True
             except Exception as exc:
                 now_serving = False
-                if serving or not isinstance(exc, redis.exceptions.ConnectionError):
+                unreachable = isinstance(exc, redis.exceptions.ConnectionError)
+                if serving or not (unreachable or rpc.cluster_unavailable(exc)):
                     log.warning("Redis not usable, health NOT_SERVING: %s", exc)
             if now_serving != serving:
                 serving = now_serving

@@ -40,6 +40,17 @@ def _log_level(text: str) -> str:
     return level
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(f"must be one of {', '.join(_TRUE + _FALSE)}")
+
+
 def _appendfsync(text: str) -> str:
     if text not in APPENDFSYNC_CHOICES:
         raise ValueError(f"must be one of {', '.join(APPENDFSYNC_CHOICES)}")
@@ -58,6 +69,12 @@ class Settings:
         "THREADS_REDIS_URL",
         str,
         "Redis URL (redis://, rediss://, unix://); unset: start an embedded server",
+    )
+    redis_cluster: bool = _opt(
+        False,
+        "THREADS_REDIS_CLUSTER",
+        _bool,
+        "the Redis URL names a node of a Redis Cluster (a bare flag means 1)",
     )
     data_dir: Path = _opt(
         Path(".threads-data"),
@@ -127,12 +144,17 @@ class Settings:
             allow_abbrev=False,
         )
         for f in dataclasses.fields(cls):
+            # A boolean flag may stand alone (--redis-cluster) or take a value.
+            optional_value: dict[str, Any] = (
+                {"nargs": "?", "const": "1"} if f.metadata["parse"] is _bool else {}
+            )
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
                 metavar=f.metadata["env"],
                 help=f"{f.metadata['help']} (env {f.metadata['env']}; default: {f.default})",
+                **optional_value,
             )
         args = parser.parse_args(argv)
         values: dict[str, Any] = {}

@@ -45,6 +45,16 @@ def _store_unavailable(exc: Exception) -> Unavailable:
     return error
 
 
+def cluster_unavailable(exc: BaseException) -> bool:
+    """Redis Cluster states in which nothing was run: cluster down (CLUSTERDOWN), a slot
+    no node serves, redirects exhausted, or no node reachable to learn the layout."""
+    if isinstance(exc, redis.exceptions.ClusterError | redis.exceptions.SlotNotCoveredError):
+        return True
+    return isinstance(exc, redis.exceptions.RedisClusterException) and isinstance(
+        exc.__cause__, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+    )
+
+
 def to_threads_error(exc: Exception) -> ThreadsError | None:
     """Maps an exception to the status it should produce; None for a bug (INTERNAL)."""
     if isinstance(exc, ThreadsError):
@@ -56,6 +66,8 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return _store_unavailable(exc)
     if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica after failover
+        return _store_unavailable(exc)
+    if cluster_unavailable(exc):
         return _store_unavailable(exc)
     # Redis refuses a script at its first write when over maxmemory (a script that has
     # written is never stopped half-way), so nothing was written. redis-py strips the

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
+from redis.asyncio.cluster import RedisCluster
 
 from client.pb import threads_pb2 as pb
 from server import codec
@@ -38,21 +39,44 @@ class ThreadStore:
         self._redis = redis
         self._scripts = Scripts.register(redis)
         self._copy_request_ttl = copy_request_ttl
+        self._cluster = isinstance(redis, RedisCluster)
+        self._prepared_primaries: frozenset[str] = frozenset()
 
     async def ping(self) -> None:
-        """Raises when Redis is unreachable."""
-        await self._redis.ping()
+        """Raises when Redis is unreachable; on a cluster, when any primary is (each one
+        serves a share of the slots)."""
+        if self._cluster:
+            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self._redis.ping()
+
+    def topology_changed(self) -> bool:
+        """On a cluster, whether the primaries differ from those ``prepare`` loaded the
+        scripts on (a failover promoted a replica, a node was added); else False."""
+        return self._cluster and self._primaries() != self._prepared_primaries
+
+    def _primaries(self) -> frozenset[str]:
+        return frozenset(node.name for node in self._redis.get_primaries())
 
     async def prepare(self) -> None:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
-        again after every restart, ahead of the first call."""
-        info = await self._redis.info("server")
-        version = str(info.get("redis_version", "0"))
-        if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
-            raise RuntimeError(
-                f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
-            )
+        again after every restart, ahead of the first call. On a cluster: every primary
+        (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
+        if self._cluster:
+            primaries = self._primaries()
+            by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+            infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
+        else:
+            infos = [await self._redis.info("server")]
+        for info in infos:
+            version = str(info.get("redis_version", "0"))
+            if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
+                raise RuntimeError(
+                    f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
+                )
         await self._scripts.preload(self._redis)
+        if self._cluster:
+            self._prepared_primaries = primaries
 
     async def create(
         self,

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from server.embedded import answers_ping, find_binary, free_port
@@ -40,10 +41,18 @@ def backend_binary(backend: str) -> str | None:
 
 
 class RedisProcess:
-    def __init__(self, binary: str, workdir: Path, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +71,7 @@ class RedisProcess:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.workdir / "server.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

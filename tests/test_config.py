@@ -21,6 +21,7 @@ from server.config import Settings
 _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("listen", "127.0.0.1:7001", "127.0.0.1:7001", "0.0.0.0:7002", "0.0.0.0:7002"),
     ("redis_url", "redis://h1:6379/0", "redis://h1:6379/0", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
+    ("redis_cluster", "1", True, "false", False),
     ("data_dir", "/srv/a", Path("/srv/a"), "rel/b", Path("rel/b")),
     ("appendfsync", "always", "always", "no", "no"),
     ("embedded_server", "/opt/valkey-server", "/opt/valkey-server", "redis-server", "redis-server"),
@@ -221,6 +222,18 @@ def test_invalid_log_level_exits_2(
 def test_nan_is_rejected(flag: str) -> None:
     with pytest.raises(SystemExit):
         Settings.load([flag, "nan"], {})
+
+
+def test_redis_cluster_is_a_bare_flag_or_a_boolean_value() -> None:
+    assert Settings.load(["--redis-cluster"], {}).redis_cluster is True
+    assert Settings.load(["--redis-cluster", "--listen", "h:1"], {}).redis_cluster is True
+    assert (
+        Settings.load(["--redis-cluster", "no"], {"THREADS_REDIS_CLUSTER": "1"}).redis_cluster
+        is False
+    )
+    assert Settings.load([], {"THREADS_REDIS_CLUSTER": "yes"}).redis_cluster is True
+    with pytest.raises(SystemExit):
+        Settings.load([], {"THREADS_REDIS_CLUSTER": "maybe"})
 
 
 def test_workers_default_to_the_cpus_this_process_may_use() -> None:

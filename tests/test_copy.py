@@ -247,6 +247,10 @@ async def test_malformed_request_id_is_invalid(stub: Stub, bad: str) -> None:
 
 
 async def test_concurrent_appends_are_wholly_in_or_out_of_every_copy(stub: Stub) -> None:
+    await appends_race_copies(stub)
+
+
+async def appends_race_copies(stub: Stub) -> None:
     """Writers append 5-entry batches while copies are taken: every copy must hold a
     sequence of whole batches, each writer's in order, never a torn batch."""
     batch, writers, batches_per_writer, copies = 5, 4, 25, 40

@@ -1,0 +1,208 @@
+"""Against a real 3-primary Redis Cluster: the service end to end, copy families kept in
+their source's slot, Copy atomic against Appends, and idempotent Copy retries.
+
+Needs Debian's ``redis-server`` and ``redis-cli``; skipped without them unless
+``THREADS_TEST_BACKENDS`` requires redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis.asyncio as aioredis
+from grpc import aio
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from client.pb import threads_pb2 as pb
+from client.pb import threads_pb2_grpc as pb_grpc
+from server.app import ThreadsServer
+from server.keys import ThreadKeys, new_thread_id
+from server.scripts import Scripts
+from tests import conftest
+from tests.inprocess_server import SERVING, Started
+from tests.redis_cluster import RedisCluster, cluster_binaries
+from tests.rpc_helpers import entries, history, struct
+from tests.test_copy import appends_race_copies, copy, threads_in_slot
+
+if TYPE_CHECKING:
+    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+
+_REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    binaries = cluster_binaries()
+    if binaries is None:
+        if "redis" in _REQUIRED:
+            pytest.fail("redis is required (THREADS_TEST_BACKENDS) but redis-server/cli missing")
+        pytest.skip("Redis Cluster tests need redis-server and redis-cli (apt-get install "
+                    "redis-server)")  # fmt: skip
+    cluster = RedisCluster(*binaries, tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+async def cluster_server(redis_cluster: RedisCluster) -> AsyncIterator[Started]:
+    server = ThreadsServer(conftest.test_settings(redis_cluster=True), redis_cluster.url)
+    port = await server.start()
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        started = Started(server, channel)
+        await started.wait_health(SERVING)
+        yield started
+    await server.stop(grace=1)
+
+
+@pytest.fixture
+def stub(cluster_server: Started) -> pb_grpc.ThreadServiceAsyncStub:
+    return cluster_server.stub
+
+
+@pytest.fixture
+async def cluster(redis_cluster: RedisCluster) -> AsyncIterator[ClusterClient]:
+    """A direct cluster client, to check where the service put things."""
+    client = ClusterClient.from_url(redis_cluster.url)
+    await client.initialize()
+    yield client
+    await client.aclose()
+
+
+def node_of(cluster: ClusterClient, key: str) -> Any:
+    """The primary serving ``key``'s slot."""
+    node = cluster.get_node_from_key(key)
+    assert node is not None, key
+    return node
+
+
+async def node_client(cluster: ClusterClient, key: str) -> Any:
+    """A plain client to the primary holding ``key``'s slot."""
+    node = node_of(cluster, key)
+    return aioredis.Redis(host=node.host, port=int(node.port))
+
+
+async def create(stub: Stub, thread_id: str, n: int) -> pb.Thread:
+    request = pb.CreateRequest(thread_id=thread_id, history=entries(*({"i": i} for i in range(n))))
+    return (await stub.Create(request)).thread
+
+
+async def test_scripts_are_loaded_on_every_primary(
+    cluster_server: Started, cluster: ClusterClient
+) -> None:
+    shas = [getattr(Scripts.register(cluster), name).sha for name in Scripts.__dataclass_fields__]
+    primaries = cluster.get_primaries()
+    assert len(primaries) == 3
+    for node in primaries:
+        client = aioredis.Redis(host=node.host, port=int(node.port))
+        assert await client.script_exists(*shas) == [True] * len(shas), node.name
+        await client.aclose()
+
+
+async def test_create_append_get_history_and_copy_end_to_end(stub: Stub) -> None:
+    created = (
+        await stub.Create(pb.CreateRequest(metadata=struct(owner="ada"), history=entries({"a": 1})))
+    ).thread
+    appended = await stub.Append(
+        pb.AppendRequest(thread_id=created.thread_id, entries=entries({"b": 2}, {"c": 3}))
+    )
+    assert appended.history_length == 3
+    got = (await stub.Get(pb.GetRequest(thread_id=created.thread_id))).thread
+    assert (got.history_length, got.metadata["owner"]) == (3, "ada")
+    stored = await history(stub, created.thread_id, page_size=2)
+    assert [dict(e.data) for e in stored] == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+    whole = await copy(stub, created.thread_id, metadata=struct(owner="bob"))
+    assert whole.copied_from == created.thread_id
+    assert whole.metadata["owner"] == "bob"
+    assert await history(stub, whole.thread_id) == stored
+    fork = await copy(stub, created.thread_id, history_length=1)
+    assert await history(stub, fork.thread_id) == stored[:1]
+    await stub.Append(pb.AppendRequest(thread_id=fork.thread_id, entries=entries({"f": 1})))
+    assert len(await history(stub, fork.thread_id)) == 2
+    assert len(await history(stub, created.thread_id)) == 3
+
+
+async def test_copy_families_stay_in_their_source_slot_on_every_node(
+    stub: Stub, cluster: ClusterClient
+) -> None:
+    """Sources spread over every primary; each one's copies, forks and copies of copies
+    have all their keys in the source's slot, on the source's node."""
+    per_node: dict[str, list[str]] = {node.name: [] for node in cluster.get_primaries()}
+    while min(len(ids) for ids in per_node.values()) < 4:
+        thread_id = new_thread_id()
+        per_node[node_of(cluster, ThreadKeys(thread_id).meta).name].append(thread_id)
+    sources = [ids[i] for ids in per_node.values() for i in range(4)]
+
+    async def family(source_id: str) -> list[pb.Thread]:
+        source = await create(stub, source_id, 3)
+        first = await copy(stub, source_id)
+        second = await copy(stub, first.thread_id, request_id=str(uuid.uuid4()))
+        fork = await copy(stub, second.thread_id, history_length=1)
+        third = await copy(stub, fork.thread_id)
+        return [source, first, second, fork, third]
+
+    families = await asyncio.gather(*(family(s) for s in sources))
+    for members in families:
+        source_keys = ThreadKeys(members[0].thread_id)
+        slot = await cluster.cluster_keyslot(source_keys.meta)
+        node = node_of(cluster, source_keys.meta)
+        client = await node_client(cluster, source_keys.meta)
+        try:
+            for thread in members:
+                keys = ThreadKeys(thread.thread_id)
+                for key in (keys.meta, keys.history):
+                    assert await cluster.cluster_keyslot(key) == slot, key
+                    assert node_of(cluster, key).name == node.name, key
+                    assert await client.exists(key) == 1, f"{key} not on {node.name}"
+            assert await threads_in_slot(client, source_keys.thread_id) >= {
+                m.thread_id for m in members
+            }
+        finally:
+            await client.aclose()
+    assert len({node_of(cluster, ThreadKeys(s).meta).name for s in sources}) == 3
+
+
+async def test_concurrent_appends_are_wholly_in_or_out_of_every_copy(stub: Stub) -> None:
+    await appends_race_copies(stub)
+
+
+async def test_racing_copy_retries_with_a_request_id_make_exactly_one_copy(
+    stub: Stub, cluster: ClusterClient
+) -> None:
+    source = await create(stub, new_thread_id(), 20)
+    request = pb.CopyRequest(thread_id=source.thread_id, request_id=str(uuid.uuid4()))
+    results = await asyncio.gather(*(stub.Copy(request) for _ in range(25)))
+    assert len({r.thread.thread_id for r in results}) == 1
+    again = await copy(stub, source.thread_id, request_id=request.request_id)
+    assert again.thread_id == results[0].thread.thread_id
+    client = await node_client(cluster, ThreadKeys(source.thread_id).meta)
+    try:
+        family = await threads_in_slot(client, source.thread_id)
+    finally:
+        await client.aclose()
+    assert family == {source.thread_id, again.thread_id}
+
+
+async def test_scripts_flushed_on_every_primary_are_reloaded(
+    cluster_server: Started, cluster: ClusterClient
+) -> None:
+    """What a restarted primary looks like to the client: no scripts. The next call
+    reloads them (NOSCRIPT means the script did not run) instead of failing."""
+    stub = cluster_server.stub
+    source = await create(stub, new_thread_id(), 1)
+    for node in cluster.get_primaries():
+        client = aioredis.Redis(host=node.host, port=int(node.port))
+        await client.script_flush()
+        await client.aclose()
+    appended = await stub.Append(
+        pb.AppendRequest(thread_id=source.thread_id, entries=entries({"x": 1}))
+    )
+    assert appended.history_length == 2
+    assert (await copy(stub, source.thread_id)).history_length == 2
+    await cluster_server.server.store.prepare()  # the other scripts, for the tests after
