@@ -13,8 +13,8 @@ ROOT="$(cd "$HERE/../../.." && pwd)"
 command -v java >/dev/null || { echo "java interop: java not found on PATH" >&2; exit 1; }
 command -v mvn >/dev/null || { echo "java interop: mvn not found on PATH" >&2; exit 1; }
 
-prop() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$HERE/pom.xml" | head -n1; }
-echo "java interop: $(java -version 2>&1 | head -n1); $(mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g')"
+prop() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$HERE/pom.xml" | sed -n 1p; }
+echo "java interop: $(java -version 2>&1 | sed -n 1p); $(mvn -v 2>/dev/null | sed -n 1p | sed 's/\x1b\[[0-9;]*m//g')"
 echo "java interop: grpc-java $(prop grpc.version), protoc/protobuf-java $(prop protobuf.version)," \
   "proto-google-common-protos $(prop common-protos.version); protos from $ROOT/protos"
 
