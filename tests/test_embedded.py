@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +18,6 @@ import redis
 
 from server.embedded import EmbeddedServer, EmbeddedServerError
 from tests.redis_process import process_alive, unix_socket_accepts
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory with a short path, so the Unix socket fits (pytest's tmp_path may not)."""
-    path = Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
