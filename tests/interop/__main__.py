@@ -17,31 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from server.embedded import free_port
+from tests.server_process import ServerProcess, environment
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 LANGUAGES = ("go", "node", "java")
-
-
-def wait_serving(target: str, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"server exited with {server.returncode} before serving")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise SystemExit(f"server on {target} not SERVING after {timeout}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,28 +38,28 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown language(s) {', '.join(unknown)}; choose from {', '.join(LANGUAGES)}"
         )
 
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="threads-interop-") as data_dir:
-        server_cmd = [sys.executable, "-m", "server", "--listen", target, "--data-dir", data_dir]
-        server_cmd += ["--log-level", "WARNING"]
+    with tempfile.TemporaryDirectory(prefix="threads-interop-") as work:
+        server_args = ["--data-dir", f"{work}/data", "--log-level", "WARNING"]
         if args.workers:
-            server_cmd += ["--workers", args.workers]
-        server = subprocess.Popen(server_cmd, cwd=ROOT)
+            server_args += ["--workers", args.workers]
+        # The server's output goes to a file; its tail is in any start-up failure.
+        server = ServerProcess(server_args, Path(work) / "server.log", environment(), None)
         results: dict[str, int] = {}
         try:
-            wait_serving(target, server)
+            server.wait_serving()
             for lang in languages:
-                print(f"--- interop: {lang} against {target}", flush=True)
-                env = {**os.environ, "THREADS_TARGET": target}
+                print(f"--- interop: {lang} against {server.target}", flush=True)
+                env = {**os.environ, "THREADS_TARGET": server.target}
                 started = time.monotonic()
                 code = subprocess.call(["bash", str(HERE / lang / "run.sh")], env=env)
                 results[lang] = code
                 took = time.monotonic() - started
                 print(f"--- interop: {lang} {'ok' if code == 0 else 'FAILED'} ({took:.0f}s)")
+            if server.stop() != 0:
+                print(f"interop: the server did not stop cleanly{server.tail()}")
+                return 1
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.kill_all()
     failed = [lang for lang, code in results.items() if code != 0]
     print("interop:", ", ".join(f"{k}={'ok' if v == 0 else 'FAILED'}" for k, v in results.items()))
     return 1 if failed else 0
