@@ -2,7 +2,8 @@
 
 With ``--workers 1`` the server runs in this process. With more, this process starts the
 embedded Redis (if any), holds the port and supervises N forked workers
-(``server/workers.py``).
+(``server/workers.py``). TLS files and auth keys are checked first, so a bad one fails
+once, before anything starts.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from server.auth import AuthConfigError, Authenticator
 from server.config import Settings
 from server.embedded import EmbeddedServer, EmbeddedServerError
+from server.tls import TLSConfigError, load_tls
 from server.workers import EXIT_LISTEN_FAILED, ListenError, Supervisor, reserve_port
 
 log = logging.getLogger("threads.server")
@@ -30,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if settings.redis_cluster and not settings.redis_url:
         log.error("--redis-cluster needs --redis-url naming a node of the cluster")
+        return 1
+    try:
+        load_tls(settings)
+        Authenticator.from_settings(settings)
+    except (TLSConfigError, AuthConfigError) as exc:
+        log.error("%s", exc)
         return 1
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
@@ -69,7 +78,9 @@ def _serve(settings: Settings, redis_url: str, *, reuse_port: bool) -> int:
 
     try:
         asyncio.run(serve())
-    except ListenError as exc:
+    except (ListenError, TLSConfigError, AuthConfigError) as exc:
+        # A worker re-reads the TLS files when it (re)starts; if they broke since the
+        # parent checked them, restarting it again would not help either.
         log.error("%s", exc)
         return EXIT_LISTEN_FAILED if reuse_port else 1
     return 0

@@ -23,10 +23,13 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from client.pb import threads_pb2 as pb
 from server import rpc
+from server.auth import Authenticator
 from server.config import Settings
+from server.limits import Limits
 from server.reflection import enable_reflection
 from server.service import ThreadService
 from server.store import ThreadStore
+from server.tls import server_credentials
 from server.workers import ListenError
 
 log = logging.getLogger("threads.server")
@@ -83,7 +86,8 @@ class ThreadsServer:
         """``reuse_port``: share the port with sibling workers (``--workers``) via SO_REUSEPORT."""
         self.settings = settings
         self.redis = connect_redis(redis_url, settings)
-        self.store = ThreadStore(self.redis)
+        limits = Limits.from_settings(settings)
+        self.store = ThreadStore(self.redis, limits=limits)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
         self.grpc = aio.server(
@@ -99,7 +103,12 @@ class ThreadsServer:
             ]
         )
         rpc.add_service(
-            ThreadService(self.store, max_entries_per_request=settings.max_entries_per_request),
+            ThreadService(
+                self.store,
+                limits=limits,
+                authenticator=Authenticator.from_settings(settings),
+                default_ttl_seconds=settings.default_ttl_seconds,
+            ),
             pb.DESCRIPTOR.services_by_name["ThreadService"],
             self.grpc,
         )
@@ -110,9 +119,16 @@ class ThreadsServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Binds, starts serving and returns the bound port (useful with port 0)."""
+        """Binds, starts serving and returns the bound port (useful with port 0).
+
+        Raises TLSConfigError (server.tls) when TLS is on and its files are unusable.
+        """
+        credentials = server_credentials(self.settings)
         try:
-            self.port = self.grpc.add_insecure_port(self.settings.listen)
+            if credentials is None:
+                self.port = self.grpc.add_insecure_port(self.settings.listen)
+            else:
+                self.port = self.grpc.add_secure_port(self.settings.listen, credentials)
         except RuntimeError as exc:
             raise ListenError(
                 f"cannot listen on {self.settings.listen} ({exc}); is another server using "
@@ -121,7 +137,12 @@ class ThreadsServer:
         await self._set_health(serving=False)
         await self.grpc.start()
         self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
-        log.info("serving %s on %s (port %d)", SERVICE_NAME, self.settings.listen, self.port)
+        mode = "plaintext"
+        if credentials is not None:
+            mode = "mutual TLS" if self.settings.tls_client_ca_file is not None else "TLS"
+        log.info(
+            "serving %s on %s (port %d, %s)", SERVICE_NAME, self.settings.listen, self.port, mode
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:

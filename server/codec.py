@@ -20,6 +20,8 @@ META_PREFIX = b"m:"
 CREATED_AT = b"created_at"
 UPDATED_AT = b"updated_at"
 COPIED_FROM = b"copied_from"
+OWNER = b"owner"
+EXPIRE_AT_MS = b"expire_at_ms"
 
 
 def now_us() -> int:
@@ -40,6 +42,12 @@ def metadata_args(metadata: struct_pb2.Struct) -> list[bytes]:
     return args
 
 
+def metadata_size(args: Sequence[bytes]) -> int:
+    """Key bytes plus serialized value bytes of ``metadata_args``; the Lua scripts measure
+    stored metadata the same way (``merged_metadata_size``)."""
+    return sum(len(arg) for arg in args) - len(META_PREFIX) * (len(args) // 2)
+
+
 def thread_from_fields(thread_id: str, history_length: int, fields: Sequence[bytes]) -> pb.Thread:
     """Builds a Thread from its meta HASH as a script returns it: [field, value, ...]."""
     thread = pb.Thread(thread_id=thread_id, history_length=history_length)
@@ -53,6 +61,10 @@ def thread_from_fields(thread_id: str, history_length: int, fields: Sequence[byt
             thread.updated_at.CopyFrom(timestamp_from_us(int(value)))
         elif name == COPIED_FROM:
             thread.copied_from = value.decode("ascii")
+        elif name == OWNER:
+            thread.owner = value.decode("utf-8")
+        elif name == EXPIRE_AT_MS:
+            thread.expire_time.CopyFrom(timestamp_from_us(int(value) * 1000))
     return thread
 
 

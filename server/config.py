@@ -57,8 +57,22 @@ def _appendfsync(text: str) -> str:
     return text
 
 
-def _opt(default: Any, env: str, parse: Callable[[str], Any], help: str) -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "help": help})
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+def _opt(
+    default: Any, env: str, parse: Callable[[str], Any], help: str, *, secret: bool = False
+) -> Any:
+    """A setting; a ``secret`` one is left out of repr() and --help's default."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"env": env, "parse": parse, "help": help, "secret": secret},
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,65 @@ class Settings:
         _positive_int,
         "most entries one Create or Append may carry",
     )
+    max_entry_bytes: int = _opt(
+        1024 * 1024,
+        "THREADS_MAX_ENTRY_BYTES",
+        _positive_int,
+        "largest history entry (its data, serialized)",
+    )
+    max_history_length: int = _opt(
+        1_000_000,
+        "THREADS_MAX_HISTORY_LENGTH",
+        _positive_int,
+        "most entries one thread may hold; Create, Append and Copy refuse past it",
+    )
+    max_metadata_bytes: int = _opt(
+        64 * 1024,
+        "THREADS_MAX_METADATA_BYTES",
+        _positive_int,
+        "largest metadata of a thread (keys plus serialized values), after any merge",
+    )
+    default_ttl_seconds: int = _opt(
+        0,
+        "THREADS_DEFAULT_TTL_SECONDS",
+        _non_negative_int,
+        "time to live of threads created or copied without a ttl; 0: none",
+    )
+    auth_jwt_secret: str | None = _opt(
+        None,
+        "THREADS_AUTH_JWT_SECRET",
+        str,
+        "turns on auth: verify bearer tokens as HS256 JWTs signed with this shared secret",
+        secret=True,
+    )
+    auth_jwt_public_key_file: Path | None = _opt(
+        None,
+        "THREADS_AUTH_JWT_PUBLIC_KEY_FILE",
+        Path,
+        "turns on auth: verify bearer tokens as RS256 (RSA key) or ES256 (P-256 key) JWTs "
+        "with this PEM public key",
+    )
+    auth_jwt_audience: str | None = _opt(
+        None, "THREADS_AUTH_JWT_AUDIENCE", str, "with auth on, tokens must carry this aud"
+    )
+    auth_jwt_issuer: str | None = _opt(
+        None, "THREADS_AUTH_JWT_ISSUER", str, "with auth on, tokens must carry this iss"
+    )
+    tls_cert_file: Path | None = _opt(
+        None,
+        "THREADS_TLS_CERT_FILE",
+        Path,
+        "serve TLS with this PEM certificate chain (needs --tls-key-file)",
+    )
+    tls_key_file: Path | None = _opt(
+        None, "THREADS_TLS_KEY_FILE", Path, "PEM private key of --tls-cert-file"
+    )
+    tls_client_ca_file: Path | None = _opt(
+        None,
+        "THREADS_TLS_CLIENT_CA_FILE",
+        Path,
+        "mutual TLS: require client certificates signed by these PEM CA certificates",
+    )
     workers: int = _opt(
         len(os.sched_getaffinity(0)),
         "THREADS_WORKERS",
@@ -153,7 +226,9 @@ class Settings:
                 dest=f.name,
                 default=None,
                 metavar=f.metadata["env"],
-                help=f"{f.metadata['help']} (env {f.metadata['env']}; default: {f.default})",
+                help=f"{f.metadata['help']} (env {f.metadata['env']}"
+                + ("" if f.metadata["secret"] else f"; default: {f.default}")
+                + ")",
                 **optional_value,
             )
         args = parser.parse_args(argv)
@@ -168,5 +243,33 @@ class Settings:
             try:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
-                parser.error(f"{source}={raw!r}: {exc}")
-        return cls(**values)
+                shown = "<secret>" if f.metadata["secret"] else repr(raw)
+                parser.error(f"{source}={shown}: {exc}")
+        settings = cls(**values)
+        for problem in settings.problems():
+            parser.error(problem)
+        return settings
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth_jwt_secret is not None or self.auth_jwt_public_key_file is not None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def problems(self) -> list[str]:
+        """Settings that make no sense together, as messages naming the flags."""
+        found = []
+        if self.auth_jwt_secret is not None and self.auth_jwt_public_key_file is not None:
+            found.append(
+                "--auth-jwt-secret and --auth-jwt-public-key-file exclude each other: "
+                "choose HS256 with a shared secret or RS256/ES256 with a public key"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            found.append("--tls-cert-file and --tls-key-file go together: give both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            found.append(
+                "--tls-client-ca-file (mutual TLS) needs --tls-cert-file and --tls-key-file"
+            )
+        return found

@@ -4,6 +4,7 @@ Handlers raise these; ``server.rpc`` turns them into a ``google.rpc.Status`` wit
 ``ErrorInfo`` (domain ``threads.v1``) in the ``grpc-status-details-bin`` trailer.
 
     ThreadsError
+    ├── Unauthenticated      UNAUTHENTICATED
     ├── InvalidArgument      INVALID_ARGUMENT
     ├── NotFound             NOT_FOUND
     ├── AlreadyExists        ALREADY_EXISTS
@@ -47,6 +48,10 @@ class ThreadsError(Exception):
         )
         converted: grpc.Status = rpc_status.to_status(status)
         return converted
+
+
+class Unauthenticated(ThreadsError):
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class InvalidArgument(ThreadsError):

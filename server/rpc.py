@@ -1,7 +1,8 @@
 """What every ThreadService RPC shares: deadline, error mapping and one log line.
 
-A handler wrapped in ``@rpc`` runs under the caller's deadline (so a Redis call never
-outlives it), and whatever it raises leaves as a clear status: domain errors with their
+A handler wrapped in ``@rpc`` gets the authenticated caller (its token's subject; "" with
+auth off) instead of the gRPC context, runs under the caller's deadline (so a Redis call
+never outlives it), and whatever it raises leaves as a clear status: domain errors with their
 ErrorInfo, Redis outages as UNAVAILABLE (safe to retry), anything unexpected as INTERNAL
 with the traceback logged here rather than sent to the caller.
 """
@@ -13,13 +14,14 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import redis.exceptions
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
+from server.auth import Authenticator
 from server.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -30,7 +32,14 @@ from server.errors import (
 
 log = logging.getLogger("threads.rpc")
 
-S = TypeVar("S")
+
+class Authenticating(Protocol):
+    """A servicer whose ``@rpc`` handlers need a caller; None: auth is off."""
+
+    authenticator: Authenticator | None
+
+
+S = TypeVar("S", bound=Authenticating)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Context = aio.ServicerContext[Any, Any]
@@ -127,7 +136,7 @@ def add_service(
 
 
 def rpc(
-    handler: Callable[[S, Req, Context], Awaitable[Resp]],
+    handler: Callable[[S, Req, str], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     method = handler.__name__
 
@@ -135,6 +144,13 @@ def rpc(
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         started = time.perf_counter()
         try:
+            # Before anything else: an unauthenticated caller learns nothing, not even
+            # whether its request was well-formed.
+            owner = (
+                self.authenticator.caller(context.invocation_metadata())
+                if self.authenticator is not None
+                else ""
+            )
             if isinstance(request, MalformedRequest):
                 raise InvalidArgument(
                     f"the request is not a valid {request.type_name}: {request.error}",
@@ -145,7 +161,7 @@ def rpc(
                 # Do not start a write the caller has already given up on.
                 raise TimeoutError
             async with asyncio.timeout(remaining):
-                response = await handler(self, request, context)
+                response = await handler(self, request, owner)
         except Exception as exc:
             failure, error = exc, to_threads_error(exc)
         else:

@@ -1,84 +1,111 @@
 """The ``threads.v1.ThreadService`` handlers: validate the request, call the store, reply.
 
-Storage lives in ``server.store``; status mapping, deadlines and logging in ``server.rpc``.
+Storage lives in ``server.store``; authentication, status mapping, deadlines and logging
+in ``server.rpc``; size limits in ``server.limits``. Every handler gets ``owner``, the
+authenticated caller ("" with auth off), and only ever touches that caller's threads.
 """
 
 from __future__ import annotations
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
-from server import page_tokens, validation
+from server import codec, page_tokens, validation
+from server.auth import Authenticator
 from server.errors import InvalidArgument
-from server.keys import new_thread_id, parse_thread_id
-from server.rpc import Context, rpc
+from server.keys import new_thread_id, parse_thread_id, request_thread_id
+from server.limits import Limits
+from server.rpc import rpc
 from server.store import ThreadStore
-
-DEFAULT_MAX_ENTRIES_PER_REQUEST = 10_000
 
 
 class ThreadService(pb_grpc.ThreadServiceServicer):
     def __init__(
-        self, store: ThreadStore, *, max_entries_per_request: int = DEFAULT_MAX_ENTRIES_PER_REQUEST
+        self,
+        store: ThreadStore,
+        *,
+        limits: Limits | None = None,
+        authenticator: Authenticator | None = None,
+        default_ttl_seconds: int = 0,
     ) -> None:
         self._store = store
-        self._max_entries = max_entries_per_request
+        self._limits = limits or Limits()
+        self.authenticator = authenticator
+        self._default_ttl_ms = default_ttl_seconds * 1000
+
+    def _ttl_ms(self, request: pb.CreateRequest | pb.CopyRequest) -> int:
+        """Create and Copy: the request's ttl when set (0: none), else the default."""
+        if request.HasField("ttl"):
+            return validation.ttl_ms(request.ttl)
+        return self._default_ttl_ms
+
+    def _check_metadata(
+        self, request: pb.CreateRequest | pb.UpdateRequest | pb.CopyRequest
+    ) -> None:
+        self._limits.check_metadata(codec.metadata_size(codec.metadata_args(request.metadata)))
 
     @rpc
-    async def Create(self, request: pb.CreateRequest, context: Context) -> pb.CreateResponse:
-        thread_id = parse_thread_id(request.thread_id) if request.thread_id else new_thread_id()
+    async def Create(self, request: pb.CreateRequest, owner: str) -> pb.CreateResponse:
+        request_id = validation.request_id(request.request_id)
+        if request.thread_id:
+            thread_id = parse_thread_id(request.thread_id)
+        else:
+            thread_id = request_thread_id(request_id) if request_id else new_thread_id()
         if request.if_exists not in pb.IfExists.values():
             raise InvalidArgument(
                 f"if_exists has no value {request.if_exists}",
                 reason="INVALID_IF_EXISTS",
                 if_exists=request.if_exists,
             )
-        validation.entry_count(
-            len(request.history), "history", maximum=self._max_entries, required=False
-        )
+        self._limits.check_entries(request.history, "history", required=False)
+        self._limits.check_history_length(len(request.history), "history")
+        self._check_metadata(request)
         thread = await self._store.create(
+            owner,
             thread_id,
             request.metadata,
             request.history,
             return_existing=request.if_exists == pb.IF_EXISTS_DO_NOTHING,
+            ttl_ms=self._ttl_ms(request),
+            request_id=request_id,
         )
         return pb.CreateResponse(thread=thread)
 
     @rpc
-    async def Get(self, request: pb.GetRequest, context: Context) -> pb.GetResponse:
-        return pb.GetResponse(thread=await self._store.get(parse_thread_id(request.thread_id)))
-
-    @rpc
-    async def Update(self, request: pb.UpdateRequest, context: Context) -> pb.UpdateResponse:
+    async def Get(self, request: pb.GetRequest, owner: str) -> pb.GetResponse:
         thread_id = parse_thread_id(request.thread_id)
-        return pb.UpdateResponse(thread=await self._store.update(thread_id, request.metadata))
+        return pb.GetResponse(thread=await self._store.get(owner, thread_id))
 
     @rpc
-    async def Delete(self, request: pb.DeleteRequest, context: Context) -> pb.DeleteResponse:
-        await self._store.delete(parse_thread_id(request.thread_id))
+    async def Update(self, request: pb.UpdateRequest, owner: str) -> pb.UpdateResponse:
+        thread_id = parse_thread_id(request.thread_id)
+        self._check_metadata(request)
+        ttl_ms = validation.ttl_ms(request.ttl) if request.HasField("ttl") else None
+        thread = await self._store.update(owner, thread_id, request.metadata, ttl_ms=ttl_ms)
+        return pb.UpdateResponse(thread=thread)
+
+    @rpc
+    async def Delete(self, request: pb.DeleteRequest, owner: str) -> pb.DeleteResponse:
+        await self._store.delete(owner, parse_thread_id(request.thread_id))
         return pb.DeleteResponse()
 
     @rpc
-    async def Append(self, request: pb.AppendRequest, context: Context) -> pb.AppendResponse:
+    async def Append(self, request: pb.AppendRequest, owner: str) -> pb.AppendResponse:
         thread_id = parse_thread_id(request.thread_id)
-        validation.entry_count(
-            len(request.entries), "entries", maximum=self._max_entries, required=True
-        )
+        self._limits.check_entries(request.entries, "entries", required=True)
         expected = (
             validation.non_negative(request.expected_length, "expected_length")
             if request.HasField("expected_length")
             else None
         )
-        length = await self._store.append(thread_id, request.entries, expected)
+        length = await self._store.append(owner, thread_id, request.entries, expected)
         return pb.AppendResponse(history_length=length)
 
     @rpc
-    async def GetHistory(
-        self, request: pb.GetHistoryRequest, context: Context
-    ) -> pb.GetHistoryResponse:
+    async def GetHistory(self, request: pb.GetHistoryRequest, owner: str) -> pb.GetHistoryResponse:
         thread_id = parse_thread_id(request.thread_id)
         limit = validation.page_size(request.page_size)
         offset = page_tokens.decode(request.page_token, thread_id) if request.page_token else 0
-        entries, total = await self._store.read_history(thread_id, offset, limit)
+        entries, total = await self._store.read_history(owner, thread_id, offset, limit)
         end = offset + len(entries)
         return pb.GetHistoryResponse(
             entries=entries,
@@ -86,17 +113,19 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         )
 
     @rpc
-    async def Copy(self, request: pb.CopyRequest, context: Context) -> pb.CopyResponse:
+    async def Copy(self, request: pb.CopyRequest, owner: str) -> pb.CopyResponse:
         source_id = parse_thread_id(request.thread_id)
-        history_length = (
-            validation.non_negative(request.history_length, "history_length")
-            if request.HasField("history_length")
-            else None
-        )
+        history_length = None
+        if request.HasField("history_length"):
+            history_length = validation.non_negative(request.history_length, "history_length")
+            self._limits.check_history_length(history_length, "history_length")
+        self._check_metadata(request)
         thread = await self._store.copy(
+            owner,
             source_id,
             request_id=validation.request_id(request.request_id),
             history_length=history_length,
             metadata=request.metadata,
+            ttl_ms=self._ttl_ms(request),
         )
         return pb.CopyResponse(thread=thread)

@@ -1,7 +1,8 @@
 """ThreadStore: every Redis operation of the service, each one Lua script call.
 
 This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The store takes
-validated input (canonical ids, checked numbers) and raises ``server.errors`` for domain
+validated input (canonical ids, checked numbers) and the caller (``owner``, "" with auth
+off), whose key namespace every call stays in, and raises ``server.errors`` for domain
 outcomes; Redis connection failures propagate as redis-py exceptions for the RPC layer
 to map to UNAVAILABLE.
 """
@@ -27,18 +28,27 @@ from server.errors import (
     thread_not_found,
 )
 from server.keys import ThreadKeys, new_copy_id
+from server.limits import Limits
 from server.scripts import Scripts
 
-COPY_REQUEST_TTL_SECONDS = 24 * 60 * 60
+REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)
 _COPY_ID_ATTEMPTS = 3
 
 
 class ThreadStore:
-    def __init__(self, redis: Any, *, copy_request_ttl: int = COPY_REQUEST_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        limits: Limits | None = None,
+        request_ttl: int = REQUEST_RECORD_TTL_SECONDS,
+    ) -> None:
+        """``request_ttl``: how long (s) a Create/Copy request_id is remembered."""
         self._redis = redis
         self._scripts = Scripts.register(redis)
-        self._copy_request_ttl = copy_request_ttl
+        self._limits = limits or Limits()
+        self._request_ttl = request_ttl
         self._cluster = isinstance(redis, RedisCluster)
         self._prepared_primaries: frozenset[str] = frozenset()
 
@@ -80,68 +90,131 @@ class ThreadStore:
 
     async def create(
         self,
+        owner: str,
         thread_id: str,
         metadata: struct_pb2.Struct,
         history: Sequence[pb.Entry],
         *,
         return_existing: bool,
+        ttl_ms: int,
+        request_id: str = "",
     ) -> pb.Thread:
-        keys = ThreadKeys(thread_id)
+        """Creates a thread; with a request_id, a retry returns the thread it created."""
+        keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
         meta_args = codec.metadata_args(metadata)
+        record_keys: list[str] = []
+        fingerprint = ""
+        if request_id:
+            record_keys.append(keys.create_request)
+            fingerprint = _fingerprint(
+                b"create",
+                str(return_existing).encode(),
+                str(ttl_ms).encode(),
+                *_sorted_pairs(meta_args),
+                *(entry.data.SerializeToString(deterministic=True) for entry in history),
+            )
+        expire_ms = _expire_ms(now, ttl_ms)
         reply = await self._scripts.create(
-            keys=[keys.meta, keys.history],
-            args=[now, len(meta_args), *meta_args, *codec.encode_entries(history, now)],
+            keys=[keys.meta, keys.history, *record_keys],
+            args=[
+                now,
+                owner,
+                expire_ms,
+                request_id,
+                fingerprint,
+                self._request_ttl,
+                len(meta_args),
+                *meta_args,
+                *codec.encode_entries(history, now),
+            ],
         )
-        if reply[0] == b"EXISTS":
-            if not return_existing:
-                raise AlreadyExists(
-                    f"thread {thread_id} already exists; use another thread_id or "
-                    "if_exists=IF_EXISTS_DO_NOTHING to get the existing thread",
-                    reason="THREAD_ALREADY_EXISTS",
-                    thread_id=thread_id,
-                )
+        outcome = reply[0]
+        if outcome == b"CREATED":
+            thread = pb.Thread(
+                thread_id=thread_id, metadata=metadata, history_length=len(history), owner=owner
+            )
+            thread.created_at.CopyFrom(codec.timestamp_from_us(now))
+            thread.updated_at.CopyFrom(thread.created_at)
+            if ttl_ms:
+                thread.expire_time.CopyFrom(codec.timestamp_from_us(int(expire_ms) * 1000))
+            return thread
+        if outcome == b"DUPLICATE" or (outcome == b"EXISTS" and return_existing):
             length, fields = reply[1]
             return codec.thread_from_fields(thread_id, length, fields)
-        thread = pb.Thread(thread_id=thread_id, metadata=metadata, history_length=len(history))
-        thread.created_at.CopyFrom(codec.timestamp_from_us(now))
-        thread.updated_at.CopyFrom(thread.created_at)
-        return thread
+        if outcome == b"EXISTS":
+            raise AlreadyExists(
+                f"thread {thread_id} already exists; use another thread_id or "
+                "if_exists=IF_EXISTS_DO_NOTHING to get the existing thread",
+                reason="THREAD_ALREADY_EXISTS",
+                thread_id=thread_id,
+            )
+        if outcome == b"REQUEST_ID_REUSED":
+            raise InvalidArgument(
+                f"request_id {request_id!r} already created thread {thread_id} with different "
+                "parameters; use a new request_id for a different request",
+                reason="REQUEST_ID_REUSED",
+                thread_id=thread_id,
+                request_id=request_id,
+            )
+        raise FailedPrecondition(
+            f"request_id {request_id!r} already created thread {thread_id}, which has since "
+            "been deleted or has expired; use a new request_id to create another",
+            reason="THREAD_DELETED",
+            thread_id=thread_id,
+            request_id=request_id,
+        )
 
-    async def get(self, thread_id: str) -> pb.Thread:
-        keys = ThreadKeys(thread_id)
+    async def get(self, owner: str, thread_id: str) -> pb.Thread:
+        keys = ThreadKeys(thread_id, owner)
         reply = await self._scripts.get(keys=[keys.meta, keys.history])
         if reply[0] == b"NOT_FOUND":
             raise thread_not_found(thread_id)
         length, fields = reply[1]
         return codec.thread_from_fields(thread_id, length, fields)
 
-    async def update(self, thread_id: str, metadata: struct_pb2.Struct) -> pb.Thread:
-        keys = ThreadKeys(thread_id)
+    async def update(
+        self, owner: str, thread_id: str, metadata: struct_pb2.Struct, *, ttl_ms: int | None
+    ) -> pb.Thread:
+        """Merges metadata keys; ``ttl_ms`` None keeps the expiry, 0 removes it."""
+        keys = ThreadKeys(thread_id, owner)
+        now = codec.now_us()
         reply = await self._scripts.update(
             keys=[keys.meta, keys.history],
-            args=[codec.now_us(), *codec.metadata_args(metadata)],
+            args=[
+                now,
+                "" if ttl_ms is None else _expire_ms(now, ttl_ms),
+                self._limits.max_metadata_bytes,
+                *codec.metadata_args(metadata),
+            ],
         )
         if reply[0] == b"NOT_FOUND":
             raise thread_not_found(thread_id)
+        if reply[0] == b"METADATA_TOO_LARGE":
+            raise self._limits.metadata_too_large(thread_id, int(reply[1]))
         length, fields = reply[1]
         return codec.thread_from_fields(thread_id, length, fields)
 
-    async def delete(self, thread_id: str) -> None:
-        keys = ThreadKeys(thread_id)
+    async def delete(self, owner: str, thread_id: str) -> None:
+        keys = ThreadKeys(thread_id, owner)
         if not await self._scripts.delete(keys=[keys.meta, keys.history]):
             raise thread_not_found(thread_id)
 
     async def append(
-        self, thread_id: str, entries: Sequence[pb.Entry], expected_length: int | None
+        self,
+        owner: str,
+        thread_id: str,
+        entries: Sequence[pb.Entry],
+        expected_length: int | None,
     ) -> int:
-        keys = ThreadKeys(thread_id)
+        keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
         reply = await self._scripts.append(
             keys=[keys.meta, keys.history],
             args=[
                 "" if expected_length is None else expected_length,
                 now,
+                self._limits.max_history_length,
                 *codec.encode_entries(entries, now),
             ],
         )
@@ -157,13 +230,15 @@ class ThreadStore:
                 expected_length=expected_length,
                 history_length=actual,
             )
+        if reply[0] == b"TOO_LONG":
+            raise self._limits.history_too_long(thread_id, int(reply[1]), len(entries))
         return int(reply[1])
 
     async def read_history(
-        self, thread_id: str, offset: int, limit: int
+        self, owner: str, thread_id: str, offset: int, limit: int
     ) -> tuple[list[pb.Entry], int]:
         """One page of entries starting at ``offset``, and the history's total length."""
-        keys = ThreadKeys(thread_id)
+        keys = ThreadKeys(thread_id, owner)
         reply = await self._scripts.read_history(
             keys=[keys.meta, keys.history], args=[offset, limit]
         )
@@ -173,33 +248,44 @@ class ThreadStore:
 
     async def copy(
         self,
+        owner: str,
         source_id: str,
         *,
         request_id: str,
         history_length: int | None,
         metadata: struct_pb2.Struct,
+        ttl_ms: int,
     ) -> pb.Thread:
-        """Copies a thread in one script; with a request_id, a retry returns the same copy."""
-        source = ThreadKeys(source_id)
+        """Copies a thread in one script; with a request_id, a retry returns the same copy.
+
+        The copy belongs to ``owner``, the caller, who can only name its own threads as
+        the source. It gets its own expiry (``ttl_ms`` from now; 0: none), never the
+        source's.
+        """
+        source = ThreadKeys(source_id, owner)
         meta_args = codec.metadata_args(metadata)
         want = "" if history_length is None else str(history_length)
         request_keys: list[str] = []
         fingerprint = ""  # only compared when a request_id makes the copy idempotent
         if request_id:
             request_keys.append(source.copy_request(request_id))
-            fingerprint = _copy_fingerprint(want, meta_args)
+            fingerprint = _copy_fingerprint(want, meta_args, ttl_ms)
         for _ in range(_COPY_ID_ATTEMPTS):
             copy_id = new_copy_id(source_id)
-            target = ThreadKeys(copy_id)
+            target = ThreadKeys(copy_id, owner)
+            now = codec.now_us()
             reply = await self._scripts.copy(
                 keys=[source.meta, source.history, target.meta, target.history, *request_keys],
                 args=[
                     copy_id,
                     source_id,
-                    codec.now_us(),
+                    now,
                     want,
                     fingerprint,
-                    self._copy_request_ttl,
+                    self._request_ttl,
+                    _expire_ms(now, ttl_ms),
+                    self._limits.max_history_length,
+                    self._limits.max_metadata_bytes,
                     *meta_args,
                 ],
             )
@@ -212,7 +298,7 @@ class ThreadStore:
         else:  # pragma: no cover - three 108-bit random collisions in a row
             raise RuntimeError("could not find a free id for the copy")
         if outcome == b"DUPLICATE":
-            return await self._earlier_copy(source_id, request_id, reply[1].decode())
+            return await self._earlier_copy(owner, source_id, request_id, reply[1].decode())
         if outcome == b"REQUEST_ID_REUSED":
             raise InvalidArgument(
                 f"request_id {request_id!r} was already used to copy thread {source_id} "
@@ -231,11 +317,17 @@ class ThreadStore:
                 history_length=history_length,
                 source_history_length=int(reply[1]),
             )
+        if outcome == b"TOO_LONG":
+            raise self._limits.history_too_long(source_id, int(reply[1]), 0)
+        if outcome == b"METADATA_TOO_LARGE":
+            raise self._limits.metadata_too_large(source_id, int(reply[1]))
         raise thread_not_found(source_id)
 
-    async def _earlier_copy(self, source_id: str, request_id: str, copy_id: str) -> pb.Thread:
+    async def _earlier_copy(
+        self, owner: str, source_id: str, request_id: str, copy_id: str
+    ) -> pb.Thread:
         try:
-            return await self.get(copy_id)
+            return await self.get(owner, copy_id)
         except NotFound:
             pass
         raise FailedPrecondition(
@@ -248,14 +340,30 @@ class ThreadStore:
         )
 
 
-def _copy_fingerprint(history_length: str, meta_args: list[bytes]) -> str:
-    """What makes two Copy requests "the same" for a request_id.
+def _expire_ms(now_us: int, ttl_ms: int) -> str:
+    """The scripts' expiry argument: '0' for none, else the Unix time in ms to expire at."""
+    return str(now_us // 1000 + ttl_ms) if ttl_ms else "0"
 
-    Metadata pairs are sorted (protobuf leaves map order on the wire undefined; Go
-    randomises it) and every part is length-prefixed, so distinct requests never collide.
-    """
+
+def _sorted_pairs(meta_args: list[bytes]) -> list[bytes]:
+    """Metadata pairs in key order: protobuf leaves map order on the wire undefined (Go
+    randomises it), and a retry must match its first attempt."""
     pairs = sorted(zip(meta_args[::2], meta_args[1::2], strict=True))
+    return [part for pair in pairs for part in pair]
+
+
+def _fingerprint(*parts: bytes) -> str:
+    """A digest of the parts, each length-prefixed so that distinct requests never collide."""
     digest = hashlib.sha256()
-    for part in (history_length.encode(), *(p for pair in pairs for p in pair)):
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
+
+
+def _copy_fingerprint(history_length: str, meta_args: list[bytes], ttl_ms: int) -> str:
+    """What makes two Copy requests "the same" for a request_id.
+
+    The ttl is only added when set, so records written before ttl existed still match.
+    """
+    ttl = [b"ttl", str(ttl_ms).encode()] if ttl_ms else []
+    return _fingerprint(history_length.encode(), *_sorted_pairs(meta_args), *ttl)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from google.protobuf import duration_pb2
+
 from server.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_REQUEST_ID_LENGTH = 128
+# Far beyond any retention policy, and keeps now + ttl well inside PEXPIREAT's range.
+MAX_TTL_SECONDS = 100 * 366 * 24 * 60 * 60
 
 
 def page_size(raw: int) -> int:
@@ -41,16 +45,20 @@ def non_negative(raw: int, field: str) -> int:
     return raw
 
 
-def entry_count(count: int, field: str, *, maximum: int, required: bool) -> None:
-    if required and count == 0:
+def ttl_ms(ttl: duration_pb2.Duration) -> int:
+    """A ttl in whole milliseconds, rounded up so that it never ends early; 0 is "none"."""
+    if ttl.seconds < 0 or ttl.nanos < 0 or ttl.nanos > 999_999_999:
         raise InvalidArgument(
-            f"{field} must hold at least one entry", reason="NO_ENTRIES", field=field
+            f"ttl must be a non-negative duration, got {ttl.seconds}s {ttl.nanos}ns "
+            "(zero means no expiry)",
+            reason="INVALID_TTL",
+            field="ttl",
         )
-    if count > maximum:
+    if ttl.seconds > MAX_TTL_SECONDS:
         raise InvalidArgument(
-            f"{field} holds {count} entries, more than the {maximum} allowed in one request; "
-            "split it into several requests",
-            reason="TOO_MANY_ENTRIES",
-            field=field,
-            limit=maximum,
+            f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years), got {ttl.seconds}; "
+            "use zero for no expiry",
+            reason="INVALID_TTL",
+            field="ttl",
         )
+    return ttl.seconds * 1000 + -(-ttl.nanos // 1_000_000)

@@ -31,7 +31,8 @@ from server.embedded import die_with_parent
 
 log = logging.getLogger("threads.workers")
 
-# A worker's exit code when it could not bind the port: restarting it would not help.
+# A worker's exit code when it cannot start as configured (port taken, TLS files or auth
+# keys unusable): restarting it would not help.
 EXIT_LISTEN_FAILED = 3
 # More deaths than this within RESTART_WINDOW seconds and the supervisor gives up.
 MAX_RESTARTS = 5

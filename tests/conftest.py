@@ -12,10 +12,11 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 from grpc import aio
@@ -135,10 +136,21 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Starts ThreadsServers in the test; stops them (and closes channels) at teardown."""
     started: list[Started] = []
 
-    async def start(settings: Settings, redis_url: str) -> Started:
+    async def start(
+        settings: Settings,
+        redis_url: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> Started:
         server = ThreadsServer(settings, redis_url)
         port = await server.start()
-        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+        target, all_options = f"127.0.0.1:{port}", [*CHANNEL_OPTIONS, *options]
+        channel = (
+            aio.insecure_channel(target, options=all_options)
+            if credentials is None
+            else aio.secure_channel(target, credentials, options=all_options)
+        )
         handle = Started(server, channel)
         started.append(handle)
         await asyncio.wait_for(channel.channel_ready(), POLL_BOUND)

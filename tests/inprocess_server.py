@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -59,4 +60,18 @@ class Started:
         await eventually(reached, f"health {name} for {HEALTH_NAMES}")
 
 
-StartServer = Callable[[Settings, str], Awaitable[Started]]
+class StartServer(Protocol):
+    """The ``start_server`` fixture: a ThreadsServer on ``redis_url`` and a channel to it.
+
+    The channel uses ``credentials`` (TLS) when given, with ``options`` added to
+    CHANNEL_OPTIONS (``grpc.ssl_target_name_override``, say).
+    """
+
+    def __call__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> Awaitable[Started]: ...

@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import redis
@@ -69,11 +70,25 @@ def embedded_pid(data_dir: Path) -> int:
 
 
 class ServerProcess:
-    """One ``python -m server`` subprocess, listening on 127.0.0.1:<port>."""
+    """One ``python -m server`` subprocess, listening on 127.0.0.1:<port>.
+
+    ``channel()`` (and so ``wait_serving()`` and ``create_thread()``) dials it with
+    ``credentials`` (TLS) when set, with ``channel_options`` added to CHANNEL_OPTIONS; a
+    test may set both after ``spawn``.
+    """
 
     def __init__(
-        self, args: list[str], log_path: Path, env: dict[str, str], port: int | None
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str],
+        port: int | None,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        self.credentials = credentials
+        self.channel_options = list(channel_options)
         self.port = free_port() if port is None else port
         self.args = args if port is not None else ["--listen", f"127.0.0.1:{self.port}", *args]
         self.log_path = log_path
@@ -96,7 +111,10 @@ class ServerProcess:
         return f"\n--- {self.log_path} (tail) ---\n{self.log()[-chars:]}"
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{self.port}", options=CHANNEL_OPTIONS)
+        options = [*CHANNEL_OPTIONS, *self.channel_options]
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target, options=options)
+        return grpc.secure_channel(self.target, self.credentials, options=options)
 
     def wait_serving(self) -> None:
         deadline = time.monotonic() + STARTUP_BOUND

@@ -30,11 +30,35 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("health_interval_seconds", "0.1", 0.1, "3", 3.0),
     ("max_message_bytes", "65536", 65536, "1048576", 1048576),
     ("max_entries_per_request", "5", 5, "20000", 20000),
+    ("max_entry_bytes", "1000", 1000, "2048", 2048),
+    ("max_history_length", "10", 10, "5000000", 5000000),
+    ("max_metadata_bytes", "100", 100, "1000000", 1000000),
+    ("default_ttl_seconds", "60", 60, "86400", 86400),
+    ("auth_jwt_secret", "s" * 32, "s" * 32, "t" * 40, "t" * 40),
+    ("auth_jwt_public_key_file", "/etc/a.pem", Path("/etc/a.pem"), "b.pem", Path("b.pem")),
+    ("auth_jwt_audience", "threads", "threads", "other", "other"),
+    ("auth_jwt_issuer", "https://idp", "https://idp", "issuer-2", "issuer-2"),
+    ("tls_cert_file", "/tls/a.crt", Path("/tls/a.crt"), "b.crt", Path("b.crt")),
+    ("tls_key_file", "/tls/a.key", Path("/tls/a.key"), "b.key", Path("b.key")),
+    ("tls_client_ca_file", "/tls/ca.crt", Path("/tls/ca.crt"), "ca2.crt", Path("ca2.crt")),
     ("workers", "1", 1, "4", 4),
     ("log_level", "debug", "DEBUG", "Warning", "WARNING"),
 ]  # fmt: skip
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Settings that only make sense with others (Settings.problems): given with each case.
+_COMPANIONS: dict[str, dict[str, str]] = {
+    "tls_cert_file": {"THREADS_TLS_KEY_FILE": "/tls/k.key"},
+    "tls_key_file": {"THREADS_TLS_CERT_FILE": "/tls/c.crt"},
+    "tls_client_ca_file": {
+        "THREADS_TLS_CERT_FILE": "/tls/c.crt",
+        "THREADS_TLS_KEY_FILE": "/tls/k.key",
+    },
+}
+
+
+def _with_companions(name: str, environ: dict[str, str]) -> dict[str, str]:
+    return _COMPANIONS.get(name, {}) | environ
 
 
 def _flag(name: str) -> str:
@@ -75,12 +99,13 @@ def test_defaults_without_flags_or_environment() -> None:
 def test_environment_overrides_default(
     name: str, raw: str, parsed: Any, _raw2: str, _parsed2: Any
 ) -> None:
-    settings = Settings.load([], {_env(name): raw})
+    settings = Settings.load([], _with_companions(name, {_env(name): raw}))
     assert getattr(settings, name) == parsed
     assert getattr(settings, name) != getattr(Settings(), name)
     # Every other setting keeps its default.
-    others = {f: getattr(settings, f) for f in _FIELDS if f != name}
-    assert others == {f: getattr(Settings(), f) for f in _FIELDS if f != name}
+    given = {name} | {f for f in _FIELDS if _env(f) in _COMPANIONS.get(name, {})}
+    others = {f: getattr(settings, f) for f in _FIELDS if f not in given}
+    assert others == {f: getattr(Settings(), f) for f in _FIELDS if f not in given}
 
 
 @pytest.mark.parametrize(
@@ -89,7 +114,7 @@ def test_environment_overrides_default(
 def test_flag_overrides_default(
     name: str, raw: str, parsed: Any, _raw2: str, _parsed2: Any
 ) -> None:
-    settings = Settings.load([_flag(name), raw], {})
+    settings = Settings.load([_flag(name), raw], _with_companions(name, {}))
     assert getattr(settings, name) == parsed
 
 
@@ -101,7 +126,7 @@ def test_flag_overrides_default(
 def test_flag_overrides_environment(
     name: str, env_raw: str, _env_parsed: Any, flag_raw: str, flag_parsed: Any
 ) -> None:
-    settings = Settings.load([_flag(name), flag_raw], {_env(name): env_raw})
+    settings = Settings.load([_flag(name), flag_raw], _with_companions(name, {_env(name): env_raw}))
     assert getattr(settings, name) == flag_parsed
 
 
@@ -240,3 +265,54 @@ def test_workers_default_to_the_cpus_this_process_may_use() -> None:
     assert Settings.load([], {}).workers == len(os.sched_getaffinity(0))
     with pytest.raises(SystemExit):
         Settings.load(["--workers", "0"], {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "names"),
+    [
+        (["--default-ttl-seconds", "-1"], {}, "--default-ttl-seconds"),
+        ([], {"THREADS_MAX_HISTORY_LENGTH": "0"}, "THREADS_MAX_HISTORY_LENGTH"),
+        (["--max-entry-bytes", "1k"], {}, "--max-entry-bytes"),
+        ([], {"THREADS_MAX_METADATA_BYTES": "-5"}, "THREADS_MAX_METADATA_BYTES"),
+    ],
+)
+def test_invalid_limit_exits_2_naming_the_setting(
+    argv: list[str], environ: dict[str, str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load(argv, environ)
+    assert exc_info.value.code == 2
+    assert names in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        (
+            {"THREADS_AUTH_JWT_SECRET": "s" * 32, "THREADS_AUTH_JWT_PUBLIC_KEY_FILE": "k.pem"},
+            ["--auth-jwt-secret", "--auth-jwt-public-key-file"],
+        ),
+        ({"THREADS_TLS_CERT_FILE": "c.crt"}, ["--tls-cert-file", "--tls-key-file"]),
+        ({"THREADS_TLS_KEY_FILE": "k.key"}, ["--tls-cert-file", "--tls-key-file"]),
+        ({"THREADS_TLS_CLIENT_CA_FILE": "ca.crt"}, ["--tls-client-ca-file", "--tls-cert-file"]),
+    ],
+)
+def test_settings_that_need_each_other_exit_2_naming_both(
+    environ: dict[str, str], names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        Settings.load([], environ)
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    for name in names:
+        assert name in err, err
+
+
+def test_the_jwt_secret_stays_out_of_repr_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "do-not-print-me-0123456789abcdef"
+    settings = Settings.load([], {"THREADS_AUTH_JWT_SECRET": secret})
+    assert settings.auth_enabled
+    assert secret not in repr(settings)
+    with pytest.raises(SystemExit):
+        Settings.load(["--help"], {"THREADS_AUTH_JWT_SECRET": secret})
+    assert secret not in capsys.readouterr().out

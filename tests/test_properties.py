@@ -46,8 +46,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from client.pb import threads_pb2 as pb
-from server import page_tokens
+from server import codec, page_tokens
 from server.keys import ThreadKeys
+from server.limits import Limits
+
+LIMITS = Limits()  # the session server runs with the default limits
+
+
+def size_of(metadata: struct_pb2.Struct) -> int:
+    return codec.metadata_size(codec.metadata_args(metadata))
+
 
 SERVICE = "/threads.v1.ThreadService/"
 CALL_TIMEOUT = 10.0
@@ -510,6 +518,8 @@ async def test_copy_history_length_any_int64(
     else:
         if want < 0:
             answer.expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_HISTORY_LENGTH")
+        elif want > LIMITS.max_history_length:
+            answer.expect(grpc.StatusCode.INVALID_ARGUMENT, "HISTORY_TOO_LONG")
         else:
             answer.expect(grpc.StatusCode.OUT_OF_RANGE, "HISTORY_LENGTH_OUT_OF_RANGE")
         await assert_unchanged(redis, before, [thread_id])
@@ -725,26 +735,52 @@ async def test_valid_random_input_round_trips(
     await check_thread_invariants(channel, redis, copy.thread_id)
 
 
-@fuzz_settings(max_examples=6)
+@fuzz_settings(max_examples=8)
 @given(
     keys=st.integers(1, 4000),
-    string_bytes=st.sampled_from([0, 1, 1 << 16, 1 << 20]),
+    string_bytes=st.sampled_from([0, 1, 1 << 10, 1 << 14, 1 << 16, 1 << 20]),
 )
-@example(keys=2501, string_bytes=1 << 20)
-async def test_huge_structs_round_trip(
+@example(keys=2000, string_bytes=1 << 14)  # 58 KiB: within every default limit, round trips
+@example(keys=2501, string_bytes=1 << 14)  # the metadata is past 64 KiB, the entry is not
+@example(keys=2501, string_bytes=1 << 20)  # the entry is past 1 MiB
+async def test_huge_structs_round_trip_or_hit_a_limit(
     channel: aio.Channel, redis: Any, keys: int, string_bytes: int
 ) -> None:
+    """Big Structs either round-trip whole or, past the default limits, are refused with
+    the limit's reason and nothing written."""
     metadata = to_struct({f"k{i}": float(i) for i in range(keys)} | {"s": "é" * string_bytes})
-    request = pb.CreateRequest(metadata=metadata, history=[pb.Entry(data=metadata)])
-    thread_id = (await send(channel, "Create", request)).parse(pb.CreateResponse).thread.thread_id
+    thread_id = str(uuid.uuid4())
+    before = await snapshot(redis, thread_id)
+    request = pb.CreateRequest(
+        thread_id=thread_id, metadata=metadata, history=[pb.Entry(data=metadata)]
+    )
+    created = await send(channel, "Create", request)
+    if metadata.ByteSize() > LIMITS.max_entry_bytes:
+        created.expect(grpc.StatusCode.INVALID_ARGUMENT, "ENTRY_TOO_LARGE")
+        await assert_unchanged(redis, before, [thread_id])
+        return
+    if size_of(metadata) > LIMITS.max_metadata_bytes:
+        created.expect(grpc.StatusCode.INVALID_ARGUMENT, "METADATA_TOO_LARGE")
+        await assert_unchanged(redis, before, [thread_id])
+        return
+    created.expect(grpc.StatusCode.OK)
     got = (await send(channel, "Get", pb.GetRequest(thread_id=thread_id))).parse(pb.GetResponse)
     assert wire(got.thread.metadata) == wire(metadata)
     update = pb.UpdateRequest(thread_id=thread_id, metadata=to_struct({"s": "", "new": True}))
     after = (await send(channel, "Update", update)).parse(pb.UpdateResponse).thread
     assert wire(after.metadata) == wire(metadata) | wire(to_struct({"s": "", "new": True}))
+    before_copy = await snapshot(redis, thread_id)
     copy_request = pb.CopyRequest(thread_id=thread_id, metadata=metadata)
-    copy = (await send(channel, "Copy", copy_request)).parse(pb.CopyResponse).thread
-    assert wire(copy.metadata) == wire(after.metadata) | wire(metadata)
+    copied = await send(channel, "Copy", copy_request)
+    merged = struct_pb2.Struct()
+    merged.MergeFrom(after.metadata)
+    merged.MergeFrom(metadata)
+    if size_of(merged) > LIMITS.max_metadata_bytes:
+        copied.expect(grpc.StatusCode.FAILED_PRECONDITION, "METADATA_TOO_LARGE")
+        await assert_unchanged(redis, before_copy, [thread_id])
+        return
+    copy = copied.parse(pb.CopyResponse).thread
+    assert wire(copy.metadata) == wire(merged)
     page = await send(channel, "GetHistory", pb.GetHistoryRequest(thread_id=copy.thread_id))
     assert [wire(e.data) for e in page.parse(pb.GetHistoryResponse).entries] == [wire(metadata)]
     for thread in (thread_id, copy.thread_id):

@@ -33,3 +33,17 @@ async def test_readme_quickstart_prints_the_copied_history(threads_server: Threa
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     assert stdout.decode().strip() == "['hi', 'hello']"
+
+
+def test_every_error_reason_the_server_raises_is_documented() -> None:
+    """A caller reads the README's error table to handle reasons: none may be missing."""
+    server = README.parent / "server"
+    reasons = {
+        reason
+        for path in server.glob("*.py")
+        for reason in re.findall(r'reason="([A-Z_]+)"', path.read_text())
+    }
+    assert len(reasons) > 20
+    text = README.read_text()
+    missing = sorted(reason for reason in reasons if f"`{reason}`" not in text)
+    assert not missing, f"reasons missing from README.md: {missing}"

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18threads/v1/threads.proto\x12\nthreads.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x06Thread\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0ehistory_length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63opied_from\x18\x06 \x01(\t\"m\n\x05\x45ntry\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05index\x18\x03 \x01(\x03\"\x9a\x01\n\rCreateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x07history\x18\x03 \x03(\x0b\x32\x11.threads.v1.Entry\x12\'\n\tif_exists\x18\x04 \x01(\x0e\x32\x14.threads.v1.IfExists\"4\n\x0e\x43reateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\x1f\n\nGetRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"1\n\x0bGetResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"M\n\rUpdateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"4\n\x0eUpdateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\"\n\rDeleteRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"x\n\rAppendRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x1c\n\x0f\x65xpected_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"(\n\x0e\x41ppendResponse\x12\x16\n\x0ehistory_length\x18\x01 \x01(\x03\"M\n\x11GetHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12GetHistoryResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8f\x01\n\x0b\x43opyRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1b\n\x0ehistory_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\x11\n\x0f_history_length\"2\n\x0c\x43opyResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread*T\n\x08IfExists\x12\x19\n\x15IF_EXISTS_UNSPECIFIED\x10\x00\x12\x13\n\x0fIF_EXISTS_RAISE\x10\x01\x12\x18\n\x14IF_EXISTS_DO_NOTHING\x10\x02\x32\xd3\x03\n\rThreadService\x12?\n\x06\x43reate\x12\x19.threads.v1.CreateRequest\x1a\x1a.threads.v1.CreateResponse\x12\x36\n\x03Get\x12\x16.threads.v1.GetRequest\x1a\x17.threads.v1.GetResponse\x12?\n\x06Update\x12\x19.threads.v1.UpdateRequest\x1a\x1a.threads.v1.UpdateResponse\x12?\n\x06\x44\x65lete\x12\x19.threads.v1.DeleteRequest\x1a\x1a.threads.v1.DeleteResponse\x12?\n\x06\x41ppend\x12\x19.threads.v1.AppendRequest\x1a\x1a.threads.v1.AppendResponse\x12K\n\nGetHistory\x12\x1d.threads.v1.GetHistoryRequest\x1a\x1e.threads.v1.GetHistoryResponse\x12\x39\n\x04\x43opy\x12\x17.threads.v1.CopyRequest\x1a\x18.threads.v1.CopyResponseBA\n\x0e\x64\x65v.threads.v1B\x0cThreadsProtoP\x01Z\x1fthreads/gen/threadsv1;threadsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18threads/v1/threads.proto\x12\nthreads.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x06Thread\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0ehistory_length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63opied_from\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x05\x45ntry\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05index\x18\x03 \x01(\x03\"\xd6\x01\n\rCreateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x07history\x18\x03 \x03(\x0b\x32\x11.threads.v1.Entry\x12\'\n\tif_exists\x18\x04 \x01(\x0e\x32\x14.threads.v1.IfExists\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12&\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0e\x43reateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\x1f\n\nGetRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"1\n\x0bGetResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"u\n\rUpdateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0eUpdateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\"\n\rDeleteRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"x\n\rAppendRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x1c\n\x0f\x65xpected_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"(\n\x0e\x41ppendResponse\x12\x16\n\x0ehistory_length\x18\x01 \x01(\x03\"M\n\x11GetHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12GetHistoryResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb7\x01\n\x0b\x43opyRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1b\n\x0ehistory_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_history_length\"2\n\x0c\x43opyResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread*T\n\x08IfExists\x12\x19\n\x15IF_EXISTS_UNSPECIFIED\x10\x00\x12\x13\n\x0fIF_EXISTS_RAISE\x10\x01\x12\x18\n\x14IF_EXISTS_DO_NOTHING\x10\x02\x32\xd3\x03\n\rThreadService\x12?\n\x06\x43reate\x12\x19.threads.v1.CreateRequest\x1a\x1a.threads.v1.CreateResponse\x12\x36\n\x03Get\x12\x16.threads.v1.GetRequest\x1a\x17.threads.v1.GetResponse\x12?\n\x06Update\x12\x19.threads.v1.UpdateRequest\x1a\x1a.threads.v1.UpdateResponse\x12?\n\x06\x44\x65lete\x12\x19.threads.v1.DeleteRequest\x1a\x1a.threads.v1.DeleteResponse\x12?\n\x06\x41ppend\x12\x19.threads.v1.AppendRequest\x1a\x1a.threads.v1.AppendResponse\x12K\n\nGetHistory\x12\x1d.threads.v1.GetHistoryRequest\x1a\x1e.threads.v1.GetHistoryResponse\x12\x39\n\x04\x43opy\x12\x17.threads.v1.CopyRequest\x1a\x18.threads.v1.CopyResponseBA\n\x0e\x64\x65v.threads.v1B\x0cThreadsProtoP\x01Z\x1fthreads/gen/threadsv1;threadsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,40 +35,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'threads.v1.threads_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.threads.v1B\014ThreadsProtoP\001Z\037threads/gen/threadsv1;threadsv1'
-  _globals['_IFEXISTS']._serialized_start=1434
-  _globals['_IFEXISTS']._serialized_end=1518
-  _globals['_THREAD']._serialized_start=104
-  _globals['_THREAD']._serialized_end=315
-  _globals['_ENTRY']._serialized_start=317
-  _globals['_ENTRY']._serialized_end=426
-  _globals['_CREATEREQUEST']._serialized_start=429
-  _globals['_CREATEREQUEST']._serialized_end=583
-  _globals['_CREATERESPONSE']._serialized_start=585
-  _globals['_CREATERESPONSE']._serialized_end=637
-  _globals['_GETREQUEST']._serialized_start=639
-  _globals['_GETREQUEST']._serialized_end=670
-  _globals['_GETRESPONSE']._serialized_start=672
-  _globals['_GETRESPONSE']._serialized_end=721
-  _globals['_UPDATEREQUEST']._serialized_start=723
-  _globals['_UPDATEREQUEST']._serialized_end=800
-  _globals['_UPDATERESPONSE']._serialized_start=802
-  _globals['_UPDATERESPONSE']._serialized_end=854
-  _globals['_DELETEREQUEST']._serialized_start=856
-  _globals['_DELETEREQUEST']._serialized_end=890
-  _globals['_DELETERESPONSE']._serialized_start=892
-  _globals['_DELETERESPONSE']._serialized_end=908
-  _globals['_APPENDREQUEST']._serialized_start=910
-  _globals['_APPENDREQUEST']._serialized_end=1030
-  _globals['_APPENDRESPONSE']._serialized_start=1032
-  _globals['_APPENDRESPONSE']._serialized_end=1072
-  _globals['_GETHISTORYREQUEST']._serialized_start=1074
-  _globals['_GETHISTORYREQUEST']._serialized_end=1151
-  _globals['_GETHISTORYRESPONSE']._serialized_start=1153
-  _globals['_GETHISTORYRESPONSE']._serialized_end=1234
-  _globals['_COPYREQUEST']._serialized_start=1237
-  _globals['_COPYREQUEST']._serialized_end=1380
-  _globals['_COPYRESPONSE']._serialized_start=1382
-  _globals['_COPYRESPONSE']._serialized_end=1432
-  _globals['_THREADSERVICE']._serialized_start=1521
-  _globals['_THREADSERVICE']._serialized_end=1988
+  _globals['_IFEXISTS']._serialized_start=1670
+  _globals['_IFEXISTS']._serialized_end=1754
+  _globals['_THREAD']._serialized_start=136
+  _globals['_THREAD']._serialized_end=411
+  _globals['_ENTRY']._serialized_start=413
+  _globals['_ENTRY']._serialized_end=522
+  _globals['_CREATEREQUEST']._serialized_start=525
+  _globals['_CREATEREQUEST']._serialized_end=739
+  _globals['_CREATERESPONSE']._serialized_start=741
+  _globals['_CREATERESPONSE']._serialized_end=793
+  _globals['_GETREQUEST']._serialized_start=795
+  _globals['_GETREQUEST']._serialized_end=826
+  _globals['_GETRESPONSE']._serialized_start=828
+  _globals['_GETRESPONSE']._serialized_end=877
+  _globals['_UPDATEREQUEST']._serialized_start=879
+  _globals['_UPDATEREQUEST']._serialized_end=996
+  _globals['_UPDATERESPONSE']._serialized_start=998
+  _globals['_UPDATERESPONSE']._serialized_end=1050
+  _globals['_DELETEREQUEST']._serialized_start=1052
+  _globals['_DELETEREQUEST']._serialized_end=1086
+  _globals['_DELETERESPONSE']._serialized_start=1088
+  _globals['_DELETERESPONSE']._serialized_end=1104
+  _globals['_APPENDREQUEST']._serialized_start=1106
+  _globals['_APPENDREQUEST']._serialized_end=1226
+  _globals['_APPENDRESPONSE']._serialized_start=1228
+  _globals['_APPENDRESPONSE']._serialized_end=1268
+  _globals['_GETHISTORYREQUEST']._serialized_start=1270
+  _globals['_GETHISTORYREQUEST']._serialized_end=1347
+  _globals['_GETHISTORYRESPONSE']._serialized_start=1349
+  _globals['_GETHISTORYRESPONSE']._serialized_end=1430
+  _globals['_COPYREQUEST']._serialized_start=1433
+  _globals['_COPYREQUEST']._serialized_end=1616
+  _globals['_COPYRESPONSE']._serialized_start=1618
+  _globals['_COPYRESPONSE']._serialized_end=1668
+  _globals['_THREADSERVICE']._serialized_start=1757
+  _globals['_THREADSERVICE']._serialized_end=2224
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -61,12 +62,18 @@ class Thread(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     HISTORY_LENGTH_FIELD_NUMBER: _builtins.int
     COPIED_FROM_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     """Canonical lowercase hyphenated UUID."""
     history_length: _builtins.int
     """Number of entries in the history."""
     copied_from: _builtins.str
     """The thread this one was copied from; empty when it was created."""
+    owner: _builtins.str
+    """The caller that created (or copied) the thread: the `sub` claim of its token.
+    Empty when the server runs without authentication.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -75,6 +82,10 @@ class Thread(_message.Message):
 
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the thread and its history will be deleted (AIP-214); unset: never."""
+
     def __init__(
         self,
         *,
@@ -84,10 +95,12 @@ class Thread(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         history_length: _builtins.int = ...,
         copied_from: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expire_time", b"expire_time", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_from", b"copied_from", "created_at", b"created_at", "history_length", b"history_length", "metadata", b"metadata", "thread_id", b"thread_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_from", b"copied_from", "created_at", b"created_at", "expire_time", b"expire_time", "history_length", b"history_length", "metadata", b"metadata", "owner", b"owner", "thread_id", b"thread_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -133,14 +146,28 @@ class CreateRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     IF_EXISTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     """UUID for the new thread; the server generates one when empty."""
     if_exists: Global___IfExists.ValueType
+    request_id: _builtins.str
+    """Makes the create idempotent (AIP-155): a retry with the same request_id and
+    parameters within 24 hours returns the thread the first attempt created, even
+    when thread_id is empty (the server then derives the id from the request_id).
+    At most 128 printable ASCII characters; a UUID is recommended.
+    """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
         """Initial history; `created_at` and `index` are set by the server."""
+
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """Time to live: the thread and its history are deleted this long after the
+        create. Unset: the server's default (none unless configured); zero: never.
+        """
 
     def __init__(
         self,
@@ -149,10 +176,12 @@ class CreateRequest(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         history: _abc.Iterable[Global___Entry] | None = ...,
         if_exists: Global___IfExists.ValueType = ...,
+        request_id: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "if_exists", b"if_exists", "metadata", b"metadata", "thread_id", b"thread_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "if_exists", b"if_exists", "metadata", b"metadata", "request_id", b"request_id", "thread_id", b"thread_id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,20 +252,28 @@ class UpdateRequest(_message.Message):
 
     THREAD_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Keys to set; keys not given keep their stored values."""
+
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """When set, restarts the thread's time to live from now; zero removes the expiry.
+        Unset: the expiry stays as it is.
+        """
 
     def __init__(
         self,
         *,
         thread_id: _builtins.str = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "thread_id", b"thread_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "thread_id", b"thread_id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -408,6 +445,7 @@ class CopyRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     HISTORY_LENGTH_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     """The source thread."""
     request_id: _builtins.str
@@ -423,6 +461,12 @@ class CopyRequest(_message.Message):
     def metadata(self) -> _struct_pb2.Struct:
         """Merged over the source's metadata in the copy."""
 
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """The copy's own time to live, counted from the copy; the source's expiry is never
+        inherited. Unset: the server's default (none unless configured); zero: never.
+        """
+
     def __init__(
         self,
         *,
@@ -430,10 +474,11 @@ class CopyRequest(_message.Message):
         request_id: _builtins.str = ...,
         history_length: _builtins.int | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_history_length", b"_history_length", "history_length", b"history_length", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_history_length", b"_history_length", "history_length", b"history_length", "metadata", b"metadata", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_history_length", b"_history_length", "history_length", b"history_length", "metadata", b"metadata", "request_id", b"request_id", "thread_id", b"thread_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_history_length", b"_history_length", "history_length", b"history_length", "metadata", b"metadata", "request_id", b"request_id", "thread_id", b"thread_id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__history_length: _TypeAlias = _typing.Literal["history_length"]  # noqa: Y015
     _WhichOneofArgType__history_length: _TypeAlias = _typing.Literal["_history_length", b"_history_length"]  # noqa: Y015

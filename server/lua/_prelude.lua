@@ -19,3 +19,42 @@ end
 local function thread_state(meta_key, history_key)
   return {redis.call('LLEN', history_key), redis.call('HGETALL', meta_key)}
 end
+
+-- Gives a thread's keys one expiry, so they expire together:
+-- expire_ms '' keeps it as it is, '0' removes it, else PEXPIREAT that Unix time in ms
+-- (recorded in the meta field expire_at_ms, which Get reports). PEXPIREAT on an absent
+-- history is a no-op; Append gives the history the expiry when it creates it.
+local function set_expiry(meta_key, history_key, expire_ms)
+  if expire_ms == '' then
+    return
+  end
+  if expire_ms == '0' then
+    redis.call('PERSIST', meta_key)
+    redis.call('PERSIST', history_key)
+    redis.call('HDEL', meta_key, 'expire_at_ms')
+  else
+    redis.call('PEXPIREAT', meta_key, expire_ms)
+    redis.call('PEXPIREAT', history_key, expire_ms)
+    redis.call('HSET', meta_key, 'expire_at_ms', expire_ms)
+  end
+end
+
+-- The size of a thread's metadata once fields args[first..last] (m:<key>, value pairs)
+-- are merged over the stored ones: key bytes plus serialized value bytes, the measure
+-- server/codec.py's metadata_size uses for a request's metadata.
+local function merged_metadata_size(meta_key, args, first, last)
+  local sizes, total = {}, 0
+  local stored = redis.call('HGETALL', meta_key)
+  for i = 1, #stored, 2 do
+    if string.sub(stored[i], 1, 2) == 'm:' then
+      sizes[stored[i]] = #stored[i] - 2 + #stored[i + 1]
+      total = total + sizes[stored[i]]
+    end
+  end
+  for i = first, last, 2 do
+    local size = #args[i] - 2 + #args[i + 1]
+    total = total - (sizes[args[i]] or 0) + size
+    sizes[args[i]] = size
+  end
+  return total
+end

@@ -4,17 +4,23 @@
 --
 -- KEYS: source meta, source history, copy meta, copy history[, request record]
 -- ARGV: copy_id, source_id, now_us, history_length ('' = all), request fingerprint,
---       request record TTL (seconds), field1, value1, ... (metadata merged over the source's)
+--       request record TTL (seconds), copy's expire_ms ('0' = none),
+--       max_history_length, max_metadata_bytes,
+--       field1, value1, ... (metadata merged over the source's)
 -- Returns one of:
 --   {'OK', state}                         the new copy
 --   {'DUPLICATE', copy_id}                this request_id already made copy_id
 --   {'REQUEST_ID_REUSED', copy_id}        this request_id was used with other parameters
 --   {'NOT_FOUND'}                         no source thread
 --   {'OUT_OF_RANGE', source_length}       history_length > source length
+--   {'TOO_LONG', copy_length}             the copy would exceed max_history_length
+--   {'METADATA_TOO_LARGE', size}          the merged metadata would exceed its limit
 --   {'ID_TAKEN'}                          copy_id exists (caller retries with another id)
 local src_meta, src_hist, dst_meta, dst_hist, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local copy_id, source_id, now, want, fingerprint, request_ttl =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local copy_id, source_id, now, want, fingerprint, request_ttl, expire_ms =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local max_length, max_metadata = tonumber(ARGV[8]), tonumber(ARGV[9])
+local first_field = 10
 
 if request_key then
   local prior = redis.call('HMGET', request_key, 'copy_id', 'fingerprint')
@@ -37,19 +43,31 @@ if want ~= '' then
     return {'OUT_OF_RANGE', length}
   end
 end
+if keep > max_length then
+  return {'TOO_LONG', keep}
+end
+if #ARGV >= first_field then
+  local size = merged_metadata_size(src_meta, ARGV, first_field, #ARGV)
+  if size > max_metadata then
+    return {'METADATA_TOO_LARGE', size}
+  end
+end
 if redis.call('EXISTS', dst_meta, dst_hist) > 0 then
   return {'ID_TAKEN'}
 end
 
 redis.call('COPY', src_meta, dst_meta)
 redis.call('HSET', dst_meta, 'created_at', now, 'updated_at', now, 'copied_from', source_id)
-call_sliced('HSET', dst_meta, ARGV, 7, #ARGV)
+call_sliced('HSET', dst_meta, ARGV, first_field, #ARGV)
 if keep > 0 then
   redis.call('COPY', src_hist, dst_hist)
   if keep < length then
     redis.call('LTRIM', dst_hist, 0, keep - 1)
   end
 end
+-- COPY carries the source's expiry over (and its expire_at_ms field): always replace it
+-- with the copy's own, so a copy never dies with its source by accident.
+set_expiry(dst_meta, dst_hist, expire_ms)
 
 if request_key then
   redis.call('HSET', request_key, 'copy_id', copy_id, 'fingerprint', fingerprint)

@@ -1,12 +1,43 @@
 -- Create a thread with its metadata and initial history, all or nothing.
--- KEYS: meta, history
--- ARGV: now_us, n (number of metadata args that follow), field1, value1, ..., entry1, entry2, ...
--- Returns {'CREATED'} or {'EXISTS', state} (the untouched existing thread).
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'EXISTS', thread_state(KEYS[1], KEYS[2])}
+-- KEYS: meta, history[, create request record]
+-- ARGV: now_us, owner ('' with auth off), expire_ms ('0' = none), request_id,
+--       fingerprint, record TTL (seconds), n (number of metadata args that follow),
+--       field1, value1, ..., entry1, entry2, ...
+-- Returns one of:
+--   {'CREATED'}
+--   {'EXISTS', state}          the id is taken; the existing thread, untouched
+--   {'DUPLICATE', state}       this request_id already created this thread
+--   {'REQUEST_ID_REUSED'}      this request_id created it with other parameters
+--   {'DELETED'}                this request_id created it; it was deleted or expired since
+local meta, hist, record = KEYS[1], KEYS[2], KEYS[3]
+local now, owner, expire_ms, request_id, fingerprint, record_ttl =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n_meta = tonumber(ARGV[7])
+
+if record then
+  local prior = redis.call('HMGET', record, 'request_id', 'fingerprint')
+  if prior[1] == request_id then
+    if prior[2] ~= fingerprint then
+      return {'REQUEST_ID_REUSED'}
+    end
+    if redis.call('EXISTS', meta) == 0 then
+      return {'DELETED'}
+    end
+    return {'DUPLICATE', thread_state(meta, hist)}
+  end
 end
-local n_meta = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'created_at', ARGV[1], 'updated_at', ARGV[1])
-call_sliced('HSET', KEYS[1], ARGV, 3, 2 + n_meta)
-call_sliced('RPUSH', KEYS[2], ARGV, 3 + n_meta, #ARGV)
+if redis.call('EXISTS', meta) == 1 then
+  return {'EXISTS', thread_state(meta, hist)}
+end
+redis.call('HSET', meta, 'created_at', now, 'updated_at', now)
+if owner ~= '' then
+  redis.call('HSET', meta, 'owner', owner)
+end
+call_sliced('HSET', meta, ARGV, 8, 7 + n_meta)
+call_sliced('RPUSH', hist, ARGV, 8 + n_meta, #ARGV)
+set_expiry(meta, hist, expire_ms)
+if record then
+  redis.call('HSET', record, 'request_id', request_id, 'fingerprint', fingerprint)
+  redis.call('EXPIRE', record, record_ttl)
+end
 return {'CREATED'}
