@@ -9,12 +9,15 @@
             ...
 
 ``get_sync_client`` gives the same methods, blocking. Calls return the generated protobuf
-messages (``client.pb.threads_pb2``) and raise the ``client.exceptions`` tree.
+messages (``client.pb.threads_pb2``) and raise the ``client.exceptions`` tree. Both take
+``token=`` (bearer JWT), ``tls=TLS(...)`` and ``retry=RetryPolicy()``.
 """
 
 from client._async import Client, ThreadsClient, get_client
 from client._requests import DEFAULT_TIMEOUT
+from client._retry import RetryPolicy
 from client._sync import SyncClient, SyncThreadsClient, get_sync_client
+from client._tls import TLS
 from client.exceptions import (
     AbortedError,
     AlreadyExistsError,
@@ -23,14 +26,17 @@ from client.exceptions import (
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     ThreadsError,
+    UnauthenticatedError,
     UnavailableError,
     UnexpectedStatusError,
 )
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "TLS",
     "AbortedError",
     "AlreadyExistsError",
     "Client",
@@ -39,11 +45,14 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "OutOfRangeError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
+    "RetryPolicy",
     "SyncClient",
     "SyncThreadsClient",
     "ThreadsClient",
     "ThreadsError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnexpectedStatusError",
     "get_client",

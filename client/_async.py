@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import grpc
 from grpc import aio
 
-from client import _errors
+from client import _auth, _retry
 from client import _requests as req
+from client._auth import Token
 from client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -23,11 +25,14 @@ from client._requests import (
     Metadata,
     ThreadId,
     Timeout,
+    Ttl,
 )
+from client._retry import RetryPolicy
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
+    from client._tls import TLS
     from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
 
 Req = TypeVar("Req")
@@ -42,22 +47,46 @@ class ThreadsClient:
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
     ``client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
-    client's deadline for one call; ``None`` means no deadline.
+    client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
+    is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
-        self, stub: Callable[[], ThreadServiceAsyncStub], *, timeout: float | None
+        self,
+        stub: Callable[[], ThreadServiceAsyncStub],
+        *,
+        timeout: float | None,
+        token: Token | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        _auth.check_token(token)
         self._stub = stub
         self._timeout = timeout
+        self._token = token
+        self._retry = retry
 
     async def _call(
-        self, method: aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, timeout: Timeout
+        self,
+        method: Callable[[ThreadServiceAsyncStub], aio.UnaryUnaryMultiCallable[Req, Resp]],
+        request: Req,
+        timeout: Timeout,
     ) -> Resp:
-        try:
-            return await method(request, timeout=req.resolve_timeout(timeout, self._timeout))
-        except grpc.RpcError as exc:
-            raise _errors.from_rpc_error(exc) from exc
+        """Sends ``request``, retrying per the client's policy (see ``client._retry``)."""
+        attempts = _retry.Attempts(
+            self._retry, request, req.resolve_timeout(timeout, self._timeout)
+        )
+        while True:
+            try:
+                return await method(self._stub())(
+                    request,
+                    timeout=attempts.next_timeout(),
+                    metadata=_auth.call_metadata(self._token),
+                )
+            except grpc.RpcError as exc:
+                delay = attempts.retry_delay(exc)
+                if delay is None:
+                    raise attempts.error(exc) from exc
+            await asyncio.sleep(delay)
 
     async def create(
         self,
@@ -66,28 +95,48 @@ class ThreadsClient:
         metadata: Metadata | None = None,
         history: Iterable[EntryInput] | None = None,
         if_exists: IfExists = "raise",
+        request_id: str | None = None,
+        ttl: Ttl | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
         """Creates a thread; the server picks the id when none is given.
 
-        ``if_exists="do_nothing"`` returns the existing thread unchanged, which makes
-        retrying a create with a client-chosen id safe.
+        A ``request_id`` (a UUID) makes retries return the thread the first attempt made;
+        with a retry policy the client makes one up when none is given. ``if_exists=
+        "do_nothing"`` returns an existing thread with that id unchanged. ``ttl`` unset:
+        the server's default expiry.
         """
-        request = req.create(thread_id, metadata, history, if_exists)
-        return (await self._call(self._stub().Create, request, timeout)).thread
+        request = req.create(
+            thread_id,
+            metadata,
+            history,
+            if_exists,
+            request_id=_retry.request_id(request_id, self._retry),
+            ttl=ttl,
+        )
+        return (await self._call(lambda s: s.Create, request, timeout)).thread
 
     async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return (await self._call(self._stub().Get, req.get(thread_id), timeout)).thread
+        return (await self._call(lambda s: s.Get, req.get(thread_id), timeout)).thread
 
     async def update(
-        self, thread_id: ThreadId, metadata: Metadata, *, timeout: Timeout = USE_CLIENT_DEFAULT
+        self,
+        thread_id: ThreadId,
+        metadata: Metadata | None = None,
+        *,
+        ttl: Ttl | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
-        """Merges ``metadata`` over the stored keys; keys not given are kept."""
-        request = req.update(thread_id, metadata)
-        return (await self._call(self._stub().Update, request, timeout)).thread
+        """Merges ``metadata`` over the stored keys (keys not given are kept).
+
+        ``ttl`` restarts the expiry from now (0 removes it); unset keeps it. Give
+        metadata, a ttl or both.
+        """
+        request = req.update(thread_id, metadata, ttl)
+        return (await self._call(lambda s: s.Update, request, timeout)).thread
 
     async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
-        await self._call(self._stub().Delete, req.delete(thread_id), timeout)
+        await self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
 
     async def append(
         self,
@@ -99,11 +148,12 @@ class ThreadsClient:
     ) -> int:
         """Appends all entries or none and returns the new history length.
 
-        With ``expected_length`` the append happens only if the history has exactly that
-        many entries (``AbortedError`` otherwise), so it is safe to retry.
+        Never retried by the client (a lost reply would mean a second copy of the
+        entries). With ``expected_length`` the append happens only if the history has
+        exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
         request = req.append(thread_id, entries, expected_length)
-        return (await self._call(self._stub().Append, request, timeout)).history_length
+        return (await self._call(lambda s: s.Append, request, timeout)).history_length
 
     async def get_history(
         self,
@@ -115,7 +165,7 @@ class ThreadsClient:
     ) -> pb.GetHistoryResponse:
         """One page, oldest first; pass its ``next_page_token`` back for the next one."""
         request = req.get_history(thread_id, page_size, page_token)
-        return await self._call(self._stub().GetHistory, request, timeout)
+        return await self._call(lambda s: s.GetHistory, request, timeout)
 
     async def iter_history(
         self,
@@ -127,7 +177,7 @@ class ThreadsClient:
     ) -> AsyncIterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
-        ``timeout`` applies to each page's call, not to the whole walk.
+        ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
             page = await self.get_history(
@@ -146,15 +196,24 @@ class ThreadsClient:
         request_id: str | None = None,
         history_length: int | None = None,
         metadata: Metadata | None = None,
+        ttl: Ttl | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
         """Copies a thread atomically and returns the new one.
 
         ``history_length`` forks at that point of the history; ``metadata`` is merged over
-        the source's. A ``request_id`` (a UUID) makes retries return the same copy.
+        the source's. A ``request_id`` (a UUID) makes retries return the same copy; with a
+        retry policy the client makes one up when none is given. ``ttl`` is the copy's own
+        (the source's expiry is not inherited); unset: the server's default.
         """
-        request = req.copy(thread_id, request_id, history_length, metadata)
-        return (await self._call(self._stub().Copy, request, timeout)).thread
+        request = req.copy(
+            thread_id,
+            request_id=_retry.request_id(request_id, self._retry),
+            history_length=history_length,
+            metadata=metadata,
+            ttl=ttl,
+        )
+        return (await self._call(lambda s: s.Copy, request, timeout)).thread
 
 
 class Client:
@@ -171,17 +230,21 @@ class Client:
         *,
         channel: aio.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        token: Token | None = None,
+        tls: TLS | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Iterable[tuple[str, Any]] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
-        self._credentials = credentials
-        self._options = req.channel_options(options)
+        self._credentials, self._options = req.channel_security(
+            tls, credentials, options, has_channel=channel is not None
+        )
         self._channel = channel
         self._owns_channel = channel is None
         self._stub: ThreadServiceAsyncStub | None = None
         self._closed = False
-        self.threads = ThreadsClient(self._get_stub, timeout=timeout)
+        self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
     def _get_stub(self) -> ThreadServiceAsyncStub:
         if self._closed:
@@ -220,15 +283,29 @@ def get_client(
     *,
     channel: aio.Channel | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    token: Token | None = None,
+    tls: TLS | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     options: Iterable[tuple[str, Any]] = (),
+    retry: RetryPolicy | None = None,
 ) -> Client:
     """An asyncio client for the service at ``target`` (a gRPC target such as host:port).
 
-    ``timeout`` is the default deadline of every call in seconds (``None``: no deadline).
-    ``credentials`` selects TLS; ``options`` are extra gRPC channel options, overriding the
-    client's own (16 MiB message limits). Pass ``channel`` to reuse a channel you manage.
+    ``timeout`` is the default deadline of every call in seconds, retries included
+    (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
+    every attempt) is sent as ``authorization: Bearer`` metadata. ``tls`` turns on TLS
+    (``credentials`` is the raw gRPC alternative); ``options`` are extra gRPC channel
+    options, overriding the client's own (16 MiB message limits). ``retry`` retries
+    idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
+    manage (then set TLS on it, not here).
     """
     return Client(
-        target, channel=channel, timeout=timeout, credentials=credentials, options=options
+        target,
+        channel=channel,
+        timeout=timeout,
+        token=token,
+        tls=tls,
+        credentials=credentials,
+        options=options,
+        retry=retry,
     )

@@ -19,8 +19,10 @@ from client.exceptions import (
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     ThreadsError,
+    UnauthenticatedError,
     UnavailableError,
     UnexpectedStatusError,
 )
@@ -33,6 +35,8 @@ _BY_CODE: dict[grpc.StatusCode, type[ThreadsError]] = {
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
@@ -46,13 +50,20 @@ def from_rpc_error(error: grpc.RpcError) -> ThreadsError:
     the ErrorInfo, so a broken trailer never hides the original failure.
     """
     call: Any = error
-    code = call.code() if callable(getattr(call, "code", None)) else grpc.StatusCode.UNKNOWN
+    code = status_code(error)
     message = call.details() if callable(getattr(call, "details", None)) else None
     status = _status(call)
     info = _error_info(status) if status is not None else None
     return _BY_CODE.get(code, UnexpectedStatusError)(
         code, message or str(error), error_info=info, status=status
     )
+
+
+def status_code(error: grpc.RpcError) -> grpc.StatusCode:
+    """The call's status code; UNKNOWN for an ``RpcError`` that carries none."""
+    call: Any = error
+    code = call.code() if callable(getattr(call, "code", None)) else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
 def _status(call: Any) -> status_pb2.Status | None:

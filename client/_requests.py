@@ -1,4 +1,4 @@
-"""What the async and sync clients share: request building, deadlines, channel options.
+"""What the async and sync clients share: request building, deadlines, channel settings.
 
 Keeping this here leaves each client class a thin wrapper that only sends the request
 (awaiting or blocking) and maps errors, so the two cannot drift apart.
@@ -6,14 +6,20 @@ Keeping this here leaves each client class a thin wrapper that only sends the re
 
 from __future__ import annotations
 
+import datetime
 import enum
+import math
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from google.protobuf import struct_pb2
+import grpc
+from google.protobuf import duration_pb2, struct_pb2
 
 from client.pb import threads_pb2 as pb
+
+if TYPE_CHECKING:
+    from client._tls import TLS
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
@@ -29,6 +35,12 @@ ThreadId: TypeAlias = str | uuid.UUID
 Metadata: TypeAlias = Mapping[str, Any] | struct_pb2.Struct
 EntryInput: TypeAlias = Mapping[str, Any] | struct_pb2.Struct | pb.Entry
 IfExists: TypeAlias = Literal["raise", "do_nothing"]
+# Seconds (int or float) or a timedelta; 0 means "never expire".
+Ttl: TypeAlias = float | datetime.timedelta
+
+_NANOS = 1_000_000_000
+# google.protobuf.Duration's range: +-10,000 years.
+MAX_TTL_SECONDS = 315_576_000_000
 
 _IF_EXISTS: dict[str, pb.IfExists.ValueType] = {
     "raise": pb.IF_EXISTS_RAISE,
@@ -56,6 +68,31 @@ def channel_options(extra: Iterable[tuple[str, Any]] = ()) -> list[tuple[str, An
     return list(options.items())
 
 
+def channel_security(
+    tls: TLS | None,
+    credentials: grpc.ChannelCredentials | None,
+    options: Iterable[tuple[str, Any]],
+    *,
+    has_channel: bool,
+) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, Any]]]:
+    """The credentials and options of the channel a client opens.
+
+    ``tls`` is the simple way and ``credentials`` the raw one; both at once would leave one
+    silently unused, as would either with a caller's ``channel``, so those raise. The TLS
+    options (such as a server name override) go between the client's and the caller's.
+    """
+    if tls is not None and credentials is not None:
+        raise ValueError("give tls or credentials, not both")
+    if has_channel and (tls is not None or credentials is not None):
+        raise ValueError(
+            "tls and credentials configure the channel the client opens; "
+            "set them on the channel you pass instead"
+        )
+    if tls is None:
+        return credentials, channel_options(options)
+    return tls.channel_credentials(), channel_options([*tls.channel_options(), *options])
+
+
 def resolve_timeout(timeout: Timeout, default: float | None) -> float | None:
     return default if isinstance(timeout, UseClientDefault) else timeout
 
@@ -71,6 +108,31 @@ def _struct(value: Metadata | None) -> struct_pb2.Struct | None:
     struct = struct_pb2.Struct()
     struct.update(value)
     return struct
+
+
+def ttl_duration(ttl: Ttl | None) -> duration_pb2.Duration | None:
+    """``None`` leaves the field unset (the server's default, or no change); 0 is a zero
+    Duration (never expire, or remove the expiry); seconds keep their fraction as nanos."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, datetime.timedelta):
+        negative = ttl < datetime.timedelta(0)
+        nanos = ttl // datetime.timedelta(microseconds=1) * 1000
+    elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        if not math.isfinite(ttl):
+            raise ValueError(f"ttl must be a finite number of seconds, got {ttl}")
+        negative = ttl < 0
+        # A positive ttl below a nanosecond must not round to zero, which means "never".
+        nanos = max(round(ttl * _NANOS), 1) if ttl > 0 else 0
+    else:
+        raise TypeError(f"ttl must be seconds or a timedelta, not {type(ttl).__name__}")
+    if negative:
+        raise ValueError(f"ttl must not be negative, got {ttl}; use 0 for no expiry")
+    if nanos > MAX_TTL_SECONDS * _NANOS:
+        raise ValueError(f"ttl must be at most {MAX_TTL_SECONDS} seconds, got {ttl}")
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(nanos)
+    return duration
 
 
 def _entry(value: EntryInput) -> pb.Entry:
@@ -93,6 +155,9 @@ def create(
     metadata: Metadata | None,
     history: Iterable[EntryInput] | None,
     if_exists: IfExists,
+    *,
+    request_id: str,
+    ttl: Ttl | None,
 ) -> pb.CreateRequest:
     if if_exists not in _IF_EXISTS:
         raise ValueError(f"if_exists must be 'raise' or 'do_nothing', got {if_exists!r}")
@@ -101,6 +166,8 @@ def create(
         metadata=_struct(metadata),
         history=_entries(history, "history") if history is not None else None,
         if_exists=_IF_EXISTS[if_exists],
+        request_id=request_id,
+        ttl=ttl_duration(ttl),
     )
 
 
@@ -108,8 +175,12 @@ def get(thread_id: ThreadId) -> pb.GetRequest:
     return pb.GetRequest(thread_id=_thread_id(thread_id))
 
 
-def update(thread_id: ThreadId, metadata: Metadata) -> pb.UpdateRequest:
-    return pb.UpdateRequest(thread_id=_thread_id(thread_id), metadata=_struct(metadata))
+def update(thread_id: ThreadId, metadata: Metadata | None, ttl: Ttl | None) -> pb.UpdateRequest:
+    if metadata is None and ttl is None:
+        raise ValueError("update needs metadata, a ttl or both")
+    return pb.UpdateRequest(
+        thread_id=_thread_id(thread_id), metadata=_struct(metadata), ttl=ttl_duration(ttl)
+    )
 
 
 def delete(thread_id: ThreadId) -> pb.DeleteRequest:
@@ -134,13 +205,16 @@ def get_history(thread_id: ThreadId, page_size: int, page_token: str) -> pb.GetH
 
 def copy(
     thread_id: ThreadId,
-    request_id: str | None,
+    *,
+    request_id: str,
     history_length: int | None,
     metadata: Metadata | None,
+    ttl: Ttl | None,
 ) -> pb.CopyRequest:
     return pb.CopyRequest(
         thread_id=_thread_id(thread_id),
-        request_id=request_id or "",
+        request_id=request_id,
         history_length=history_length,
         metadata=_struct(metadata),
+        ttl=ttl_duration(ttl),
     )

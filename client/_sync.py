@@ -1,19 +1,21 @@
 """The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource.
 
 A line-for-line mirror of ``client._async`` without ``await``; shared logic lives in
-``client._requests`` and ``client._errors``.
+``client._requests``, ``client._retry``, ``client._auth`` and ``client._errors``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 
-from client import _errors
+from client import _auth, _retry
 from client import _requests as req
+from client._auth import Token
 from client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -23,9 +25,14 @@ from client._requests import (
     Metadata,
     ThreadId,
     Timeout,
+    Ttl,
 )
+from client._retry import RetryPolicy
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from client._tls import TLS
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -39,22 +46,46 @@ class SyncThreadsClient:
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
     ``client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
-    client's deadline for one call; ``None`` means no deadline.
+    client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
+    is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
-        self, stub: Callable[[], pb_grpc.ThreadServiceStub], *, timeout: float | None
+        self,
+        stub: Callable[[], pb_grpc.ThreadServiceStub],
+        *,
+        timeout: float | None,
+        token: Token | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        _auth.check_token(token)
         self._stub = stub
         self._timeout = timeout
+        self._token = token
+        self._retry = retry
 
     def _call(
-        self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, timeout: Timeout
+        self,
+        method: Callable[[pb_grpc.ThreadServiceStub], grpc.UnaryUnaryMultiCallable[Req, Resp]],
+        request: Req,
+        timeout: Timeout,
     ) -> Resp:
-        try:
-            return method(request, timeout=req.resolve_timeout(timeout, self._timeout))
-        except grpc.RpcError as exc:
-            raise _errors.from_rpc_error(exc) from exc
+        """Sends ``request``, retrying per the client's policy (see ``client._retry``)."""
+        attempts = _retry.Attempts(
+            self._retry, request, req.resolve_timeout(timeout, self._timeout)
+        )
+        while True:
+            try:
+                return method(self._stub())(
+                    request,
+                    timeout=attempts.next_timeout(),
+                    metadata=_auth.call_metadata(self._token),
+                )
+            except grpc.RpcError as exc:
+                delay = attempts.retry_delay(exc)
+                if delay is None:
+                    raise attempts.error(exc) from exc
+            time.sleep(delay)
 
     def create(
         self,
@@ -63,28 +94,48 @@ class SyncThreadsClient:
         metadata: Metadata | None = None,
         history: Iterable[EntryInput] | None = None,
         if_exists: IfExists = "raise",
+        request_id: str | None = None,
+        ttl: Ttl | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
         """Creates a thread; the server picks the id when none is given.
 
-        ``if_exists="do_nothing"`` returns the existing thread unchanged, which makes
-        retrying a create with a client-chosen id safe.
+        A ``request_id`` (a UUID) makes retries return the thread the first attempt made;
+        with a retry policy the client makes one up when none is given. ``if_exists=
+        "do_nothing"`` returns an existing thread with that id unchanged. ``ttl`` unset:
+        the server's default expiry.
         """
-        request = req.create(thread_id, metadata, history, if_exists)
-        return self._call(self._stub().Create, request, timeout).thread
+        request = req.create(
+            thread_id,
+            metadata,
+            history,
+            if_exists,
+            request_id=_retry.request_id(request_id, self._retry),
+            ttl=ttl,
+        )
+        return self._call(lambda s: s.Create, request, timeout).thread
 
     def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return self._call(self._stub().Get, req.get(thread_id), timeout).thread
+        return self._call(lambda s: s.Get, req.get(thread_id), timeout).thread
 
     def update(
-        self, thread_id: ThreadId, metadata: Metadata, *, timeout: Timeout = USE_CLIENT_DEFAULT
+        self,
+        thread_id: ThreadId,
+        metadata: Metadata | None = None,
+        *,
+        ttl: Ttl | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
-        """Merges ``metadata`` over the stored keys; keys not given are kept."""
-        request = req.update(thread_id, metadata)
-        return self._call(self._stub().Update, request, timeout).thread
+        """Merges ``metadata`` over the stored keys (keys not given are kept).
+
+        ``ttl`` restarts the expiry from now (0 removes it); unset keeps it. Give
+        metadata, a ttl or both.
+        """
+        request = req.update(thread_id, metadata, ttl)
+        return self._call(lambda s: s.Update, request, timeout).thread
 
     def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
-        self._call(self._stub().Delete, req.delete(thread_id), timeout)
+        self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
 
     def append(
         self,
@@ -96,11 +147,12 @@ class SyncThreadsClient:
     ) -> int:
         """Appends all entries or none and returns the new history length.
 
-        With ``expected_length`` the append happens only if the history has exactly that
-        many entries (``AbortedError`` otherwise), so it is safe to retry.
+        Never retried by the client (a lost reply would mean a second copy of the
+        entries). With ``expected_length`` the append happens only if the history has
+        exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
         request = req.append(thread_id, entries, expected_length)
-        return self._call(self._stub().Append, request, timeout).history_length
+        return self._call(lambda s: s.Append, request, timeout).history_length
 
     def get_history(
         self,
@@ -112,7 +164,7 @@ class SyncThreadsClient:
     ) -> pb.GetHistoryResponse:
         """One page, oldest first; pass its ``next_page_token`` back for the next one."""
         request = req.get_history(thread_id, page_size, page_token)
-        return self._call(self._stub().GetHistory, request, timeout)
+        return self._call(lambda s: s.GetHistory, request, timeout)
 
     def iter_history(
         self,
@@ -124,7 +176,7 @@ class SyncThreadsClient:
     ) -> Iterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
-        ``timeout`` applies to each page's call, not to the whole walk.
+        ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
             page = self.get_history(
@@ -142,15 +194,24 @@ class SyncThreadsClient:
         request_id: str | None = None,
         history_length: int | None = None,
         metadata: Metadata | None = None,
+        ttl: Ttl | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.Thread:
         """Copies a thread atomically and returns the new one.
 
         ``history_length`` forks at that point of the history; ``metadata`` is merged over
-        the source's. A ``request_id`` (a UUID) makes retries return the same copy.
+        the source's. A ``request_id`` (a UUID) makes retries return the same copy; with a
+        retry policy the client makes one up when none is given. ``ttl`` is the copy's own
+        (the source's expiry is not inherited); unset: the server's default.
         """
-        request = req.copy(thread_id, request_id, history_length, metadata)
-        return self._call(self._stub().Copy, request, timeout).thread
+        request = req.copy(
+            thread_id,
+            request_id=_retry.request_id(request_id, self._retry),
+            history_length=history_length,
+            metadata=metadata,
+            ttl=ttl,
+        )
+        return self._call(lambda s: s.Copy, request, timeout).thread
 
 
 class SyncClient:
@@ -165,22 +226,27 @@ class SyncClient:
         *,
         channel: grpc.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        token: Token | None = None,
+        tls: TLS | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Iterable[tuple[str, Any]] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
+        credentials, channel_options = req.channel_security(
+            tls, credentials, options, has_channel=channel is not None
+        )
         self._owns_channel = channel is None
         if channel is None:
-            options = req.channel_options(options)
             channel = (
-                grpc.secure_channel(target, credentials, options)
+                grpc.secure_channel(target, credentials, channel_options)
                 if credentials is not None
-                else grpc.insecure_channel(target, options)
+                else grpc.insecure_channel(target, channel_options)
             )
         self._channel = channel
         self._stub = pb_grpc.ThreadServiceStub(channel)
         self._closed = False
-        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout)
+        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
     def _get_stub(self) -> pb_grpc.ThreadServiceStub:
         if self._closed:
@@ -210,15 +276,29 @@ def get_sync_client(
     *,
     channel: grpc.Channel | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    token: Token | None = None,
+    tls: TLS | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     options: Iterable[tuple[str, Any]] = (),
+    retry: RetryPolicy | None = None,
 ) -> SyncClient:
     """A blocking client for the service at ``target`` (a gRPC target such as host:port).
 
-    ``timeout`` is the default deadline of every call in seconds (``None``: no deadline).
-    ``credentials`` selects TLS; ``options`` are extra gRPC channel options, overriding the
-    client's own (16 MiB message limits). Pass ``channel`` to reuse a channel you manage.
+    ``timeout`` is the default deadline of every call in seconds, retries included
+    (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
+    every attempt) is sent as ``authorization: Bearer`` metadata. ``tls`` turns on TLS
+    (``credentials`` is the raw gRPC alternative); ``options`` are extra gRPC channel
+    options, overriding the client's own (16 MiB message limits). ``retry`` retries
+    idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
+    manage (then set TLS on it, not here).
     """
     return SyncClient(
-        target, channel=channel, timeout=timeout, credentials=credentials, options=options
+        target,
+        channel=channel,
+        timeout=timeout,
+        token=token,
+        tls=tls,
+        credentials=credentials,
+        options=options,
+        retry=retry,
     )

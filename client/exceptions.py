@@ -10,6 +10,8 @@ Catch ``ThreadsError`` for any failed call, or a subclass for one outcome::
     ├── OutOfRangeError            OUT_OF_RANGE         copy's history_length beyond the end
     ├── FailedPreconditionError    FAILED_PRECONDITION  a copy request_id whose copy was deleted
     ├── ResourceExhaustedError     RESOURCE_EXHAUSTED   message too large, store out of memory
+    ├── UnauthenticatedError       UNAUTHENTICATED      token missing, malformed or expired
+    ├── PermissionDeniedError      PERMISSION_DENIED    the token's caller may not do this
     ├── UnavailableError           UNAVAILABLE          server or store unreachable; retry
     ├── DeadlineExceededError      DEADLINE_EXCEEDED    the call's timeout expired
     └── UnexpectedStatusError      any other code       INTERNAL, UNKNOWN, CANCELLED, ...
@@ -22,7 +24,9 @@ errors made by gRPC itself). ``status`` and ``error_info`` hold the parsed messa
 ``__cause__`` the original ``grpc.RpcError``.
 
 Retrying is safe for ``UnavailableError`` and ``DeadlineExceededError`` only when the call
-is idempotent: reads, ``append`` with ``expected_length``, ``copy`` with ``request_id``.
+is idempotent: reads, ``update``, ``delete``, ``append`` with ``expected_length``, ``create``
+and ``copy`` with ``request_id``. A client with a ``RetryPolicy`` retries
+``UnavailableError`` by itself for all of those but ``append`` (``client._retry``).
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "OutOfRangeError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
     "ThreadsError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnexpectedStatusError",
 ]
@@ -96,6 +102,15 @@ class FailedPreconditionError(ThreadsError):
 
 class ResourceExhaustedError(ThreadsError):
     """A message over the size limit, or the store is out of memory."""
+
+
+class UnauthenticatedError(ThreadsError):
+    """No valid bearer token: missing, malformed, badly signed or expired. Get a new token;
+    retrying with the same one fails again."""
+
+
+class PermissionDeniedError(ThreadsError):
+    """The token is valid but its caller may not make this call."""
 
 
 class UnavailableError(ThreadsError):

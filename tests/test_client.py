@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import math
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
@@ -24,16 +27,22 @@ from client import (
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     ThreadsError,
+    UnauthenticatedError,
     UnavailableError,
     UnexpectedStatusError,
     get_client,
 )
 from client._errors import from_rpc_error
+from client._requests import ttl_duration
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import ThreadsServer
+from tests.conftest import test_settings as settings_for_test
+from tests.inprocess_server import StartServer
+from tests.redis_process import RedisProcess
 
 
 def _target(server: ThreadsServer) -> str:
@@ -301,12 +310,14 @@ def _status_trailers(code: grpc.StatusCode, message: str, reason: str) -> Any:
         (grpc.StatusCode.OUT_OF_RANGE, OutOfRangeError),
         (grpc.StatusCode.FAILED_PRECONDITION, FailedPreconditionError),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, ResourceExhaustedError),
+        (grpc.StatusCode.UNAUTHENTICATED, UnauthenticatedError),
+        (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),
         (grpc.StatusCode.UNAVAILABLE, UnavailableError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
         (grpc.StatusCode.INTERNAL, UnexpectedStatusError),
         (grpc.StatusCode.UNKNOWN, UnexpectedStatusError),
         (grpc.StatusCode.CANCELLED, UnexpectedStatusError),
-        (grpc.StatusCode.PERMISSION_DENIED, UnexpectedStatusError),
+        (grpc.StatusCode.DATA_LOSS, UnexpectedStatusError),
     ],
 )
 def test_each_status_code_maps_to_its_exception(
@@ -404,3 +415,108 @@ async def test_client_made_outside_the_event_loop(threads_server: ThreadsServer)
         assert (await c.threads.create()).thread_id
     finally:
         await c.aclose()
+
+
+# --- ttl and request_id -----------------------------------------------------------------
+
+DEFAULT_TTL = 3600
+
+
+@pytest.fixture
+async def ttl_client(
+    redis_server: RedisProcess, start_server: StartServer
+) -> AsyncIterator[Client]:
+    """A client of a server whose default ttl is an hour, so "unset" and 0 differ."""
+    started = await start_server(
+        settings_for_test(default_ttl_seconds=DEFAULT_TTL), redis_server.url
+    )
+    async with get_client(f"127.0.0.1:{started.server.port}") as c:
+        yield c
+
+
+def expires_in(thread: pb.Thread, since: float) -> float | None:
+    """Seconds from ``since`` (a time.time()) to the thread's expire_time; None: never."""
+    if not thread.HasField("expire_time"):
+        return None
+    return thread.expire_time.ToNanoseconds() / 1e9 - since
+
+
+def test_ttl_converts_seconds_and_timedeltas_to_durations() -> None:
+    assert ttl_duration(None) is None
+    assert ttl_duration(0) == duration_pb2.Duration()  # set, and zero: "never expire"
+    assert ttl_duration(0.0) == duration_pb2.Duration()
+    assert ttl_duration(90) == duration_pb2.Duration(seconds=90)
+    assert ttl_duration(1.25) == duration_pb2.Duration(seconds=1, nanos=250_000_000)
+    assert ttl_duration(1e-12) == duration_pb2.Duration(nanos=1)  # never rounds to "never"
+    assert ttl_duration(datetime.timedelta(minutes=2, microseconds=3)) == duration_pb2.Duration(
+        seconds=120, nanos=3000
+    )
+    for negative in (-1, -0.001, datetime.timedelta(microseconds=-1)):
+        with pytest.raises(ValueError, match="negative"):
+            ttl_duration(negative)
+    for unusable in (math.inf, math.nan, 1e20):
+        with pytest.raises(ValueError, match="ttl"):
+            ttl_duration(unusable)
+    for wrong in (True, "60"):
+        with pytest.raises(TypeError):
+            ttl_duration(wrong)  # type: ignore[arg-type]
+
+
+async def test_create_ttl_unset_zero_and_positive(ttl_client: Client) -> None:
+    since = time.time()
+    assert expires_in(await ttl_client.threads.create(), since) == pytest.approx(DEFAULT_TTL, abs=5)
+    assert expires_in(await ttl_client.threads.create(ttl=0), since) is None
+    half = await ttl_client.threads.create(ttl=60.5)
+    assert expires_in(half, since) == pytest.approx(60.5, abs=5)
+    delta = await ttl_client.threads.create(ttl=datetime.timedelta(minutes=2))
+    assert expires_in(delta, since) == pytest.approx(120, abs=5)
+    with pytest.raises(ValueError, match="negative"):
+        await ttl_client.threads.create(ttl=-1)
+
+
+async def test_update_can_change_only_the_ttl(ttl_client: Client) -> None:
+    thread = await ttl_client.threads.create(metadata={"k": "v"}, ttl=0)
+
+    since = time.time()
+    restarted = await ttl_client.threads.update(thread.thread_id, ttl=30)
+    assert expires_in(restarted, since) == pytest.approx(30, abs=5)
+    assert restarted.metadata == thread.metadata
+
+    both = await ttl_client.threads.update(thread.thread_id, {"n": 1}, ttl=120)
+    assert expires_in(both, since) == pytest.approx(120, abs=5)
+    assert json_format.MessageToDict(both.metadata) == {"k": "v", "n": 1}
+
+    kept = await ttl_client.threads.update(thread.thread_id, {"n": 2})
+    assert kept.expire_time == both.expire_time  # no ttl: the expiry stays
+
+    removed = await ttl_client.threads.update(thread.thread_id, ttl=0)
+    assert expires_in(removed, since) is None
+    assert await ttl_client.threads.get(thread.thread_id) == removed
+
+    with pytest.raises(ValueError, match="metadata, a ttl or both"):
+        await ttl_client.threads.update(thread.thread_id)
+    with pytest.raises(ValueError, match="negative"):
+        await ttl_client.threads.update(thread.thread_id, ttl=datetime.timedelta(seconds=-1))
+
+
+async def test_copy_ttl_is_the_copys_own(ttl_client: Client) -> None:
+    source = await ttl_client.threads.create(ttl=0, history=[{}])
+    since = time.time()
+    assert expires_in(await ttl_client.threads.copy(source.thread_id), since) == pytest.approx(
+        DEFAULT_TTL, abs=5
+    )
+    assert expires_in(await ttl_client.threads.copy(source.thread_id, ttl=0), since) is None
+    short = await ttl_client.threads.copy(source.thread_id, ttl=45)
+    assert expires_in(short, since) == pytest.approx(45, abs=5)
+    assert short.history_length == 1
+    with pytest.raises(ValueError, match="negative"):
+        await ttl_client.threads.copy(source.thread_id, ttl=-0.5)
+
+
+async def test_create_with_a_request_id_is_idempotent(client: Client) -> None:
+    request_id = str(uuid.uuid4())
+    first = await client.threads.create(metadata={"a": 1}, request_id=request_id)
+    again = await client.threads.create(metadata={"a": 1}, request_id=request_id)
+    assert again == first
+    other = await client.threads.create(metadata={"a": 1}, request_id=str(uuid.uuid4()))
+    assert other.thread_id != first.thread_id

@@ -8,7 +8,10 @@ an event loop in a background thread, on the same Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,29 +36,40 @@ from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import ThreadsServer
 from server.config import Settings
+from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
+from tests.test_client import expires_in
 
 
-@pytest.fixture(scope="module")
-def target(redis_server: RedisProcess) -> Iterator[str]:
+@contextlib.contextmanager
+def serve_in_thread(settings: Settings, redis_url: str) -> Iterator[ThreadsServer]:
+    """A ThreadsServer on an event loop of its own in a background thread, so that a
+    blocking client in the test's thread gets answers. Also used by other sync tests."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="sync-test-server", daemon=True)
     thread.start()
 
     async def start() -> ThreadsServer:
-        settings = Settings(listen="127.0.0.1:0", health_interval_seconds=0.1)
-        server = ThreadsServer(settings, redis_server.url)
+        server = ThreadsServer(settings, redis_url)
         await server.start()
         return server
 
-    server = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     try:
-        yield f"127.0.0.1:{server.port}"
+        server = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(server.stop(grace=1), loop).result(timeout=30)
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(grace=1), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def target(redis_server: RedisProcess) -> Iterator[str]:
+    with serve_in_thread(settings_for_test(), redis_server.url) as server:
+        yield f"127.0.0.1:{server.port}"
 
 
 @pytest.fixture
@@ -203,3 +217,34 @@ def test_close_closes_only_the_channel_the_client_opened(target: str) -> None:
             borrowed.threads.get(thread.thread_id)
         stub = pb_grpc.ThreadServiceStub(channel)
         assert stub.Get(pb.GetRequest(thread_id=thread.thread_id)).thread == thread
+
+
+def test_ttl_and_request_id(redis_server: RedisProcess) -> None:
+    """The same fields as the async client's tests, on a server whose default ttl is an hour."""
+    default_ttl = 3600
+    settings = settings_for_test(default_ttl_seconds=default_ttl)
+    with (
+        serve_in_thread(settings, redis_server.url) as server,
+        get_sync_client(f"127.0.0.1:{server.port}") as client,
+    ):
+        since = time.time()
+        assert expires_in(client.threads.create(), since) == pytest.approx(default_ttl, abs=5)
+        thread = client.threads.create(metadata={"k": 1}, ttl=0)
+        assert expires_in(thread, since) is None
+        with pytest.raises(ValueError, match="negative"):
+            client.threads.create(ttl=-1)
+
+        restarted = client.threads.update(thread.thread_id, ttl=datetime.timedelta(minutes=1))
+        assert expires_in(restarted, since) == pytest.approx(60, abs=5)
+        assert restarted.metadata == thread.metadata
+        assert expires_in(client.threads.update(thread.thread_id, ttl=0), since) is None
+        with pytest.raises(ValueError, match="metadata, a ttl or both"):
+            client.threads.update(thread.thread_id)
+
+        copy = client.threads.copy(thread.thread_id, ttl=30.5)
+        assert expires_in(copy, since) == pytest.approx(30.5, abs=5)
+        assert expires_in(client.threads.copy(thread.thread_id, ttl=0), since) is None
+
+        request_id = str(uuid.uuid4())
+        first = client.threads.create(request_id=request_id)
+        assert client.threads.create(request_id=request_id) == first
