@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean interop protoset bench load
+.PHONY: install proto check-proto check-package run test lint clean interop protoset bench bench-auth load
 
 install: $(STAMP)
 
@@ -60,6 +60,11 @@ run: $(STAMP)
 # (tests/load/bench_copy.py). BENCH_ARGS="--backend valkey 10 1000" narrows it.
 bench: $(STAMP)
 	$(PY) -m tests.load.bench_copy $(BENCH_ARGS)
+
+# What bearer-token auth costs: token verification, cached and not, and Get RPC latency
+# with auth off vs HS256/RS256/ES256 (tests/load/bench_auth.py).
+bench-auth: $(STAMP)
+	$(PY) -m tests.load.bench_auth
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
 # unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).

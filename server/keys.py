@@ -12,6 +12,7 @@ caller uses makes a separate thread instead of revealing that the id is taken.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -53,6 +54,7 @@ def request_thread_id(request_id: str) -> str:
     return str(uuid.UUID(bytes=bytes(raw)))
 
 
+@functools.lru_cache(maxsize=4096)
 def owner_namespace(owner: str) -> str:
     """The key segment of a caller's threads: a digest, so any subject (length, colons,
     braces) makes a fixed-size, unambiguous key part."""

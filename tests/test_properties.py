@@ -33,11 +33,12 @@ from __future__ import annotations
 import base64
 import math
 import string
+import time
 import uuid
 from typing import Any
 
 import grpc
-from google.protobuf import message, struct_pb2
+from google.protobuf import duration_pb2, message, struct_pb2
 from google.rpc import error_details_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -46,7 +47,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from client.pb import threads_pb2 as pb
-from server import codec, page_tokens
+from server import codec, page_tokens, validation
 from server.keys import ThreadKeys
 from server.limits import Limits
 
@@ -524,6 +525,53 @@ async def test_copy_history_length_any_int64(
             answer.expect(grpc.StatusCode.OUT_OF_RANGE, "HISTORY_LENGTH_OUT_OF_RANGE")
         await assert_unchanged(redis, before, [thread_id])
     await check_thread_invariants(channel, redis, thread_id)
+
+
+@fuzz_settings(max_examples=60)
+@given(
+    seconds=st.integers(INT64_MIN, INT64_MAX),
+    nanos=st.integers(INT32_MIN, INT32_MAX),
+    method=st.sampled_from(["Create", "Update", "Copy"]),
+)
+@example(seconds=0, nanos=1, method="Copy")
+@example(seconds=2**62, nanos=0, method="Create")
+@example(seconds=-1, nanos=0, method="Update")
+@example(seconds=3600, nanos=-5, method="Update")
+async def test_ttl_any_duration(
+    channel: aio.Channel, redis: Any, seconds: int, nanos: int, method: str
+) -> None:
+    """Any Duration, valid or not, is either applied whole or INVALID_TTL with no write."""
+    thread_id = await new_thread(channel, 1)
+    ttl = duration_pb2.Duration(seconds=seconds, nanos=nanos)
+    request: message.Message = {
+        "Create": pb.CreateRequest(thread_id=str(uuid.uuid4()), ttl=ttl),
+        "Update": pb.UpdateRequest(thread_id=thread_id, ttl=ttl),
+        "Copy": pb.CopyRequest(thread_id=thread_id, ttl=ttl),
+    }[method]
+    target = getattr(request, "thread_id")  # noqa: B009 - one name on three message types
+    before = await snapshot(redis, thread_id, target)
+    answer = await send(channel, method, request)
+    valid = 0 <= seconds <= validation.MAX_TTL_SECONDS and 0 <= nanos <= 999_999_999
+    if not valid:
+        answer.expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_TTL")
+        await assert_unchanged(redis, before, [thread_id, target])
+        return
+    response_type = {"Create": pb.CreateResponse, "Update": pb.UpdateResponse}.get(
+        method, pb.CopyResponse
+    )
+    thread = answer.parse(response_type).thread
+    keys = ThreadKeys(thread.thread_id)
+    stored = await redis.pexpiretime(keys.meta)
+    if seconds == 0 and nanos == 0:
+        assert not thread.HasField("expire_time")
+        assert stored == -1
+    elif stored == -2:  # a ttl of a few ms may be over before we look: all keys gone
+        assert thread.expire_time.ToMilliseconds() <= time.time() * 1000
+        assert await redis.exists(keys.meta, keys.history) == 0
+    else:
+        assert stored == thread.expire_time.ToMilliseconds()
+    if seconds == nanos == 0 or seconds >= 60:  # else it may expire while being checked
+        await check_thread_invariants(channel, redis, thread.thread_id)
 
 
 @fuzz_settings(max_examples=30)

@@ -13,7 +13,9 @@ import pytest
 from google.protobuf import duration_pb2
 
 from client.pb import threads_pb2 as pb
-from server.keys import ThreadKeys
+from server import codec
+from server.keys import ThreadKeys, new_copy_id
+from server.scripts import Scripts
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer, eventually
 from tests.redis_process import RedisProcess
@@ -172,3 +174,34 @@ async def test_a_copy_retry_with_another_ttl_is_another_request(stub: Stub) -> N
         grpc.StatusCode.INVALID_ARGUMENT,
         "REQUEST_ID_REUSED",
     )
+
+
+async def test_an_expiry_already_past_when_the_script_runs_leaves_no_stray_key(
+    stub: Stub, redis: Any
+) -> None:
+    """A ttl of a millisecond can be over before Redis runs the script (latency, clock
+    skew). Redis then deletes the keys at PEXPIREAT; nothing may write the meta after that
+    (an HSET would leave a stray hash with no expiry), and the reply still describes the
+    thread. Driven through the scripts with an expiry in 1970, so it is deterministic."""
+    scripts = Scripts.register(redis)
+    past = "1000"
+    updated = (
+        await stub.Create(pb.CreateRequest(history=entries({}), metadata=struct(a=1)))
+    ).thread
+    keys = ThreadKeys(updated.thread_id)
+    reply = await scripts.update(keys=[keys.meta, keys.history], args=[1, past, 65536])
+    assert reply[0] == b"OK"
+    assert codec.thread_from_fields(updated.thread_id, *reply[1]).metadata == struct(a=1)
+    assert await redis.exists(keys.meta, keys.history) == 0
+
+    source = (await stub.Create(pb.CreateRequest(history=entries({}, {})))).thread
+    copy_id = new_copy_id(source.thread_id)
+    src, dst = ThreadKeys(source.thread_id), ThreadKeys(copy_id)
+    reply = await scripts.copy(
+        keys=[src.meta, src.history, dst.meta, dst.history],
+        args=[copy_id, source.thread_id, 1, "", "", 60, past, 10, 65536],
+    )
+    assert reply[0] == b"OK"
+    assert reply[1][0] == 2  # the copy's history length, read before the keys went
+    assert await redis.exists(dst.meta, dst.history) == 0
+    assert await redis.exists(src.meta, src.history) == 2

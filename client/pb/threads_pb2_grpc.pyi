@@ -5,6 +5,10 @@ Threads: conversation/agent threads stored in Redis, with an atomic Copy.
 
 Errors follow AIP-193: every domain error carries a google.rpc.ErrorInfo in the
 status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
+
+With auth on, every call carries `authorization: Bearer <JWT>` metadata (else
+UNAUTHENTICATED); the token's subject owns the threads it creates, and another
+caller's thread answers NOT_FOUND, exactly like a missing one.
 """
 
 from collections import abc as _abc

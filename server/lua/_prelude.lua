@@ -20,22 +20,30 @@ local function thread_state(meta_key, history_key)
   return {redis.call('LLEN', history_key), redis.call('HGETALL', meta_key)}
 end
 
--- Gives a thread's keys one expiry, so they expire together:
--- expire_ms '' keeps it as it is, '0' removes it, else PEXPIREAT that Unix time in ms
--- (recorded in the meta field expire_at_ms, which Get reports). PEXPIREAT on an absent
--- history is a no-op; Append gives the history the expiry when it creates it.
-local function set_expiry(meta_key, history_key, expire_ms)
-  if expire_ms == '' then
-    return
+-- A thread's expiry takes two steps, so that a script can read the thread's state in
+-- between: an expiry already past when the script runs (a ttl of a millisecond, clock
+-- skew) deletes the keys at once, and the state must be read before that, and the field
+-- written before that too, or HSET would bring the meta back as a stray hash.
+-- expire_ms: '' keeps the expiry, '0' removes it, else the Unix time in ms to expire at.
+
+-- Step 1: the meta field expire_at_ms, which Get reports.
+local function record_expiry(meta_key, expire_ms)
+  if expire_ms == '0' then
+    redis.call('HDEL', meta_key, 'expire_at_ms')
+  elseif expire_ms ~= '' then
+    redis.call('HSET', meta_key, 'expire_at_ms', expire_ms)
   end
+end
+
+-- Step 2: one absolute expiry on every key, so they expire together. PEXPIREAT on an
+-- absent history is a no-op; Append applies the expiry when it creates the history.
+local function apply_expiry(meta_key, history_key, expire_ms)
   if expire_ms == '0' then
     redis.call('PERSIST', meta_key)
     redis.call('PERSIST', history_key)
-    redis.call('HDEL', meta_key, 'expire_at_ms')
-  else
+  elseif expire_ms ~= '' then
     redis.call('PEXPIREAT', meta_key, expire_ms)
     redis.call('PEXPIREAT', history_key, expire_ms)
-    redis.call('HSET', meta_key, 'expire_at_ms', expire_ms)
   end
 end
 

@@ -16,7 +16,7 @@ end
 local new_length = call_sliced('RPUSH', KEYS[2], ARGV, 4, #ARGV)
 if length == 0 then
   -- The first entries create the history key: it takes the thread's expiry, if any.
-  set_expiry(KEYS[1], KEYS[2], redis.call('HGET', KEYS[1], 'expire_at_ms') or '')
+  apply_expiry(KEYS[1], KEYS[2], redis.call('HGET', KEYS[1], 'expire_at_ms') or '')
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 return {'OK', new_length}

@@ -67,10 +67,12 @@ if keep > 0 then
 end
 -- COPY carries the source's expiry over (and its expire_at_ms field): always replace it
 -- with the copy's own, so a copy never dies with its source by accident.
-set_expiry(dst_meta, dst_hist, expire_ms)
+record_expiry(dst_meta, expire_ms)
+local state = thread_state(dst_meta, dst_hist)
+apply_expiry(dst_meta, dst_hist, expire_ms)
 
 if request_key then
   redis.call('HSET', request_key, 'copy_id', copy_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', request_key, request_ttl)
 end
-return {'OK', thread_state(dst_meta, dst_hist)}
+return {'OK', state}

@@ -35,7 +35,8 @@ if owner ~= '' then
 end
 call_sliced('HSET', meta, ARGV, 8, 7 + n_meta)
 call_sliced('RPUSH', hist, ARGV, 8 + n_meta, #ARGV)
-set_expiry(meta, hist, expire_ms)
+record_expiry(meta, expire_ms)
+apply_expiry(meta, hist, expire_ms)
 if record then
   redis.call('HSET', record, 'request_id', request_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', record, record_ttl)

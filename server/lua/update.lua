@@ -14,5 +14,7 @@ if #ARGV > 3 then
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 call_sliced('HSET', KEYS[1], ARGV, 4, #ARGV)
-set_expiry(KEYS[1], KEYS[2], ARGV[2])
-return {'OK', thread_state(KEYS[1], KEYS[2])}
+record_expiry(KEYS[1], ARGV[2])
+local state = thread_state(KEYS[1], KEYS[2])
+apply_expiry(KEYS[1], KEYS[2], ARGV[2])
+return {'OK', state}
