@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
@@ -211,3 +212,38 @@ def connections_per_process(port: int, pids: list[int]) -> list[int]:
                         held += 1
         counts.append(held)
     return counts
+
+
+def serves_everything(channel: grpc.Channel, thread_id: str) -> None:
+    """ThreadService, health and reflection, all answered on this connection."""
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
+    stub = pb_grpc.ThreadServiceStub(channel)
+    assert stub.Get(pb.GetRequest(thread_id=thread_id), timeout=10).thread.thread_id == thread_id
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="threads.v1.ThreadService.Copy"
+    )
+    [reply] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+    assert reply.WhichOneof("message_response") == "file_descriptor_response"
+
+
+def assert_spread_over_workers(
+    server: ServerProcess,
+    workers: list[int],
+    thread_id: str,
+    open_channel: Callable[[], grpc.Channel],
+) -> None:
+    """32 connections (each channel its own TCP connection; the kernel spreads them over
+    the SO_REUSEPORT workers) each serve everything, and every worker holds some. All 32
+    on one of 2 workers has odds of 2 in 2**32."""
+    channels = [open_channel() for _ in range(32)]
+    try:
+        for channel in channels:
+            serves_everything(channel, thread_id)
+        per_worker = connections_per_process(server.port, workers)
+        assert sum(per_worker) == 32, per_worker
+        assert all(count > 0 for count in per_worker), per_worker
+    finally:
+        for channel in channels:
+            channel.close()

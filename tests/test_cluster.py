@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import jwt
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf import duration_pb2
 from grpc import aio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
@@ -206,3 +209,44 @@ async def test_scripts_flushed_on_every_primary_are_reloaded(
     assert appended.history_length == 2
     assert (await copy(stub, source.thread_id)).history_length == 2
     await cluster_server.server.store.prepare()  # the other scripts, for the tests after
+
+
+async def test_auth_ttl_and_create_retries_on_a_cluster(
+    redis_cluster: RedisCluster, cluster: ClusterClient
+) -> None:
+    """With auth on, every key of a caller's thread, its copies and its request records
+    sits in one slot; the copy's own expiry is set on the node that holds it."""
+    secret = "cluster-secret-0123456789abcdef0123456789"
+    settings = conftest.test_settings(redis_cluster=True, auth_jwt_secret=secret)
+    server = ThreadsServer(settings, redis_cluster.url)
+    port = await server.start()
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, secret, "HS256")
+    md = (("authorization", f"Bearer {token}"),)
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            started = Started(server, channel)
+            await started.wait_health(SERVING)
+            request = pb.CreateRequest(request_id="c-1", history=entries({"i": 0}, {"i": 1}))
+            source = (await started.stub.Create(request, metadata=md)).thread
+            assert (await started.stub.Create(request, metadata=md)).thread == source
+            copy_request = pb.CopyRequest(
+                thread_id=source.thread_id,
+                request_id="k-1",
+                ttl=duration_pb2.Duration(seconds=600),
+            )
+            copied = (await started.stub.Copy(copy_request, metadata=md)).thread
+            assert copied.owner == "alice"
+            src, dst = ThreadKeys(source.thread_id, "alice"), ThreadKeys(copied.thread_id, "alice")
+            names = [src.meta, src.history, src.create_request, src.copy_request("k-1")]
+            names += [dst.meta, dst.history]
+            assert len({node_of(cluster, name).name for name in names}) == 1
+            client = await node_client(cluster, dst.meta)
+            try:
+                expiry = copied.expire_time.ToMilliseconds()
+                assert await client.pexpiretime(dst.meta) == expiry
+                assert await client.pexpiretime(dst.history) == expiry
+                assert await client.pexpiretime(src.meta) == -1
+            finally:
+                await client.aclose()
+    finally:
+        await server.stop(grace=1)

@@ -25,8 +25,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from client import get_client
 from client._tls import TLS
 from client.exceptions import UnavailableError
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
 from server.app import SERVICE_NAME, ThreadsServer
 from server.config import Settings
 from server.tls import TLSConfigError
@@ -37,7 +35,7 @@ from tests.server_process import (
     REPO,
     ServerProcess,
     Spawn,
-    connections_per_process,
+    assert_spread_over_workers,
     create_thread,
     environment,
     eventually,
@@ -250,20 +248,6 @@ def test_client_tls_rejects_what_cannot_work(certs: Certs, tmp_path: Path) -> No
 # --- python -m server: workers serve TLS; bad files fail once, clearly -----------------
 
 
-def _serves_everything(channel: grpc.Channel, thread_id: str) -> None:
-    """ThreadService, health and reflection, all answered on this connection."""
-    health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
-    stub = pb_grpc.ThreadServiceStub(channel)
-    assert stub.Get(pb.GetRequest(thread_id=thread_id), timeout=10).thread.thread_id == thread_id
-    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    request = reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="threads.v1.ThreadService.Copy"
-    )
-    [reply] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
-    assert reply.WhichOneof("message_response") == "file_descriptor_response"
-
-
 def _sync_code(
     server: ServerProcess, credentials: grpc.ChannelCredentials | None
 ) -> grpc.StatusCode:
@@ -306,22 +290,15 @@ def test_every_worker_serves_mutual_tls(
     eventually(lambda: server.log().count("mutual TLS)") == 2, f"2 workers serve{server.tail()}")
     thread_id = create_thread(server)
 
-    # 32 connections, each its own handshake; all on one of 2 workers: odds 2 in 2**32.
-    channels = [
-        grpc.secure_channel(
+    # 32 connections, each its own handshake, spread over both workers.
+    assert_spread_over_workers(
+        server,
+        workers,
+        thread_id,
+        lambda: grpc.secure_channel(
             server.target, good.channel_credentials(), [("grpc.use_local_subchannel_pool", 1)]
-        )
-        for _ in range(32)
-    ]
-    try:
-        for channel in channels:
-            _serves_everything(channel, thread_id)
-        per_worker = connections_per_process(server.port, workers)
-        assert sum(per_worker) == 32, per_worker
-        assert all(count > 0 for count in per_worker), per_worker
-    finally:
-        for channel in channels:
-            channel.close()
+        ),
+    )
     assert _sync_code(server, None) == UNAVAILABLE
     assert _sync_code(server, TLS(root_certificates=certs.ca).channel_credentials()) == UNAVAILABLE
     assert server.stop() == 0, server.tail()

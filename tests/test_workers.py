@@ -16,36 +16,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
 from server.workers import ListenError, reserve_port, split_listen
 from tests.redis_process import RedisProcess, process_alive
 from tests.server_process import (
     REPO,
-    SERVING,
     Spawn,
-    connections_per_process,
+    assert_spread_over_workers,
     create_thread,
     embedded_pid,
     eventually,
 )
-
-
-def _serves_everything(channel: grpc.Channel, thread_id: str) -> None:
-    """ThreadService, health and reflection, all answered on this connection."""
-    health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
-    stub = pb_grpc.ThreadServiceStub(channel)
-    assert stub.Get(pb.GetRequest(thread_id=thread_id), timeout=10).thread.thread_id == thread_id
-    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    request = reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="threads.v1.ThreadService.Copy"
-    )
-    [reply] = list(reflection.ServerReflectionInfo(iter([request]), timeout=10))
-    assert reply.WhichOneof("message_response") == "file_descriptor_response"
 
 
 def test_every_worker_accepts_connections_and_serves_all_services(
@@ -57,23 +38,14 @@ def test_every_worker_accepts_connections_and_serves_all_services(
     assert len(workers) == 2, (workers, server.tail())
     thread_id = create_thread(server)
 
-    # Each channel is its own TCP connection; the kernel spreads them over the workers.
-    # 32 connections all landing on one of 2 workers has odds of 2 in 2**32.
-    channels = [
-        grpc.insecure_channel(
+    assert_spread_over_workers(
+        server,
+        workers,
+        thread_id,
+        lambda: grpc.insecure_channel(
             f"127.0.0.1:{server.port}", options=[("grpc.use_local_subchannel_pool", 1)]
-        )
-        for _ in range(32)
-    ]
-    try:
-        for channel in channels:
-            _serves_everything(channel, thread_id)
-        per_worker = connections_per_process(server.port, workers)
-        assert sum(per_worker) == 32, per_worker
-        assert all(count > 0 for count in per_worker), per_worker
-    finally:
-        for channel in channels:
-            channel.close()
+        ),
+    )
     assert server.stop() == 0, server.tail()
 
 
