@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from client.pb import threads_pb2 as pb
 from client.pb import threads_pb2_grpc as pb_grpc
-from server import codec, page_tokens, validation
+from server import page_tokens, validation
 from server.auth import Authenticator
 from server.errors import InvalidArgument
 from server.keys import new_thread_id, parse_thread_id, request_thread_id
@@ -38,11 +38,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             return validation.ttl_ms(request.ttl)
         return self._default_ttl_ms
 
-    def _check_metadata(
-        self, request: pb.CreateRequest | pb.UpdateRequest | pb.CopyRequest
-    ) -> None:
-        self._limits.check_metadata(codec.metadata_size(codec.metadata_args(request.metadata)))
-
     @rpc
     async def Create(self, request: pb.CreateRequest, owner: str) -> pb.CreateResponse:
         request_id = validation.request_id(request.request_id)
@@ -58,7 +53,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             )
         self._limits.check_entries(request.history, "history", required=False)
         self._limits.check_history_length(len(request.history), "history")
-        self._check_metadata(request)
         thread = await self._store.create(
             owner,
             thread_id,
@@ -78,7 +72,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
     @rpc
     async def Update(self, request: pb.UpdateRequest, owner: str) -> pb.UpdateResponse:
         thread_id = parse_thread_id(request.thread_id)
-        self._check_metadata(request)
         ttl_ms = validation.ttl_ms(request.ttl) if request.HasField("ttl") else None
         thread = await self._store.update(owner, thread_id, request.metadata, ttl_ms=ttl_ms)
         return pb.UpdateResponse(thread=thread)
@@ -119,7 +112,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         if request.HasField("history_length"):
             history_length = validation.non_negative(request.history_length, "history_length")
             self._limits.check_history_length(history_length, "history_length")
-        self._check_metadata(request)
         thread = await self._store.copy(
             owner,
             source_id,

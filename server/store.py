@@ -102,7 +102,7 @@ class ThreadStore:
         """Creates a thread; with a request_id, a retry returns the thread it created."""
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
-        meta_args = codec.metadata_args(metadata)
+        meta_args = self._metadata_args(metadata)
         record_keys: list[str] = []
         fingerprint = ""
         if request_id:
@@ -165,6 +165,13 @@ class ThreadStore:
             request_id=request_id,
         )
 
+    def _metadata_args(self, metadata: struct_pb2.Struct) -> list[bytes]:
+        """The request's metadata as HSET arguments, refused when it alone is over the
+        limit (serialized once, here, for both the check and the script)."""
+        meta_args = codec.metadata_args(metadata)
+        self._limits.check_metadata(codec.metadata_size(meta_args))
+        return meta_args
+
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
         reply = await self._scripts.get(keys=[keys.meta, keys.history])
@@ -178,6 +185,7 @@ class ThreadStore:
     ) -> pb.Thread:
         """Merges metadata keys; ``ttl_ms`` None keeps the expiry, 0 removes it."""
         keys = ThreadKeys(thread_id, owner)
+        meta_args = self._metadata_args(metadata)
         now = codec.now_us()
         reply = await self._scripts.update(
             keys=[keys.meta, keys.history],
@@ -185,7 +193,7 @@ class ThreadStore:
                 now,
                 "" if ttl_ms is None else _expire_ms(now, ttl_ms),
                 self._limits.max_metadata_bytes,
-                *codec.metadata_args(metadata),
+                *meta_args,
             ],
         )
         if reply[0] == b"NOT_FOUND":
@@ -263,7 +271,7 @@ class ThreadStore:
         source's.
         """
         source = ThreadKeys(source_id, owner)
-        meta_args = codec.metadata_args(metadata)
+        meta_args = self._metadata_args(metadata)
         want = "" if history_length is None else str(history_length)
         request_keys: list[str] = []
         fingerprint = ""  # only compared when a request_id makes the copy idempotent
