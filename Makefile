@@ -5,16 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
-PB_DIR := client/pb
+PB_DIR := client/threads_client/pb
 
 .PHONY: install proto check-proto check-package run test lint clean interop protoset bench bench-auth load
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./client -e '.[dev]'
 	touch $(STAMP)
 
 # Regenerates the committed Python stubs. protoc emits absolute imports
@@ -25,7 +25,7 @@ proto: $(STAMP)
 		--python_out=build/proto --grpc_python_out=build/proto \
 		--mypy_out=build/proto --mypy_grpc_out=build/proto $(PROTO_SRC)
 	for f in build/proto/threads/v1/threads_pb2*; do \
-		sed -e 's/^from threads\.v1 import /from client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
+		sed -e 's/^from threads\.v1 import /from threads_client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
 	done
 
 # A self-contained descriptor set (with imports) for tools that take one instead of
@@ -44,17 +44,19 @@ check-proto: proto
 	git diff --exit-code -- $(PB_DIR)
 	test -z "$$(git status --porcelain -- $(PB_DIR))"
 
-# What another service gets from `pip install .`: the client alone, importable and working.
+# What another service installs: the client distribution alone (client/), importable as
+# threads_client with its stubs, without redis or server code; and the server distribution
+# beside it, with its console script. Neither puts a `client`, `server` or `tests` package
+# on the path (tests/check_package.py).
 check-package:
 	rm -rf build/pkgvenv && python3 -m venv build/pkgvenv
+	build/pkgvenv/bin/python -m pip install --quiet ./client
+	cd build && pkgvenv/bin/python ../tests/check_package.py client
 	build/pkgvenv/bin/python -m pip install --quiet .
-	cd build && pkgvenv/bin/python -c "from client import get_client, get_sync_client; \
-		from client.pb import threads_pb2; import client, sys; \
-		assert 'site-packages' in client.__file__, client.__file__; \
-		print('client importable from', client.__file__)"
+	cd build && pkgvenv/bin/python ../tests/check_package.py server
 
 run: $(STAMP)
-	$(PY) -m server $(ARGS)
+	$(PY) -m threads_server $(ARGS)
 
 # Copy RPC vs raw Redis COPY for 10 to 1,000,000 entries, and server memory
 # (tests/load/bench_copy.py). BENCH_ARGS="--backend valkey 10 1000" narrows it.

@@ -21,12 +21,12 @@ import pytest
 import redis.asyncio as aioredis
 from grpc import aio
 
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import ThreadsServer
-from server.config import Settings
 from tests.inprocess_server import CHANNEL_OPTIONS, POLL_BOUND, Started, StartServer
 from tests.redis_process import BACKENDS, RedisProcess, backend_binary
 from tests.server_process import ServerProcess, Spawn, environment
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.app import ThreadsServer
+from threads_server.config import Settings
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
 
@@ -107,7 +107,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Starts ``python -m server`` processes; kills any still running at teardown."""
+    """Starts ``python -m threads_server`` processes; kills any still running at teardown."""
     started: list[ServerProcess] = []
 
     def start(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.embedded import answers_ping, find_binary, free_port
+from threads_server.embedded import answers_ping, find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
 __all__ = [

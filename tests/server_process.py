@@ -1,4 +1,4 @@
-"""``python -m server`` as a real subprocess, for the tests of the CLI and of workers.
+"""``python -m threads_server`` as a real subprocess, for the tests of the CLI and of workers.
 
 Each server's stdout/stderr goes to a file under the test's tmp_path; ``tail()`` goes in
 every assertion message. The ``spawn`` fixture (conftest) kills any left running.
@@ -22,10 +22,10 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
 from tests.redis_process import free_port
 from tests.rpc_helpers import entry
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -71,7 +71,7 @@ def embedded_pid(data_dir: Path) -> int:
 
 
 class ServerProcess:
-    """One ``python -m server`` subprocess, listening on 127.0.0.1:<port>.
+    """One ``python -m threads_server`` subprocess, listening on 127.0.0.1:<port>.
 
     ``channel()`` (and so ``wait_serving()`` and ``create_thread()``) dials it with
     ``credentials`` (TLS) when set, with ``channel_options`` added to CHANNEL_OPTIONS; a
@@ -95,7 +95,7 @@ class ServerProcess:
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server", *self.args],
+                [sys.executable, "-m", "threads_server", *self.args],
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -17,9 +17,6 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import ThreadsServer
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import (
     HEALTH_NAMES,
@@ -31,6 +28,9 @@ from tests.inprocess_server import (
 from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.app import ThreadsServer
 
 # --- (a) Redis outage and recovery ---------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Bearer-token auth and per-caller threads (server/auth.py, server/keys.py namespaces).
+"""Bearer-token auth and per-caller threads (threads_server/auth.py, keys.py namespaces).
 
 Real servers with auth on (HS256, RS256, ES256) against the session's Redis; tokens are
 made with PyJWT, the same library the server verifies with.
@@ -24,19 +24,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client.pb import threads_pb2 as pb
-from server import __main__ as server_main
-from server.auth import LEEWAY_SECONDS, AuthConfigError, Authenticator
-from server.config import Settings
-from server.errors import Unauthenticated
-from server.keys import ThreadKeys, owner_namespace
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, error_reason, expect_error, struct
+from threads_client.pb import threads_pb2 as pb
+from threads_server import __main__ as server_main
+from threads_server.auth import LEEWAY_SECONDS, AuthConfigError, Authenticator
+from threads_server.config import Settings
+from threads_server.errors import Unauthenticated
+from threads_server.keys import ThreadKeys, owner_namespace
 
 if TYPE_CHECKING:
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 SECRET = "0123456789abcdef0123456789abcdef-test-secret"
 Call = Callable[["Stub", str, tuple[tuple[str, str], ...]], Awaitable[Any]]

@@ -17,7 +17,10 @@ from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
-from client import (
+from tests.conftest import test_settings as settings_for_test
+from tests.inprocess_server import StartServer
+from tests.redis_process import RedisProcess
+from threads_client import (
     DEFAULT_TIMEOUT,
     AbortedError,
     AlreadyExistsError,
@@ -35,14 +38,11 @@ from client import (
     UnexpectedStatusError,
     get_client,
 )
-from client._errors import from_rpc_error
-from client._requests import ttl_duration
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import ThreadsServer
-from tests.conftest import test_settings as settings_for_test
-from tests.inprocess_server import StartServer
-from tests.redis_process import RedisProcess
+from threads_client._errors import from_rpc_error
+from threads_client._requests import ttl_duration
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.app import ThreadsServer
 
 
 def _target(server: ThreadsServer) -> str:

@@ -18,7 +18,12 @@ import jwt
 import pytest
 from grpc import aio
 
-from client import (
+from tests.conftest import test_settings as settings_for_test
+from tests.inprocess_server import SERVING, Started, StartServer
+from tests.redis_process import RedisProcess
+from tests.test_client_sync import serve_in_thread
+from tests.tls_certs import Certs, generate
+from threads_client import (
     TLS,
     NotFoundError,
     RetryPolicy,
@@ -27,12 +32,7 @@ from client import (
     get_client,
     get_sync_client,
 )
-from server.config import Settings
-from tests.conftest import test_settings as settings_for_test
-from tests.inprocess_server import SERVING, Started, StartServer
-from tests.redis_process import RedisProcess
-from tests.test_client_sync import serve_in_thread
-from tests.tls_certs import Certs, generate
+from threads_server.config import Settings
 
 SECRET = "client-auth-test-secret-of-at-least-32-bytes"
 

@@ -22,7 +22,13 @@ import pytest
 import redis.asyncio as aioredis
 from grpc import aio
 
-from client import (
+from tests.conftest import test_settings as settings_for_test
+from tests.inprocess_server import CHANNEL_OPTIONS, POLL_BOUND, SERVING, Started, StartServer
+from tests.inprocess_server import eventually as _eventually
+from tests.redis_process import RedisProcess
+from tests.tcp_proxy import TcpProxy
+from tests.test_client_sync import serve_in_thread
+from threads_client import (
     Client,
     DeadlineExceededError,
     NotFoundError,
@@ -32,14 +38,8 @@ from client import (
     get_client,
     get_sync_client,
 )
-from client.pb import threads_pb2 as pb
-from server.app import ThreadsServer
-from tests.conftest import test_settings as settings_for_test
-from tests.inprocess_server import CHANNEL_OPTIONS, POLL_BOUND, SERVING, Started, StartServer
-from tests.inprocess_server import eventually as _eventually
-from tests.redis_process import RedisProcess
-from tests.tcp_proxy import TcpProxy
-from tests.test_client_sync import serve_in_thread
+from threads_client.pb import threads_pb2 as pb
+from threads_server.app import ThreadsServer
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.02)
 # Enough attempts to outlast a Redis restart; the call's timeout is what bounds it.

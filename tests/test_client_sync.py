@@ -20,7 +20,10 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from client import (
+from tests.conftest import test_settings as settings_for_test
+from tests.redis_process import RedisProcess
+from tests.test_client import expires_in
+from threads_client import (
     DEFAULT_TIMEOUT,
     AbortedError,
     AlreadyExistsError,
@@ -32,13 +35,10 @@ from client import (
     SyncClient,
     get_sync_client,
 )
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import ThreadsServer
-from server.config import Settings
-from tests.conftest import test_settings as settings_for_test
-from tests.redis_process import RedisProcess
-from tests.test_client import expires_in
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.app import ThreadsServer
+from threads_server.config import Settings
 
 
 @contextlib.contextmanager

@@ -21,19 +21,19 @@ from google.protobuf import duration_pb2
 from grpc import aio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.app import ThreadsServer
-from server.keys import ThreadKeys, new_thread_id
-from server.scripts import Scripts
 from tests import conftest
 from tests.inprocess_server import SERVING, Started
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.rpc_helpers import entries, history, struct
 from tests.test_copy import appends_race_copies, copy, threads_in_slot
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.app import ThreadsServer
+from threads_server.keys import ThreadKeys, new_thread_id
+from threads_server.scripts import Scripts
 
 if TYPE_CHECKING:
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
 

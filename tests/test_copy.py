@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
-from client.pb import threads_pb2 as pb
-from server.keys import ThreadKeys
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
+from threads_client.pb import threads_pb2 as pb
+from threads_server.keys import ThreadKeys
 
 if TYPE_CHECKING:
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 async def copy(stub: Stub, thread_id: str, **fields: Any) -> pb.Thread:

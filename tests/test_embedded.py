@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from server.embedded import EmbeddedServer, EmbeddedServerError
 from tests.redis_process import process_alive, unix_socket_accepts
+from threads_server.embedded import EmbeddedServer, EmbeddedServerError
 
 
 @pytest.fixture

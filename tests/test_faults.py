@@ -31,15 +31,15 @@ from google.rpc import error_details_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.keys import ThreadKeys
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import SERVING, StartServer
 from tests.redis_process import RedisProcess, process_alive
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
 from tests.server_process import Spawn, embedded_pid, eventually
 from tests.tcp_proxy import TcpProxy
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.keys import ThreadKeys
 
 T = TypeVar("T")
 BATCH = 5  # entries per Append; a history must always be a whole number of batches

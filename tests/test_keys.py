@@ -5,8 +5,8 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
-from server.errors import InvalidArgument
-from server.keys import (
+from threads_server.errors import InvalidArgument
+from threads_server.keys import (
     ThreadKeys,
     new_copy_id,
     new_thread_id,

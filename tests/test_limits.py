@@ -1,4 +1,4 @@
-"""Configurable size limits (server/limits.py and the scripts' checks), on real servers.
+"""Configurable size limits (threads_server/limits.py and the scripts' checks), on real servers.
 
 Each test starts a server with small limits against the session's Redis and checks both
 sides of each boundary: exactly at the limit is accepted, one past is refused with the
@@ -12,13 +12,13 @@ from typing import Any
 import grpc
 import pytest
 
-from client.pb import threads_pb2 as pb
-from server import codec
-from server.keys import ThreadKeys
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, expect_error, history, struct
+from threads_client.pb import threads_pb2 as pb
+from threads_server import codec
+from threads_server.keys import ThreadKeys
 
 
 async def start(start_server: StartServer, redis_server: RedisProcess, **limits: Any) -> Started:

@@ -1,4 +1,4 @@
-"""``python -m server`` as a real process: startup, signals, persistence, CLI errors.
+"""``python -m threads_server`` as a real process: startup, signals, persistence, CLI errors.
 
 Every server runs as a subprocess of ``sys.executable -m server`` from the repository
 root, with its stdout/stderr in a file under the test's tmp_path (the tail of which is
@@ -19,10 +19,6 @@ import redis
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.config import Settings
-from server.keys import ThreadKeys
 from tests.redis_process import RedisProcess, free_port, process_alive, unix_socket_accepts
 from tests.rpc_helpers import entry
 from tests.server_process import (
@@ -35,6 +31,10 @@ from tests.server_process import (
     eventually,
     tcp_accepts,
 )
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.config import Settings
+from threads_server.keys import ThreadKeys
 
 ALL_VARIABLES = [str(f.metadata["env"]) for f in dataclasses.fields(Settings)]
 
@@ -43,7 +43,7 @@ def _run(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "threads_server", *args],
         cwd=REPO,
         env=environment(env),
         stdin=subprocess.DEVNULL,

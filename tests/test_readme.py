@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from server.app import ThreadsServer
+from threads_server.app import ThreadsServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -37,7 +37,7 @@ async def test_readme_quickstart_prints_the_copied_history(threads_server: Threa
 
 def test_every_error_reason_the_server_raises_is_documented() -> None:
     """A caller reads the README's error table to handle reasons: none may be missing."""
-    server = README.parent / "server"
+    server = README.parent / "server" / "threads_server"
     reasons = {
         reason
         for path in server.glob("*.py")

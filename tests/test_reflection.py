@@ -13,8 +13,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from server.app import ThreadsServer
-from server.reflection import MethodResolvingPool
+from threads_server.app import ThreadsServer
+from threads_server.reflection import MethodResolvingPool
 
 THREAD_METHODS = {"Create", "Get", "Update", "Delete", "Append", "GetHistory", "Copy"}
 

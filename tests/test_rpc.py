@@ -10,13 +10,13 @@ import pytest
 import redis.exceptions
 from grpc import aio
 
-from client.pb import threads_pb2 as pb
-from server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
-from server.rpc import to_threads_error
 from tests.rpc_helpers import error_reason
+from threads_client.pb import threads_pb2 as pb
+from threads_server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
+from threads_server.rpc import to_threads_error
 
 if TYPE_CHECKING:
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 @pytest.mark.parametrize(

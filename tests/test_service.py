@@ -11,12 +11,12 @@ import grpc
 import pytest
 from grpc import aio
 
-from client.pb import threads_pb2 as pb
-from server.keys import ThreadKeys, request_thread_id
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
+from threads_client.pb import threads_pb2 as pb
+from threads_server.keys import ThreadKeys, request_thread_id
 
 if TYPE_CHECKING:
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 # --- thread ids -------------------------------------------------------------------------

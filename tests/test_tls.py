@@ -1,7 +1,7 @@
 """TLS and mutual TLS on the gRPC port, with real handshakes against real servers.
 
 In-process ThreadsServers (``start_server``) cover what a client can and cannot do; the
-``python -m server`` subprocesses cover ``--workers`` (every worker serves TLS) and the
+``python -m threads_server`` subprocesses cover ``--workers`` (every worker serves TLS) and the
 start-up errors. Certificates come from ``tests/tls_certs.py``, made once per session.
 Every refusal is checked next to a client that the same server accepts, so none of them
 can pass against a server that refuses everything.
@@ -22,12 +22,6 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client import get_client
-from client._tls import TLS
-from client.exceptions import UnavailableError
-from server.app import SERVICE_NAME, ThreadsServer
-from server.config import Settings
-from server.tls import TLSConfigError
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import SERVING, Started, StartServer
 from tests.redis_process import RedisProcess, free_port
@@ -41,6 +35,12 @@ from tests.server_process import (
     eventually,
 )
 from tests.tls_certs import Certs, KeyPair, generate
+from threads_client import get_client
+from threads_client._tls import TLS
+from threads_client.exceptions import UnavailableError
+from threads_server.app import SERVICE_NAME, ThreadsServer
+from threads_server.config import Settings
+from threads_server.tls import TLSConfigError
 
 OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 
@@ -245,7 +245,7 @@ def test_client_tls_rejects_what_cannot_work(certs: Certs, tmp_path: Path) -> No
     assert "key" not in repr(TLS(certs.ca, certs.client.cert, b"-----BEGIN PRIVATE KEY-----"))
 
 
-# --- python -m server: workers serve TLS; bad files fail once, clearly -----------------
+# --- python -m threads_server: workers serve TLS; bad files fail once, clearly -----------------
 
 
 def _sync_code(
@@ -328,7 +328,7 @@ def test_worker_restarted_after_its_files_broke_stops_the_server_clearly(
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "threads_server", *args],
         cwd=REPO,
         env=environment(),
         stdin=subprocess.DEVNULL,

@@ -1,6 +1,6 @@
 """``--workers N``: N forked server processes on one port, under one supervising parent.
 
-Every server here is a real ``python -m server`` subprocess; which worker holds which
+Every server here is a real ``python -m threads_server`` subprocess; which worker holds which
 connection is read from /proc (each worker's socket inodes against /proc/net/tcp).
 """
 
@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from server.workers import ListenError, reserve_port, split_listen
 from tests.redis_process import RedisProcess, process_alive
 from tests.server_process import (
     REPO,
@@ -27,6 +26,7 @@ from tests.server_process import (
     embedded_pid,
     eventually,
 )
+from threads_server.workers import ListenError, reserve_port, split_listen
 
 
 def test_every_worker_accepts_connections_and_serves_all_services(
@@ -144,7 +144,7 @@ def test_supervisor_gives_up_on_workers_that_keep_dying() -> None:
     result = _run_supervisor(
         """
         import logging, sys
-        from server.workers import Supervisor
+        from threads_server.workers import Supervisor
         logging.basicConfig(level=logging.INFO)
         sys.exit(Supervisor(2, lambda index: 7, max_restarts=3).run())
         """
@@ -158,7 +158,7 @@ def test_supervisor_gives_up_at_once_when_a_worker_cannot_listen() -> None:
     result = _run_supervisor(
         """
         import sys
-        from server.workers import EXIT_LISTEN_FAILED, Supervisor
+        from threads_server.workers import EXIT_LISTEN_FAILED, Supervisor
         sys.exit(Supervisor(1, lambda index: EXIT_LISTEN_FAILED).run())
         """
     )

@@ -1,6 +1,6 @@
 """``python -m tests.interop [go node java]``: other languages' generated stubs vs a live server.
 
-Starts ``python -m server`` (embedded Valkey, fresh data dir, free port), waits until its
+Starts ``python -m threads_server`` (embedded Valkey, fresh data dir, free port), waits until its
 health check says SERVING, then runs ``tests/interop/<lang>/run.sh`` for each language with
 ``THREADS_TARGET=127.0.0.1:<port>``. Each script generates its stubs from ``protos/`` with its
 own toolchain, runs its checks and exits non-zero on the first failure. Exits 1 if any

@@ -4,7 +4,7 @@
 
 Part 1 times ``Authenticator.caller`` in this process for HS256, RS256 and ES256: the
 first sight of a token (a signature check) and a token seen before (the server's cache).
-Part 2 sends the same sequential Get RPCs to one real ``python -m server --workers 1``
+Part 2 sends the same sequential Get RPCs to one real ``python -m threads_server --workers 1``
 per mode (auth off, HS256, RS256, ES256; one token reused per mode, as a service would)
 and prints median and p95 latency, each as a ratio to auth off.
 """
@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc import aio
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.auth import Authenticator
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.auth import Authenticator
 
 Metadata = tuple[tuple[str, str], ...]
 SECRET = "bench-secret-0123456789abcdef0123456789"

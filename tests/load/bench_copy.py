@@ -9,7 +9,7 @@ times each, deleting every copy as it goes. It prints medians, p95s and their ra
 server process's resident memory (current, and peak while copying) for each size, and
 the targets of issue 3 as met or missed.
 
-The server is a real ``python -m server --workers 1`` subprocess against a Redis of the
+The server is a real ``python -m threads_server --workers 1`` subprocess against a Redis of the
 bench's own (AOF off, so fsync is not measured); the client runs in this process.
 """
 
@@ -27,11 +27,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from grpc import aio
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.keys import ThreadKeys
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.keys import ThreadKeys
 
 SIZES = (10, 1_000, 100_000, 1_000_000)
 BATCH = 5_000

@@ -1,4 +1,4 @@
-"""ghz load scenarios against ``python -m server --workers 1`` and ``--workers N``.
+"""ghz load scenarios against ``python -m threads_server --workers 1`` and ``--workers N``.
 
     make load                                  # installs ghz into build/bin, then runs this
     .venv/bin/python -m tests.load.ghz_load [--workers N] [--duration 5s] [--connections C]
@@ -40,11 +40,11 @@ from typing import Any
 import redis
 from grpc import aio
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server.embedded import EmbeddedServer
 from tests.load.seed import seed
 from tests.server_process import ServerProcess, connections_per_process, environment
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server.embedded import EmbeddedServer
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "tests" / "load"
@@ -290,7 +290,8 @@ def run(args: argparse.Namespace) -> list[Result]:
                 delete_copies(store, server.target)
                 print(
                     f"--workers {workers}: serving, seeded and warmed up in "
-                    f"{time.monotonic() - began:.1f}s (python -m server {' '.join(server.args)})",
+                    f"{time.monotonic() - began:.1f}s "
+                    f"(python -m threads_server {' '.join(server.args)})",
                     flush=True,
                 )
                 for scenario in SCENARIOS:

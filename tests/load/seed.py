@@ -24,8 +24,8 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from client import NotFoundError, SyncClient, get_sync_client
-from client.pb import threads_pb2 as pb
+from threads_client import NotFoundError, SyncClient, get_sync_client
+from threads_client.pb import threads_pb2 as pb
 
 THREAD_10 = "10ad0000-0000-4000-8000-000000000010"
 THREAD_1000 = "10ad0000-0000-4000-8000-000000001000"

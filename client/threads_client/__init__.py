@@ -1,6 +1,6 @@
 """Thin Python client for ``threads.v1.ThreadService``, shaped like the LangGraph SDK.
 
-    from client import get_client
+    from threads_client import get_client
 
     async with get_client("127.0.0.1:50051") as client:
         thread = await client.threads.create(metadata={"user": "ada"})
@@ -9,16 +9,16 @@
             ...
 
 ``get_sync_client`` gives the same methods, blocking. Calls return the generated protobuf
-messages (``client.pb.threads_pb2``) and raise the ``client.exceptions`` tree. Both take
-``token=`` (bearer JWT), ``tls=TLS(...)`` and ``retry=RetryPolicy()``.
+messages (``threads_client.pb.threads_pb2``) and raise the ``threads_client.exceptions``
+tree. Both take ``token=`` (bearer JWT), ``tls=TLS(...)`` and ``retry=RetryPolicy()``.
 """
 
-from client._async import Client, ThreadsClient, get_client
-from client._requests import DEFAULT_TIMEOUT
-from client._retry import RetryPolicy
-from client._sync import SyncClient, SyncThreadsClient, get_sync_client
-from client._tls import TLS
-from client.exceptions import (
+from threads_client._async import Client, ThreadsClient, get_client
+from threads_client._requests import DEFAULT_TIMEOUT
+from threads_client._retry import RetryPolicy
+from threads_client._sync import SyncClient, SyncThreadsClient, get_sync_client
+from threads_client._tls import TLS
+from threads_client.exceptions import (
     AbortedError,
     AlreadyExistsError,
     DeadlineExceededError,

@@ -1,6 +1,6 @@
 """The server's error tree: each error knows its gRPC code and ErrorInfo reason (AIP-193).
 
-Handlers raise these; ``server.rpc`` turns them into a ``google.rpc.Status`` with an
+Handlers raise these; ``threads_server.rpc`` turns them into a ``google.rpc.Status`` with an
 ``ErrorInfo`` (domain ``threads.v1``) in the ``grpc-status-details-bin`` trailer.
 
     ThreadsError

@@ -18,7 +18,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument
 
 _UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE

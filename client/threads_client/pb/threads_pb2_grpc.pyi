@@ -13,7 +13,7 @@ caller's thread answers NOT_FOUND, exactly like a missing one.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from client.pb import threads_pb2 as _threads_pb2
+from threads_client.pb import threads_pb2 as _threads_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -15,7 +15,7 @@ import hashlib
 import struct
 import uuid
 
-from server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument
 
 _VERSION = 1
 _LAYOUT = struct.Struct(">B16sQ")

@@ -1,6 +1,6 @@
 """Wires the gRPC server: ThreadService, health, reflection, Redis, signals.
 
-``ThreadsServer`` is the whole service in one object, used both by ``python -m server``
+``ThreadsServer`` is the whole service in one object, used both by ``python -m threads_server``
 and by the tests (which start it in-process on a free port against their own Redis).
 """
 
@@ -21,16 +21,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
-from client.pb import threads_pb2 as pb
-from server import rpc
-from server.auth import Authenticator
-from server.config import Settings
-from server.limits import Limits
-from server.reflection import enable_reflection
-from server.service import ThreadService
-from server.store import ThreadStore
-from server.tls import server_credentials
-from server.workers import ListenError
+from threads_client.pb import threads_pb2 as pb
+from threads_server import rpc
+from threads_server.auth import Authenticator
+from threads_server.config import Settings
+from threads_server.limits import Limits
+from threads_server.reflection import enable_reflection
+from threads_server.service import ThreadService
+from threads_server.store import ThreadStore
+from threads_server.tls import server_credentials
+from threads_server.workers import ListenError
 
 log = logging.getLogger("threads.server")
 
@@ -121,7 +121,7 @@ class ThreadsServer:
     async def start(self) -> int:
         """Binds, starts serving and returns the bound port (useful with port 0).
 
-        Raises TLSConfigError (server.tls) when TLS is on and its files are unusable.
+        Raises TLSConfigError (threads_server.tls) when TLS is on and its files are unusable.
         """
         credentials = server_credentials(self.settings)
         try:

@@ -1,7 +1,7 @@
 """Bearer-token authentication: who is calling, from a JWT in the ``authorization`` header.
 
 The token's ``sub`` is the caller, and the caller owns the threads it creates
-(``server.keys`` gives each caller its own key namespace). Verification is HS256 with a
+(``threads_server.keys`` gives each caller its own key namespace). Verification is HS256 with a
 shared secret, or RS256/ES256 with a public key; ``exp`` and ``sub`` are required, and
 ``aud``/``iss`` when configured. Services reuse one token for many calls, so a verified
 token is remembered (bounded, and never past its ``exp``) rather than re-verified on
@@ -21,8 +21,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from server.config import Settings
-from server.errors import Unauthenticated
+from threads_server.config import Settings
+from threads_server.errors import Unauthenticated
 
 # Clock difference tolerated between token issuers and this server.
 LEEWAY_SECONDS = 30

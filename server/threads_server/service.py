@@ -1,21 +1,22 @@
 """The ``threads.v1.ThreadService`` handlers: validate the request, call the store, reply.
 
-Storage lives in ``server.store``; authentication, status mapping, deadlines and logging
-in ``server.rpc``; size limits in ``server.limits``. Every handler gets ``owner``, the
-authenticated caller ("" with auth off), and only ever touches that caller's threads.
+Storage lives in ``threads_server.store``; authentication, status mapping, deadlines and
+logging in ``threads_server.rpc``; size limits in ``threads_server.limits``. Every handler
+gets ``owner``, the authenticated caller ("" with auth off), and only ever touches that
+caller's threads.
 """
 
 from __future__ import annotations
 
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
-from server import page_tokens, validation
-from server.auth import Authenticator
-from server.errors import InvalidArgument
-from server.keys import new_thread_id, parse_thread_id, request_thread_id
-from server.limits import Limits
-from server.rpc import rpc
-from server.store import ThreadStore
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_server import page_tokens, validation
+from threads_server.auth import Authenticator
+from threads_server.errors import InvalidArgument
+from threads_server.keys import new_thread_id, parse_thread_id, request_thread_id
+from threads_server.limits import Limits
+from threads_server.rpc import rpc
+from threads_server.store import ThreadStore
 
 
 class ThreadService(pb_grpc.ThreadServiceServicer):

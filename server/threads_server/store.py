@@ -2,7 +2,7 @@
 
 This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The store takes
 validated input (canonical ids, checked numbers) and the caller (``owner``, "" with auth
-off), whose key namespace every call stays in, and raises ``server.errors`` for domain
+off), whose key namespace every call stays in, and raises ``threads_server.errors`` for domain
 outcomes; Redis connection failures propagate as redis-py exceptions for the RPC layer
 to map to UNAVAILABLE.
 """
@@ -16,9 +16,9 @@ from typing import Any
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
 
-from client.pb import threads_pb2 as pb
-from server import codec
-from server.errors import (
+from threads_client.pb import threads_pb2 as pb
+from threads_server import codec
+from threads_server.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -27,9 +27,9 @@ from server.errors import (
     OutOfRange,
     thread_not_found,
 )
-from server.keys import ThreadKeys, new_copy_id
-from server.limits import Limits
-from server.scripts import Scripts
+from threads_server.keys import ThreadKeys, new_copy_id
+from threads_server.limits import Limits
+from threads_server.scripts import Scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)

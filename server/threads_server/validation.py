@@ -1,10 +1,10 @@
-"""Checks on request fields that are not thread ids (those are in ``server.keys``)."""
+"""Checks on request fields that are not thread ids (those are in ``threads_server.keys``)."""
 
 from __future__ import annotations
 
 from google.protobuf import duration_pb2
 
-from server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

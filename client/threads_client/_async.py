@@ -1,22 +1,22 @@
-"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource.
+"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource."""
 
-A line-for-line mirror of ``client._async`` without ``await``; shared logic lives in
-``client._requests``, ``client._retry``, ``client._auth`` and ``client._errors``.
-"""
+# ``timeout`` is the gRPC deadline sent to the server, not a local asyncio timeout.
+# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
+from grpc import aio
 
-from client import _auth, _retry
-from client import _requests as req
-from client._auth import Token
-from client._requests import (
+from threads_client import _auth, _retry
+from threads_client import _requests as req
+from threads_client._auth import Token
+from threads_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
@@ -27,32 +27,33 @@ from client._requests import (
     Timeout,
     Ttl,
 )
-from client._retry import RetryPolicy
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
+from threads_client._retry import RetryPolicy
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from client._tls import TLS
+    from threads_client._tls import TLS
+    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-class SyncThreadsClient:
-    """Thread operations; reach it as ``client.threads``.
+class ThreadsClient:
+    """Thread operations; reach it as ``threads_client.threads``.
 
     Methods return the protobuf messages unchanged (``Thread``, ``Entry``,
     ``GetHistoryResponse``), except ``append`` (the new history length, an int) and
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
-    ``client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
+    ``threads_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
     client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
     is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
         self,
-        stub: Callable[[], pb_grpc.ThreadServiceStub],
+        stub: Callable[[], ThreadServiceAsyncStub],
         *,
         timeout: float | None,
         token: Token | None = None,
@@ -64,19 +65,19 @@ class SyncThreadsClient:
         self._token = token
         self._retry = retry
 
-    def _call(
+    async def _call(
         self,
-        method: Callable[[pb_grpc.ThreadServiceStub], grpc.UnaryUnaryMultiCallable[Req, Resp]],
+        method: Callable[[ThreadServiceAsyncStub], aio.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
-        """Sends ``request``, retrying per the client's policy (see ``client._retry``)."""
+        """Sends ``request``, retrying per the client's policy (see ``threads_client._retry``)."""
         attempts = _retry.Attempts(
             self._retry, request, req.resolve_timeout(timeout, self._timeout)
         )
         while True:
             try:
-                return method(self._stub())(
+                return await method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -85,9 +86,9 @@ class SyncThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            time.sleep(delay)
+            await asyncio.sleep(delay)
 
-    def create(
+    async def create(
         self,
         thread_id: ThreadId | None = None,
         *,
@@ -113,12 +114,12 @@ class SyncThreadsClient:
             request_id=_retry.request_id(request_id, self._retry),
             ttl=ttl,
         )
-        return self._call(lambda s: s.Create, request, timeout).thread
+        return (await self._call(lambda s: s.Create, request, timeout)).thread
 
-    def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return self._call(lambda s: s.Get, req.get(thread_id), timeout).thread
+    async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
+        return (await self._call(lambda s: s.Get, req.get(thread_id), timeout)).thread
 
-    def update(
+    async def update(
         self,
         thread_id: ThreadId,
         metadata: Metadata | None = None,
@@ -132,12 +133,12 @@ class SyncThreadsClient:
         metadata, a ttl or both.
         """
         request = req.update(thread_id, metadata, ttl)
-        return self._call(lambda s: s.Update, request, timeout).thread
+        return (await self._call(lambda s: s.Update, request, timeout)).thread
 
-    def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
-        self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
+    async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        await self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
 
-    def append(
+    async def append(
         self,
         thread_id: ThreadId,
         entries: Iterable[EntryInput],
@@ -152,9 +153,9 @@ class SyncThreadsClient:
         exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
         request = req.append(thread_id, entries, expected_length)
-        return self._call(lambda s: s.Append, request, timeout).history_length
+        return (await self._call(lambda s: s.Append, request, timeout)).history_length
 
-    def get_history(
+    async def get_history(
         self,
         thread_id: ThreadId,
         *,
@@ -164,30 +165,31 @@ class SyncThreadsClient:
     ) -> pb.GetHistoryResponse:
         """One page, oldest first; pass its ``next_page_token`` back for the next one."""
         request = req.get_history(thread_id, page_size, page_token)
-        return self._call(lambda s: s.GetHistory, request, timeout)
+        return await self._call(lambda s: s.GetHistory, request, timeout)
 
-    def iter_history(
+    async def iter_history(
         self,
         thread_id: ThreadId,
         *,
         page_size: int = 0,
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> Iterator[pb.Entry]:
+    ) -> AsyncIterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
         ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
-            page = self.get_history(
+            page = await self.get_history(
                 thread_id, page_size=page_size, page_token=page_token, timeout=timeout
             )
-            yield from page.entries
+            for entry in page.entries:
+                yield entry
             page_token = page.next_page_token
             if not page_token:
                 return
 
-    def copy(
+    async def copy(
         self,
         thread_id: ThreadId,
         *,
@@ -211,20 +213,22 @@ class SyncThreadsClient:
             metadata=metadata,
             ttl=ttl,
         )
-        return self._call(lambda s: s.Copy, request, timeout).thread
+        return (await self._call(lambda s: s.Copy, request, timeout)).thread
 
 
-class SyncClient:
-    """A blocking client for ``threads.v1.ThreadService``, safe to share between threads.
+class Client:
+    """An asyncio client for ``threads.v1.ThreadService``.
 
-    A channel passed in stays the caller's: closing the client does not close it.
+    The channel is opened on first use, inside the running event loop, so a client made at
+    import time works under ``asyncio.run``. A channel passed in stays the caller's: closing
+    the client does not close it.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         *,
-        channel: grpc.Channel | None = None,
+        channel: aio.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: Token | None = None,
         tls: TLS | None = None,
@@ -233,56 +237,59 @@ class SyncClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
-        credentials, channel_options = req.channel_security(
+        self._credentials, self._options = req.channel_security(
             tls, credentials, options, has_channel=channel is not None
         )
-        self._owns_channel = channel is None
-        if channel is None:
-            channel = (
-                grpc.secure_channel(target, credentials, channel_options)
-                if credentials is not None
-                else grpc.insecure_channel(target, channel_options)
-            )
         self._channel = channel
-        self._stub = pb_grpc.ThreadServiceStub(channel)
+        self._owns_channel = channel is None
+        self._stub: ThreadServiceAsyncStub | None = None
         self._closed = False
-        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
+        self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
-    def _get_stub(self) -> pb_grpc.ThreadServiceStub:
+    def _get_stub(self) -> ThreadServiceAsyncStub:
         if self._closed:
             raise RuntimeError("the threads client is closed")
+        if self._stub is None:
+            if self._channel is None:
+                self._channel = (
+                    aio.secure_channel(self.target, self._credentials, self._options)
+                    if self._credentials is not None
+                    else aio.insecure_channel(self.target, self._options)
+                )
+            self._stub = pb_grpc.ThreadServiceStub(self._channel)
         return self._stub
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
         self._closed = True
-        if self._owns_channel:
-            self._channel.close()
+        if self._owns_channel and self._channel is not None:
+            await self._channel.close(None)
+        self._channel = self._stub = None
 
-    def __enter__(self) -> Self:
+    async def __aenter__(self) -> Self:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
 
-def get_sync_client(
+def get_client(
     target: str = DEFAULT_TARGET,
     *,
-    channel: grpc.Channel | None = None,
+    channel: aio.Channel | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     token: Token | None = None,
     tls: TLS | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     options: Iterable[tuple[str, Any]] = (),
     retry: RetryPolicy | None = None,
-) -> SyncClient:
-    """A blocking client for the service at ``target`` (a gRPC target such as host:port).
+) -> Client:
+    """An asyncio client for the service at ``target`` (a gRPC target such as host:port).
 
     ``timeout`` is the default deadline of every call in seconds, retries included
     (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
@@ -292,7 +299,7 @@ def get_sync_client(
     idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
     manage (then set TLS on it, not here).
     """
-    return SyncClient(
+    return Client(
         target,
         channel=channel,
         timeout=timeout,

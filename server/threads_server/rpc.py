@@ -21,8 +21,8 @@ import redis.exceptions
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
-from server.auth import Authenticator
-from server.errors import (
+from threads_server.auth import Authenticator
+from threads_server.errors import (
     DeadlineExceeded,
     InvalidArgument,
     ResourceExhausted,

@@ -1,9 +1,9 @@
-"""``python -m server``: run the threads gRPC server until SIGTERM/SIGINT.
+"""``python -m threads_server``: run the threads gRPC server until SIGTERM/SIGINT.
 
 With ``--workers 1`` the server runs in this process. With more, this process starts the
 embedded Redis (if any), holds the port and supervises N forked workers
-(``server/workers.py``). TLS files and auth keys are checked first, so a bad one fails
-once, before anything starts.
+(``threads_server/workers.py``). TLS files and auth keys are checked first, so a bad one
+fails once, before anything starts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from server.auth import AuthConfigError, Authenticator
-from server.config import Settings
-from server.embedded import EmbeddedServer, EmbeddedServerError
-from server.tls import TLSConfigError, load_tls
-from server.workers import EXIT_LISTEN_FAILED, ListenError, Supervisor, reserve_port
+from threads_server.auth import AuthConfigError, Authenticator
+from threads_server.config import Settings
+from threads_server.embedded import EmbeddedServer, EmbeddedServerError
+from threads_server.tls import TLSConfigError, load_tls
+from threads_server.workers import EXIT_LISTEN_FAILED, ListenError, Supervisor, reserve_port
 
 log = logging.getLogger("threads.server")
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, redis_url: str, *, reuse_port: bool) -> int:
     """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork."""
-    from server.app import ThreadsServer  # noqa: PLC0415
+    from threads_server.app import ThreadsServer  # noqa: PLC0415
 
     async def serve() -> None:
         await ThreadsServer(settings, redis_url, reuse_port=reuse_port).serve_until_signal()

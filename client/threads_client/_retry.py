@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from client import _errors
-from client.exceptions import ThreadsError
-from client.pb import threads_pb2 as pb
+from threads_client import _errors
+from threads_client.exceptions import ThreadsError
+from threads_client.pb import threads_pb2 as pb
 
 log = logging.getLogger("threads.client")
 

@@ -1,22 +1,22 @@
-"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource."""
+"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource.
 
-# ``timeout`` is the gRPC deadline sent to the server, not a local asyncio timeout.
-# ruff: noqa: ASYNC109
+A line-for-line mirror of ``threads_client._async`` without ``await``; shared logic lives
+in ``threads_client._requests``, ``_retry``, ``_auth`` and ``_errors``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
-from grpc import aio
 
-from client import _auth, _retry
-from client import _requests as req
-from client._auth import Token
-from client._requests import (
+from threads_client import _auth, _retry
+from threads_client import _requests as req
+from threads_client._auth import Token
+from threads_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
@@ -27,33 +27,32 @@ from client._requests import (
     Timeout,
     Ttl,
 )
-from client._retry import RetryPolicy
-from client.pb import threads_pb2 as pb
-from client.pb import threads_pb2_grpc as pb_grpc
+from threads_client._retry import RetryPolicy
+from threads_client.pb import threads_pb2 as pb
+from threads_client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from client._tls import TLS
-    from client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
+    from threads_client._tls import TLS
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-class ThreadsClient:
-    """Thread operations; reach it as ``client.threads``.
+class SyncThreadsClient:
+    """Thread operations; reach it as ``threads_client.threads``.
 
     Methods return the protobuf messages unchanged (``Thread``, ``Entry``,
     ``GetHistoryResponse``), except ``append`` (the new history length, an int) and
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
-    ``client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
+    ``threads_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
     client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
     is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
         self,
-        stub: Callable[[], ThreadServiceAsyncStub],
+        stub: Callable[[], pb_grpc.ThreadServiceStub],
         *,
         timeout: float | None,
         token: Token | None = None,
@@ -65,19 +64,19 @@ class ThreadsClient:
         self._token = token
         self._retry = retry
 
-    async def _call(
+    def _call(
         self,
-        method: Callable[[ThreadServiceAsyncStub], aio.UnaryUnaryMultiCallable[Req, Resp]],
+        method: Callable[[pb_grpc.ThreadServiceStub], grpc.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
-        """Sends ``request``, retrying per the client's policy (see ``client._retry``)."""
+        """Sends ``request``, retrying per the client's policy (see ``threads_client._retry``)."""
         attempts = _retry.Attempts(
             self._retry, request, req.resolve_timeout(timeout, self._timeout)
         )
         while True:
             try:
-                return await method(self._stub())(
+                return method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -86,9 +85,9 @@ class ThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            await asyncio.sleep(delay)
+            time.sleep(delay)
 
-    async def create(
+    def create(
         self,
         thread_id: ThreadId | None = None,
         *,
@@ -114,12 +113,12 @@ class ThreadsClient:
             request_id=_retry.request_id(request_id, self._retry),
             ttl=ttl,
         )
-        return (await self._call(lambda s: s.Create, request, timeout)).thread
+        return self._call(lambda s: s.Create, request, timeout).thread
 
-    async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return (await self._call(lambda s: s.Get, req.get(thread_id), timeout)).thread
+    def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
+        return self._call(lambda s: s.Get, req.get(thread_id), timeout).thread
 
-    async def update(
+    def update(
         self,
         thread_id: ThreadId,
         metadata: Metadata | None = None,
@@ -133,12 +132,12 @@ class ThreadsClient:
         metadata, a ttl or both.
         """
         request = req.update(thread_id, metadata, ttl)
-        return (await self._call(lambda s: s.Update, request, timeout)).thread
+        return self._call(lambda s: s.Update, request, timeout).thread
 
-    async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
-        await self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
+    def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
 
-    async def append(
+    def append(
         self,
         thread_id: ThreadId,
         entries: Iterable[EntryInput],
@@ -153,9 +152,9 @@ class ThreadsClient:
         exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
         request = req.append(thread_id, entries, expected_length)
-        return (await self._call(lambda s: s.Append, request, timeout)).history_length
+        return self._call(lambda s: s.Append, request, timeout).history_length
 
-    async def get_history(
+    def get_history(
         self,
         thread_id: ThreadId,
         *,
@@ -165,31 +164,30 @@ class ThreadsClient:
     ) -> pb.GetHistoryResponse:
         """One page, oldest first; pass its ``next_page_token`` back for the next one."""
         request = req.get_history(thread_id, page_size, page_token)
-        return await self._call(lambda s: s.GetHistory, request, timeout)
+        return self._call(lambda s: s.GetHistory, request, timeout)
 
-    async def iter_history(
+    def iter_history(
         self,
         thread_id: ThreadId,
         *,
         page_size: int = 0,
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> AsyncIterator[pb.Entry]:
+    ) -> Iterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
         ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
-            page = await self.get_history(
+            page = self.get_history(
                 thread_id, page_size=page_size, page_token=page_token, timeout=timeout
             )
-            for entry in page.entries:
-                yield entry
+            yield from page.entries
             page_token = page.next_page_token
             if not page_token:
                 return
 
-    async def copy(
+    def copy(
         self,
         thread_id: ThreadId,
         *,
@@ -213,22 +211,20 @@ class ThreadsClient:
             metadata=metadata,
             ttl=ttl,
         )
-        return (await self._call(lambda s: s.Copy, request, timeout)).thread
+        return self._call(lambda s: s.Copy, request, timeout).thread
 
 
-class Client:
-    """An asyncio client for ``threads.v1.ThreadService``.
+class SyncClient:
+    """A blocking client for ``threads.v1.ThreadService``, safe to share between threads.
 
-    The channel is opened on first use, inside the running event loop, so a client made at
-    import time works under ``asyncio.run``. A channel passed in stays the caller's: closing
-    the client does not close it.
+    A channel passed in stays the caller's: closing the client does not close it.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         *,
-        channel: aio.Channel | None = None,
+        channel: grpc.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: Token | None = None,
         tls: TLS | None = None,
@@ -237,59 +233,56 @@ class Client:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
-        self._credentials, self._options = req.channel_security(
+        credentials, channel_options = req.channel_security(
             tls, credentials, options, has_channel=channel is not None
         )
-        self._channel = channel
         self._owns_channel = channel is None
-        self._stub: ThreadServiceAsyncStub | None = None
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, credentials, channel_options)
+                if credentials is not None
+                else grpc.insecure_channel(target, channel_options)
+            )
+        self._channel = channel
+        self._stub = pb_grpc.ThreadServiceStub(channel)
         self._closed = False
-        self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
+        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
-    def _get_stub(self) -> ThreadServiceAsyncStub:
+    def _get_stub(self) -> pb_grpc.ThreadServiceStub:
         if self._closed:
             raise RuntimeError("the threads client is closed")
-        if self._stub is None:
-            if self._channel is None:
-                self._channel = (
-                    aio.secure_channel(self.target, self._credentials, self._options)
-                    if self._credentials is not None
-                    else aio.insecure_channel(self.target, self._options)
-                )
-            self._stub = pb_grpc.ThreadServiceStub(self._channel)
         return self._stub
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
         self._closed = True
-        if self._owns_channel and self._channel is not None:
-            await self._channel.close(None)
-        self._channel = self._stub = None
+        if self._owns_channel:
+            self._channel.close()
 
-    async def __aenter__(self) -> Self:
+    def __enter__(self) -> Self:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        self.close()
 
 
-def get_client(
+def get_sync_client(
     target: str = DEFAULT_TARGET,
     *,
-    channel: aio.Channel | None = None,
+    channel: grpc.Channel | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     token: Token | None = None,
     tls: TLS | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     options: Iterable[tuple[str, Any]] = (),
     retry: RetryPolicy | None = None,
-) -> Client:
-    """An asyncio client for the service at ``target`` (a gRPC target such as host:port).
+) -> SyncClient:
+    """A blocking client for the service at ``target`` (a gRPC target such as host:port).
 
     ``timeout`` is the default deadline of every call in seconds, retries included
     (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
@@ -299,7 +292,7 @@ def get_client(
     idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
     manage (then set TLS on it, not here).
     """
-    return Client(
+    return SyncClient(
         target,
         channel=channel,
         timeout=timeout,

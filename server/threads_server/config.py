@@ -1,6 +1,6 @@
 """Typed server settings from command-line flags and ``THREADS_*`` environment variables.
 
-Precedence: flag, then environment variable, then default. ``python -m server --help``
+Precedence: flag, then environment variable, then default. ``python -m threads_server --help``
 lists every setting with its variable and default.
 """
 
@@ -211,7 +211,7 @@ class Settings:
     ) -> Settings:
         environ = os.environ if environ is None else environ
         parser = argparse.ArgumentParser(
-            prog="python -m server",
+            prog="python -m threads_server",
             description="threads gRPC server (threads.v1.ThreadService, health, reflection).",
             epilog="Flags override environment variables, which override defaults.",
             allow_abbrev=False,

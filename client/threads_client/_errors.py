@@ -1,4 +1,4 @@
-"""Turns a failed gRPC call into the matching ``client.exceptions`` class.
+"""Turns a failed gRPC call into the matching ``threads_client.exceptions`` class.
 
 Shared by the async and sync clients, which raise what ``from_rpc_error`` returns.
 """
@@ -11,7 +11,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from client.exceptions import (
+from threads_client.exceptions import (
     AbortedError,
     AlreadyExistsError,
     DeadlineExceededError,

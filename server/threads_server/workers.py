@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from server.embedded import die_with_parent
+from threads_server.embedded import die_with_parent
 
 log = logging.getLogger("threads.workers")
 

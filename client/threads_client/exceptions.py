@@ -26,7 +26,7 @@ errors made by gRPC itself). ``status`` and ``error_info`` hold the parsed messa
 Retrying is safe for ``UnavailableError`` and ``DeadlineExceededError`` only when the call
 is idempotent: reads, ``update``, ``delete``, ``append`` with ``expected_length``, ``create``
 and ``copy`` with ``request_id``. A client with a ``RetryPolicy`` retries
-``UnavailableError`` by itself for all of those but ``append`` (``client._retry``).
+``UnavailableError`` by itself for all of those but ``append`` (``threads_client._retry``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 gRPC checks none of these files until the port is bound, and then reports any problem as
 "Failed to bind to address", which reads like a port conflict. So they are parsed here
 first (with ``cryptography``) and every problem becomes a ``TLSConfigError`` naming the
-flag and the file. ``python -m server`` calls ``load_tls`` before it starts anything, so
+flag and the file. ``python -m threads_server`` calls ``load_tls`` before it starts anything, so
 a bad file fails once, before the embedded Redis or any worker starts.
 
 The files are read at start-up (each worker reads them when it starts): rotating a
@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from server.config import Settings
+from threads_server.config import Settings
 
 if TYPE_CHECKING:
     import grpc

@@ -1,6 +1,6 @@
 """The Lua scripts behind every multi-step operation, loaded once and called by SHA.
 
-Each script lives in ``server/lua/<name>.lua``; ``_prelude.lua`` (shared helpers) is
+Each script lives in ``server/threads_server/lua/<name>.lua``; ``_prelude.lua`` (shared helpers) is
 prepended to each. redis-py's ``Script`` calls EVALSHA and reloads the script on
 NOSCRIPT (after a Redis restart or failover), so callers never send the source twice.
 """
@@ -15,7 +15,7 @@ from redis.commands.core import AsyncScript
 
 
 def _source(name: str) -> str:
-    return resources.files("server").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("threads_server").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

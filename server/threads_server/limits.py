@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from client.pb import threads_pb2 as pb
-from server.config import Settings
-from server.errors import FailedPrecondition, InvalidArgument
+from threads_client.pb import threads_pb2 as pb
+from threads_server.config import Settings
+from threads_server.errors import FailedPrecondition, InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
