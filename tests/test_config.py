@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from threads_server.config import Settings
+from threads_server.config import Settings, env_name
 
 # One row per setting: (field, a raw value, what it parses to, another raw value, its parse).
 # Two distinct values per setting, so precedence tests can tell which source won.
@@ -66,8 +66,7 @@ def _flag(name: str) -> str:
 
 
 def _env(name: str) -> str:
-    env: str = _FIELDS[name].metadata["env"]
-    return env
+    return env_name(name)
 
 
 def test_cases_cover_every_setting() -> None:

