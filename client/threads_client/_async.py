@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from threads_client import _auth, _retry
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from threads_client._tls import TLS
     from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
 
-Req = TypeVar("Req")
+Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from threads_client import _auth, _retry
 from threads_client import _requests as req
@@ -34,7 +35,7 @@ from threads_client.pb import threads_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from threads_client._tls import TLS
 
-Req = TypeVar("Req")
+Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 
