@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/threads_client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean interop protoset bench bench-auth load
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint clean interop protoset bench bench-auth load
 
 install: $(STAMP)
 
@@ -27,6 +27,15 @@ proto: $(STAMP)
 	for f in build/proto/threads/v1/threads_pb2*; do \
 		sed -e 's/^from threads\.v1 import /from threads_client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
 	done
+
+# The blocking client (client/threads_client/_sync.py) is generated from the asyncio one
+# (_async.py) by unasync; edit _async.py, then regenerate. client/scripts/unasync_client.py.
+client-sync: $(STAMP)
+	$(PY) client/scripts/unasync_client.py
+
+# Fails (and prints the diff) when _sync.py differs from what `make client-sync` generates.
+check-client-sync: $(STAMP)
+	$(PY) client/scripts/unasync_client.py --check
 
 # A self-contained descriptor set (with imports) for tools that take one instead of
 # reflection: ghz --protoset, grpcurl -protoset, Postman.
@@ -83,10 +92,11 @@ test: $(STAMP)
 interop: $(STAMP)
 	$(PY) -m tests.interop $(LANGS)
 
-lint: $(STAMP)
+lint: $(STAMP) check-client-sync
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy client/scripts
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

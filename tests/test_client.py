@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
+import re
 import socket
 import time
 import uuid
@@ -17,6 +18,7 @@ from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
+import threads_client
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
@@ -36,6 +38,7 @@ from threads_client import (
     UnauthenticatedError,
     UnavailableError,
     UnexpectedStatusError,
+    exceptions,
     get_client,
 )
 from threads_client._errors import from_rpc_error
@@ -329,6 +332,49 @@ def test_each_status_code_maps_to_its_exception(
     assert type(error) is cls
     assert (error.code, error.message, error.reason) == (code, "boom", "SOME_REASON")
     assert (error.domain, error.metadata) == ("threads.v1", {"k": "v"})
+
+
+def _exception_classes() -> list[type[ThreadsError]]:
+    return [
+        cls
+        for cls in vars(exceptions).values()
+        if isinstance(cls, type) and issubclass(cls, ThreadsError)
+    ]
+
+
+def test_every_status_code_but_ok_maps_to_a_class() -> None:
+    """Each code has the class that declares it, else UnexpectedStatusError."""
+    declared = {cls.grpc_status_code: cls for cls in _exception_classes()}
+    assert len(declared) == len(_exception_classes()) - 1  # only the two catch-alls share None
+    assert declared[None] in (ThreadsError, UnexpectedStatusError)
+    for code in grpc.StatusCode:
+        if code is grpc.StatusCode.OK:
+            continue
+        error = from_rpc_error(_FakeRpcError(code, "boom"))
+        assert type(error) is declared.get(code, UnexpectedStatusError), code
+        assert error.code is code
+    unexpected = set(grpc.StatusCode) - set(declared) - {grpc.StatusCode.OK}
+    assert {c.name for c in unexpected} == {
+        "CANCELLED",
+        "UNKNOWN",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "DATA_LOSS",
+    }
+
+
+def test_exception_classes_are_listed_once_and_exported() -> None:
+    """``exceptions.__all__`` is the one list; the package re-exports it and the module
+    docstring's tree shows every class with its code."""
+    names = sorted(cls.__name__ for cls in _exception_classes())
+    assert sorted(exceptions.__all__) == names
+    assert set(names) <= set(threads_client.__all__)
+    assert all(getattr(threads_client, name) is getattr(exceptions, name) for name in names)
+    tree = exceptions.__doc__ or ""
+    for cls in _exception_classes():
+        code = cls.grpc_status_code
+        row = rf"\s{cls.__name__}\s+{code.name if code else '(any non-OK status|any other code)'}\s"
+        assert re.search(row, tree), row
 
 
 def test_inconsistent_or_missing_details_still_map_by_code() -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.message import Message
 from grpc import aio
 
 from tests.conftest import test_settings as settings_for_test
@@ -35,9 +37,11 @@ from threads_client import (
     RetryPolicy,
     SyncClient,
     UnavailableError,
+    _retry,
     get_client,
     get_sync_client,
 )
+from threads_client._retry import RetryRule
 from threads_client.pb import threads_pb2 as pb
 from threads_server.app import ThreadsServer
 
@@ -151,6 +155,78 @@ def test_backoff_is_full_jitter_within_the_ceiling_and_reproducible_with_a_seed(
 def test_policy_rejects_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**bad)
+
+
+# --- which calls are retried: the proto decides -----------------------------------------
+
+# Every RPC of the service, with its proto's idempotency_level, whether its request has an
+# AIP-155 request_id, and so the rule. A new RPC fails the test below until it is added
+# here: deciding its retries means writing its idempotency_level (or a request_id).
+_EXPECTED_RULES = {
+    "Create": ("IDEMPOTENCY_UNKNOWN", True, RetryRule.WITH_REQUEST_ID),
+    "Get": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
+    "Update": ("IDEMPOTENT", False, RetryRule.ALWAYS),
+    "Delete": ("IDEMPOTENT", False, RetryRule.ALWAYS),
+    "Append": ("IDEMPOTENCY_UNKNOWN", False, RetryRule.NEVER),
+    "GetHistory": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
+    "Copy": ("IDEMPOTENCY_UNKNOWN", True, RetryRule.WITH_REQUEST_ID),
+}
+
+
+def _empty_request(method: str) -> Message:
+    descriptor = _retry.SERVICE.methods_by_name[method].input_type
+    request: Message = message_factory.GetMessageClass(descriptor)()
+    return request
+
+
+def test_every_rpc_of_the_service_has_the_retry_rule_its_proto_gives() -> None:
+    decided: dict[str, tuple[str, bool, RetryRule]] = {}
+    for method in _retry.SERVICE.methods:
+        options: descriptor_pb2.MethodOptions = method.GetOptions()
+        level = descriptor_pb2.MethodOptions.IdempotencyLevel.Name(options.idempotency_level)
+        has_request_id = "request_id" in method.input_type.fields_by_name
+        decided[method.name] = (level, has_request_id, _retry.retry_rule(method))
+    assert decided == _EXPECTED_RULES
+
+    for name, (_, has_request_id, rule) in _EXPECTED_RULES.items():
+        request = _empty_request(name)
+        assert _retry.method_of(request) == (name, rule)
+        assert _retry.idempotent(request) is (rule is RetryRule.ALWAYS), name
+        if has_request_id:
+            setattr(request, "request_id", str(uuid.uuid4()))  # noqa: B010
+            assert _retry.idempotent(request) is (rule is not RetryRule.NEVER), name
+
+
+class _Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+def _retried(request: Message) -> bool:
+    attempts = _retry.Attempts(FAST, request, None)
+    attempts.next_timeout()
+    return attempts.retry_delay(_Unavailable()) is not None
+
+
+def test_reads_update_and_delete_are_retried_append_never() -> None:
+    retried: list[Message] = [
+        pb.GetRequest(thread_id="t"),
+        pb.GetHistoryRequest(thread_id="t", page_size=5),
+        pb.UpdateRequest(thread_id="t"),
+        pb.DeleteRequest(thread_id="t"),
+        pb.CreateRequest(request_id="r"),
+        pb.CopyRequest(thread_id="t", request_id="r"),
+    ]
+    sent_once: list[Message] = [
+        pb.AppendRequest(thread_id="t"),
+        pb.AppendRequest(thread_id="t", expected_length=3),
+        pb.CreateRequest(),
+        pb.CopyRequest(thread_id="t"),
+    ]
+    assert [_retried(r) for r in retried] == [True] * len(retried)
+    assert [_retried(r) for r in sent_once] == [False] * len(sent_once)
+    # A message no method of the service takes is never retried.
+    assert not _retried(pb.Thread())
 
 
 # --- asyncio client ---------------------------------------------------------------------

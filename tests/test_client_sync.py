@@ -8,8 +8,10 @@ an event loop in a background thread, on the same Redis.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
+import inspect
 import threading
 import time
 import uuid
@@ -27,12 +29,17 @@ from threads_client import (
     DEFAULT_TIMEOUT,
     AbortedError,
     AlreadyExistsError,
+    Client,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
     ResourceExhaustedError,
     SyncClient,
+    SyncThreadsClient,
+    ThreadsClient,
+    _sync_io,
+    get_client,
     get_sync_client,
 )
 from threads_client.pb import threads_pb2 as pb
@@ -248,3 +255,54 @@ def test_ttl_and_request_id(redis_server: RedisProcess) -> None:
         request_id = str(uuid.uuid4())
         first = client.threads.create(request_id=request_id)
         assert client.threads.create(request_id=request_id) == first
+
+
+def test_the_generated_blocking_client_mirrors_the_asyncio_one() -> None:
+    """Same public methods, parameters and defaults, blocking instead of awaitable (the
+    ``_sync`` module is generated from ``_async``; this checks what the generator made)."""
+    assert (get_client, get_sync_client) == (Client, SyncClient)
+    renamed = {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
+    for async_cls, sync_cls in ((Client, SyncClient), (ThreadsClient, SyncThreadsClient)):
+        names = [n for n in vars(async_cls) if not n.startswith("_") or n in renamed]
+        names.append("__init__")
+        for name in names:
+            async_method = getattr(async_cls, name)
+            sync_method = getattr(sync_cls, renamed.get(name, name))
+            async_params = inspect.signature(async_method).parameters.values()
+            sync_params = inspect.signature(sync_method).parameters.values()
+            assert [(p.name, p.kind, p.default) for p in async_params] == [
+                (p.name, p.kind, p.default) for p in sync_params
+            ], name
+            assert not inspect.iscoroutinefunction(sync_method), name
+            assert not inspect.isasyncgenfunction(sync_method), name
+            if name not in ("__init__", "iter_history"):
+                assert inspect.iscoroutinefunction(async_method), name
+    assert inspect.isgeneratorfunction(SyncThreadsClient.iter_history)
+
+
+def test_threads_sharing_a_new_client_open_one_channel(
+    target: str, client: SyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel is opened on first use, once, however many threads make that use."""
+    thread = client.threads.create()
+    opened: list[str] = []
+    open_channel = _sync_io.open_channel
+
+    def counting(target: str, *args: Any) -> grpc.Channel:
+        opened.append(target)
+        time.sleep(0.05)  # widens the window in which a second opener would slip in
+        return open_channel(target, *args)
+
+    monkeypatch.setattr(_sync_io, "open_channel", counting)
+    workers = 8
+    barrier = threading.Barrier(workers)
+    with get_sync_client(target) as shared:
+
+        def first_use() -> pb.Thread:
+            barrier.wait(timeout=30)
+            return shared.threads.get(thread.thread_id)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            got = list(pool.map(lambda _: first_use(), range(workers)))
+    assert got == [thread] * workers
+    assert opened == [target]

@@ -13,48 +13,23 @@ messages (``threads_client.pb.threads_pb2``) and raise the ``threads_client.exce
 tree. Both take ``token=`` (bearer JWT), ``tls=TLS(...)`` and ``retry=RetryPolicy()``.
 """
 
+from threads_client import exceptions
 from threads_client._async import Client, ThreadsClient, get_client
 from threads_client._requests import DEFAULT_TIMEOUT
 from threads_client._retry import RetryPolicy
 from threads_client._sync import SyncClient, SyncThreadsClient, get_sync_client
 from threads_client._tls import TLS
-from threads_client.exceptions import (
-    AbortedError,
-    AlreadyExistsError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    OutOfRangeError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    ThreadsError,
-    UnauthenticatedError,
-    UnavailableError,
-    UnexpectedStatusError,
-)
+from threads_client.exceptions import *  # noqa: F403  (the classes, listed in its __all__)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "TLS",
-    "AbortedError",
-    "AlreadyExistsError",
     "Client",
-    "DeadlineExceededError",
-    "FailedPreconditionError",
-    "InvalidArgumentError",
-    "NotFoundError",
-    "OutOfRangeError",
-    "PermissionDeniedError",
-    "ResourceExhaustedError",
     "RetryPolicy",
     "SyncClient",
     "SyncThreadsClient",
     "ThreadsClient",
-    "ThreadsError",
-    "UnauthenticatedError",
-    "UnavailableError",
-    "UnexpectedStatusError",
     "get_client",
     "get_sync_client",
 ]
+__all__ += exceptions.__all__

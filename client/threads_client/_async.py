@@ -1,18 +1,24 @@
-"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource."""
+"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource.
+
+The one definition of the client: ``threads_client._sync`` is generated from this module
+by ``client/scripts/unasync_client.py`` (``make client-sync``). What asyncio and blocking
+I/O do differently (channel, stub, sleep) is in ``_async_io`` and ``_sync_io``.
+"""
 
 # ``timeout`` is the gRPC deadline sent to the server, not a local asyncio timeout.
 # ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
-from grpc import aio
+from google.protobuf.message import Message
 
+from threads_client import _async_io as _io
 from threads_client import _auth, _retry
 from threads_client import _requests as req
 from threads_client._auth import Token
@@ -29,13 +35,11 @@ from threads_client._requests import (
 )
 from threads_client._retry import RetryPolicy
 from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from threads_client._tls import TLS
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
 
-Req = TypeVar("Req")
+Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 
@@ -53,7 +57,7 @@ class ThreadsClient:
 
     def __init__(
         self,
-        stub: Callable[[], ThreadServiceAsyncStub],
+        stub: Callable[[], _io.Stub],
         *,
         timeout: float | None,
         token: Token | None = None,
@@ -67,7 +71,7 @@ class ThreadsClient:
 
     async def _call(
         self,
-        method: Callable[[ThreadServiceAsyncStub], aio.UnaryUnaryMultiCallable[Req, Resp]],
+        method: Callable[[_io.Stub], _io.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
@@ -86,7 +90,7 @@ class ThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            await asyncio.sleep(delay)
+            await _io.sleep(delay)
 
     async def create(
         self,
@@ -217,18 +221,26 @@ class ThreadsClient:
 
 
 class Client:
-    """An asyncio client for ``threads.v1.ThreadService``.
+    """An asyncio client for ``threads.v1.ThreadService``; ``get_client`` is this class.
+
+    ``target`` is a gRPC target such as host:port. ``timeout`` is the default deadline of
+    every call in seconds, retries included (``None``: no deadline). ``token`` (a JWT, or a
+    callable returning one, called for every attempt) is sent as ``authorization: Bearer``
+    metadata. ``tls`` turns on TLS (``credentials`` is the raw gRPC alternative);
+    ``options`` are extra gRPC channel options, overriding the client's own (16 MiB message
+    limits). ``retry`` retries idempotent calls that fail with UNAVAILABLE. Pass
+    ``channel`` to reuse a channel you manage (then set TLS on it, not here): it stays
+    yours, closing the client does not close it.
 
     The channel is opened on first use, inside the running event loop, so a client made at
-    import time works under ``asyncio.run``. A channel passed in stays the caller's: closing
-    the client does not close it.
+    import time works under ``asyncio.run``.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         *,
-        channel: aio.Channel | None = None,
+        channel: _io.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: Token | None = None,
         tls: TLS | None = None,
@@ -242,29 +254,31 @@ class Client:
         )
         self._channel = channel
         self._owns_channel = channel is None
-        self._stub: ThreadServiceAsyncStub | None = None
+        self._stub: _io.Stub | None = None
         self._closed = False
+        # Makes the first use open one channel when threads share a blocking client; never
+        # contended under asyncio, where nothing awaits while it is held.
+        self._lock = threading.Lock()
         self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
-    def _get_stub(self) -> ThreadServiceAsyncStub:
-        if self._closed:
-            raise RuntimeError("the threads client is closed")
-        if self._stub is None:
-            if self._channel is None:
-                self._channel = (
-                    aio.secure_channel(self.target, self._credentials, self._options)
-                    if self._credentials is not None
-                    else aio.insecure_channel(self.target, self._options)
-                )
-            self._stub = pb_grpc.ThreadServiceStub(self._channel)
-        return self._stub
+    def _get_stub(self) -> _io.Stub:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the threads client is closed")
+            if self._stub is None:
+                if self._channel is None:
+                    self._channel = _io.open_channel(self.target, self._credentials, self._options)
+                self._stub = _io.stub(self._channel)
+            return self._stub
 
     async def aclose(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
-        self._closed = True
-        if self._owns_channel and self._channel is not None:
-            await self._channel.close(None)
-        self._channel = self._stub = None
+        with self._lock:
+            self._closed = True
+            channel = self._channel if self._owns_channel else None
+            self._channel = self._stub = None
+        if channel is not None:
+            await _io.close_channel(channel)
 
     async def __aenter__(self) -> Self:
         return self
@@ -278,34 +292,5 @@ class Client:
         await self.aclose()
 
 
-def get_client(
-    target: str = DEFAULT_TARGET,
-    *,
-    channel: aio.Channel | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    token: Token | None = None,
-    tls: TLS | None = None,
-    credentials: grpc.ChannelCredentials | None = None,
-    options: Iterable[tuple[str, Any]] = (),
-    retry: RetryPolicy | None = None,
-) -> Client:
-    """An asyncio client for the service at ``target`` (a gRPC target such as host:port).
-
-    ``timeout`` is the default deadline of every call in seconds, retries included
-    (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
-    every attempt) is sent as ``authorization: Bearer`` metadata. ``tls`` turns on TLS
-    (``credentials`` is the raw gRPC alternative); ``options`` are extra gRPC channel
-    options, overriding the client's own (16 MiB message limits). ``retry`` retries
-    idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
-    manage (then set TLS on it, not here).
-    """
-    return Client(
-        target,
-        channel=channel,
-        timeout=timeout,
-        token=token,
-        tls=tls,
-        credentials=credentials,
-        options=options,
-        retry=retry,
-    )
+# The LangGraph SDK's spelling; an alias, so the parameters above are written once.
+get_client = Client

@@ -11,35 +11,35 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from threads_client.exceptions import (
-    AbortedError,
-    AlreadyExistsError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    OutOfRangeError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    ThreadsError,
-    UnauthenticatedError,
-    UnavailableError,
-    UnexpectedStatusError,
-)
+from threads_client import exceptions
+from threads_client.exceptions import ThreadsError, UnexpectedStatusError
 
-_BY_CODE: dict[grpc.StatusCode, type[ThreadsError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-    grpc.StatusCode.ABORTED: AbortedError,
-    grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
-    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-    grpc.StatusCode.UNAVAILABLE: UnavailableError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
-}
+
+def _by_code() -> dict[grpc.StatusCode, type[ThreadsError]]:
+    """Each ``grpc_status_code`` declared in ``threads_client.exceptions`` and its class.
+
+    Only that module's classes count: a caller's own subclass must not take over a code.
+    """
+    table: dict[grpc.StatusCode, type[ThreadsError]] = {}
+    pending = [ThreadsError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        code = cls.grpc_status_code
+        if code is None or cls.__module__ != exceptions.__name__:
+            continue
+        if code in table:
+            raise TypeError(f"{cls.__name__} and {table[code].__name__} both claim {code.name}")
+        table[code] = cls
+    return table
+
+
+_BY_CODE = _by_code()
+
+
+def exception_class(code: grpc.StatusCode) -> type[ThreadsError]:
+    """The class raised for ``code``: its own, else ``UnexpectedStatusError``."""
+    return _BY_CODE.get(code, UnexpectedStatusError)
 
 
 def from_rpc_error(error: grpc.RpcError) -> ThreadsError:
@@ -54,9 +54,7 @@ def from_rpc_error(error: grpc.RpcError) -> ThreadsError:
     message = call.details() if callable(getattr(call, "details", None)) else None
     status = _status(call)
     info = _error_info(status) if status is not None else None
-    return _BY_CODE.get(code, UnexpectedStatusError)(
-        code, message or str(error), error_info=info, status=status
-    )
+    return exception_class(code)(code, message or str(error), error_info=info, status=status)
 
 
 def status_code(error: grpc.RpcError) -> grpc.StatusCode:

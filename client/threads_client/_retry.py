@@ -2,10 +2,13 @@
 
 The service fails fast with UNAVAILABLE while Redis is unreachable and recovers by itself
 when it is back, so a short, jittered retry turns a blip into a slower success. Only calls
-that are safe to run twice are retried: reads, ``update`` (a merge, and a TTL restart),
-``delete``, and ``create``/``copy`` carrying a ``request_id`` (the server returns the first
-attempt's thread). ``append`` never is: a retry whose first attempt was applied would add
-the entries twice; callers who need that retry it themselves with ``expected_length``.
+that are safe to run twice are retried, and the proto says which (``retry_rule``): methods
+marked ``idempotency_level`` NO_SIDE_EFFECTS or IDEMPOTENT (reads, ``update``, ``delete``),
+and methods whose request has a ``request_id`` (AIP-155: ``create``, ``copy``) when it is
+set, since the server then returns the first attempt's thread. Nothing else is (``append``):
+a retry whose first attempt was applied would add the entries twice; callers who need that
+retry it themselves with ``expected_length``. Reading the descriptors rather than a list
+kept here means a new RPC gets a decision from its proto, never a silent default.
 
 ``Attempts`` holds the whole decision (which call, which code, how long, within which
 deadline); each client only sends, sleeps in its own way and raises.
@@ -13,6 +16,7 @@ deadline); each client only sends, sleeps in its own way and raises.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
@@ -21,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 
 from threads_client import _errors
 from threads_client.exceptions import ThreadsError
@@ -28,9 +35,34 @@ from threads_client.pb import threads_pb2 as pb
 
 log = logging.getLogger("threads.client")
 
-# Always safe to repeat; Create and Copy only with a request_id, Append never.
-_IDEMPOTENT = (pb.GetRequest, pb.GetHistoryRequest, pb.UpdateRequest, pb.DeleteRequest)
-_IDEMPOTENT_WITH_REQUEST_ID = (pb.CreateRequest, pb.CopyRequest)
+SERVICE = pb.DESCRIPTOR.services_by_name["ThreadService"]
+_SAFE_LEVELS = (
+    descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    descriptor_pb2.MethodOptions.IDEMPOTENT,
+)
+
+
+class RetryRule(enum.Enum):
+    """Whether a method's UNAVAILABLE failures may be retried."""
+
+    ALWAYS = "always"
+    WITH_REQUEST_ID = "only with a request_id"
+    NEVER = "never"
+
+
+def retry_rule(method: MethodDescriptor) -> RetryRule:
+    """The rule for ``method``, from its proto: its ``idempotency_level``, else whether its
+    request carries an AIP-155 ``request_id``; neither means never."""
+    options: descriptor_pb2.MethodOptions = method.GetOptions()
+    if options.idempotency_level in _SAFE_LEVELS:
+        return RetryRule.ALWAYS
+    if "request_id" in method.input_type.fields_by_name:
+        return RetryRule.WITH_REQUEST_ID
+    return RetryRule.NEVER
+
+
+# Request message name -> (method name, rule). Each method has its own request message.
+_BY_REQUEST = {m.input_type.full_name: (m.name, retry_rule(m)) for m in SERVICE.methods}
 
 
 @dataclass(frozen=True)
@@ -85,11 +117,18 @@ def request_id(given: str | None, policy: RetryPolicy | None) -> str:
     return str(uuid.uuid4()) if policy is not None else ""
 
 
-def idempotent(request: object) -> bool:
+def method_of(request: Message) -> tuple[str, RetryRule]:
+    """The method that takes ``request`` and its rule (NEVER for a message none takes)."""
+    descriptor = request.DESCRIPTOR
+    return _BY_REQUEST.get(descriptor.full_name, (descriptor.name, RetryRule.NEVER))
+
+
+def idempotent(request: Message) -> bool:
     """Whether sending ``request`` twice has the effect of sending it once."""
-    if isinstance(request, _IDEMPOTENT):
-        return True
-    return isinstance(request, _IDEMPOTENT_WITH_REQUEST_ID) and bool(request.request_id)
+    _, rule = method_of(request)
+    if rule is RetryRule.WITH_REQUEST_ID:
+        return bool(getattr(request, "request_id", ""))
+    return rule is RetryRule.ALWAYS
 
 
 class Attempts:
@@ -103,13 +142,13 @@ class Attempts:
     def __init__(
         self,
         policy: RetryPolicy | None,
-        request: object,
+        request: Message,
         timeout: float | None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy if policy is not None and idempotent(request) else None
-        self._method = type(request).__name__.removesuffix("Request")
+        self._method, _ = method_of(request)
         self._timeout = timeout
         self._clock = clock
         self._deadline = None if timeout is None else clock() + timeout

@@ -1,20 +1,23 @@
-"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource.
-
-A line-for-line mirror of ``threads_client._async`` without ``await``; shared logic lives
-in ``threads_client._requests``, ``_retry``, ``_auth`` and ``_errors``.
-"""
+# GENERATED from _async.py by client/scripts/unasync_client.py (unasync): do not edit.
+# Edit _async.py (or _sync_io.py, what blocking I/O does differently) and run
+# `make client-sync`; `make check-client-sync` (run by `make lint`) fails while stale.
+# unasync turns an async generator's `for x in xs: yield x` into a loop `yield from` would do.
+# ruff: noqa: UP028
+"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource."""
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from threads_client import _auth, _retry
 from threads_client import _requests as req
+from threads_client import _sync_io as _io
 from threads_client._auth import Token
 from threads_client._requests import (
     DEFAULT_TARGET,
@@ -29,12 +32,11 @@ from threads_client._requests import (
 )
 from threads_client._retry import RetryPolicy
 from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from threads_client._tls import TLS
 
-Req = TypeVar("Req")
+Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 
@@ -52,7 +54,7 @@ class SyncThreadsClient:
 
     def __init__(
         self,
-        stub: Callable[[], pb_grpc.ThreadServiceStub],
+        stub: Callable[[], _io.Stub],
         *,
         timeout: float | None,
         token: Token | None = None,
@@ -66,7 +68,7 @@ class SyncThreadsClient:
 
     def _call(
         self,
-        method: Callable[[pb_grpc.ThreadServiceStub], grpc.UnaryUnaryMultiCallable[Req, Resp]],
+        method: Callable[[_io.Stub], _io.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
@@ -85,7 +87,7 @@ class SyncThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            time.sleep(delay)
+            _io.sleep(delay)
 
     def create(
         self,
@@ -113,10 +115,10 @@ class SyncThreadsClient:
             request_id=_retry.request_id(request_id, self._retry),
             ttl=ttl,
         )
-        return self._call(lambda s: s.Create, request, timeout).thread
+        return (self._call(lambda s: s.Create, request, timeout)).thread
 
     def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return self._call(lambda s: s.Get, req.get(thread_id), timeout).thread
+        return (self._call(lambda s: s.Get, req.get(thread_id), timeout)).thread
 
     def update(
         self,
@@ -132,7 +134,7 @@ class SyncThreadsClient:
         metadata, a ttl or both.
         """
         request = req.update(thread_id, metadata, ttl)
-        return self._call(lambda s: s.Update, request, timeout).thread
+        return (self._call(lambda s: s.Update, request, timeout)).thread
 
     def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
         self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
@@ -152,7 +154,7 @@ class SyncThreadsClient:
         exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
         request = req.append(thread_id, entries, expected_length)
-        return self._call(lambda s: s.Append, request, timeout).history_length
+        return (self._call(lambda s: s.Append, request, timeout)).history_length
 
     def get_history(
         self,
@@ -182,7 +184,8 @@ class SyncThreadsClient:
             page = self.get_history(
                 thread_id, page_size=page_size, page_token=page_token, timeout=timeout
             )
-            yield from page.entries
+            for entry in page.entries:
+                yield entry
             page_token = page.next_page_token
             if not page_token:
                 return
@@ -211,20 +214,29 @@ class SyncThreadsClient:
             metadata=metadata,
             ttl=ttl,
         )
-        return self._call(lambda s: s.Copy, request, timeout).thread
+        return (self._call(lambda s: s.Copy, request, timeout)).thread
 
 
 class SyncClient:
-    """A blocking client for ``threads.v1.ThreadService``, safe to share between threads.
+    """A blocking client for ``threads.v1.ThreadService``; ``get_sync_client`` is this class.
 
-    A channel passed in stays the caller's: closing the client does not close it.
+    ``target`` is a gRPC target such as host:port. ``timeout`` is the default deadline of
+    every call in seconds, retries included (``None``: no deadline). ``token`` (a JWT, or a
+    callable returning one, called for every attempt) is sent as ``authorization: Bearer``
+    metadata. ``tls`` turns on TLS (``credentials`` is the raw gRPC alternative);
+    ``options`` are extra gRPC channel options, overriding the client's own (16 MiB message
+    limits). ``retry`` retries idempotent calls that fail with UNAVAILABLE. Pass
+    ``channel`` to reuse a channel you manage (then set TLS on it, not here): it stays
+    yours, closing the client does not close it.
+
+    The channel is opened on first use. Threads may share the client.
     """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         *,
-        channel: grpc.Channel | None = None,
+        channel: _io.Channel | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: Token | None = None,
         tls: TLS | None = None,
@@ -233,31 +245,36 @@ class SyncClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.target = target
-        credentials, channel_options = req.channel_security(
+        self._credentials, self._options = req.channel_security(
             tls, credentials, options, has_channel=channel is not None
         )
-        self._owns_channel = channel is None
-        if channel is None:
-            channel = (
-                grpc.secure_channel(target, credentials, channel_options)
-                if credentials is not None
-                else grpc.insecure_channel(target, channel_options)
-            )
         self._channel = channel
-        self._stub = pb_grpc.ThreadServiceStub(channel)
+        self._owns_channel = channel is None
+        self._stub: _io.Stub | None = None
         self._closed = False
+        # Makes the first use open one channel when threads share a blocking client; never
+        # contended under asyncio, where nothing awaits while it is held.
+        self._lock = threading.Lock()
         self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
-    def _get_stub(self) -> pb_grpc.ThreadServiceStub:
-        if self._closed:
-            raise RuntimeError("the threads client is closed")
-        return self._stub
+    def _get_stub(self) -> _io.Stub:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the threads client is closed")
+            if self._stub is None:
+                if self._channel is None:
+                    self._channel = _io.open_channel(self.target, self._credentials, self._options)
+                self._stub = _io.stub(self._channel)
+            return self._stub
 
     def close(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
-        self._closed = True
-        if self._owns_channel:
-            self._channel.close()
+        with self._lock:
+            self._closed = True
+            channel = self._channel if self._owns_channel else None
+            self._channel = self._stub = None
+        if channel is not None:
+            _io.close_channel(channel)
 
     def __enter__(self) -> Self:
         return self
@@ -271,34 +288,5 @@ class SyncClient:
         self.close()
 
 
-def get_sync_client(
-    target: str = DEFAULT_TARGET,
-    *,
-    channel: grpc.Channel | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    token: Token | None = None,
-    tls: TLS | None = None,
-    credentials: grpc.ChannelCredentials | None = None,
-    options: Iterable[tuple[str, Any]] = (),
-    retry: RetryPolicy | None = None,
-) -> SyncClient:
-    """A blocking client for the service at ``target`` (a gRPC target such as host:port).
-
-    ``timeout`` is the default deadline of every call in seconds, retries included
-    (``None``: no deadline). ``token`` (a JWT, or a callable returning one, called for
-    every attempt) is sent as ``authorization: Bearer`` metadata. ``tls`` turns on TLS
-    (``credentials`` is the raw gRPC alternative); ``options`` are extra gRPC channel
-    options, overriding the client's own (16 MiB message limits). ``retry`` retries
-    idempotent calls that fail with UNAVAILABLE. Pass ``channel`` to reuse a channel you
-    manage (then set TLS on it, not here).
-    """
-    return SyncClient(
-        target,
-        channel=channel,
-        timeout=timeout,
-        token=token,
-        tls=tls,
-        credentials=credentials,
-        options=options,
-        retry=retry,
-    )
+# The LangGraph SDK's spelling; an alias, so the parameters above are written once.
+get_sync_client = SyncClient

@@ -31,9 +31,12 @@ and ``copy`` with ``request_id``. A client with a ``RetryPolicy`` retries
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+# The one list of the classes; ``threads_client`` re-exports it (a test checks it is complete).
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
@@ -52,7 +55,14 @@ __all__ = [
 
 
 class ThreadsError(Exception):
-    """A call to the threads service ended with a non-OK status."""
+    """A call to the threads service ended with a non-OK status.
+
+    ``grpc_status_code`` is the code a subclass stands for: ``threads_client._errors``
+    builds its code-to-class lookup from it, so a new class is raised as soon as it exists.
+    ``None`` here and on ``UnexpectedStatusError``, which take every code without a class.
+    """
+
+    grpc_status_code: ClassVar[grpc.StatusCode | None] = None
 
     def __init__(
         self,
@@ -79,47 +89,71 @@ class ThreadsError(Exception):
 class InvalidArgumentError(ThreadsError):
     """The request is malformed; retrying it unchanged fails again."""
 
+    grpc_status_code = grpc.StatusCode.INVALID_ARGUMENT
+
 
 class NotFoundError(ThreadsError):
     """The thread does not exist (reason ``THREAD_NOT_FOUND``)."""
+
+    grpc_status_code = grpc.StatusCode.NOT_FOUND
 
 
 class AlreadyExistsError(ThreadsError):
     """``create`` with a thread_id that is taken and ``if_exists="raise"``."""
 
+    grpc_status_code = grpc.StatusCode.ALREADY_EXISTS
+
 
 class AbortedError(ThreadsError):
     """An optimistic-concurrency conflict: re-read, then retry (``HISTORY_LENGTH_MISMATCH``)."""
+
+    grpc_status_code = grpc.StatusCode.ABORTED
 
 
 class OutOfRangeError(ThreadsError):
     """A position past the end of a history (``HISTORY_LENGTH_OUT_OF_RANGE``)."""
 
+    grpc_status_code = grpc.StatusCode.OUT_OF_RANGE
+
 
 class FailedPreconditionError(ThreadsError):
     """The thread's state forbids the call (``COPY_DELETED``)."""
 
+    grpc_status_code = grpc.StatusCode.FAILED_PRECONDITION
+
 
 class ResourceExhaustedError(ThreadsError):
     """A message over the size limit, or the store is out of memory."""
+
+    grpc_status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class UnauthenticatedError(ThreadsError):
     """No valid bearer token: missing, malformed, badly signed or expired. Get a new token;
     retrying with the same one fails again."""
 
+    grpc_status_code = grpc.StatusCode.UNAUTHENTICATED
+
 
 class PermissionDeniedError(ThreadsError):
     """The token is valid but its caller may not make this call."""
+
+    grpc_status_code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class UnavailableError(ThreadsError):
     """The server or its store cannot be reached; safe to retry idempotent calls."""
 
+    grpc_status_code = grpc.StatusCode.UNAVAILABLE
+
 
 class DeadlineExceededError(ThreadsError):
     """The call's deadline passed; the server may or may not have applied a write."""
 
+    grpc_status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
 
 class UnexpectedStatusError(ThreadsError):
     """Any other status code, such as INTERNAL (a server bug) or CANCELLED."""
+
+    grpc_status_code = None
