@@ -1,4 +1,4 @@
--- Helpers shared by every script; server/scripts.py prepends this file to each one.
+-- Helpers shared by every script; threads_server/scripts.py puts this file before each one.
 
 -- Runs `command key args[first..last]` in slices of 1,000 arguments, because Lua's
 -- unpack() fails past a few thousand values. 1,000 is even, so HSET field/value pairs
