@@ -2,9 +2,11 @@
 
 This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The store takes
 validated input (canonical ids, checked numbers) and the caller (``owner``, "" with auth
-off), whose key namespace every call stays in, and raises ``threads_server.errors`` for domain
-outcomes; Redis connection failures propagate as redis-py exceptions for the RPC layer
-to map to UNAVAILABLE.
+off), whose key namespace every call stays in. A script replies an ``Outcome``: the store
+builds the result from OK, acts on the outcomes that steer it, and raises
+``errors.from_outcome`` for the rest. The store owns Redis: every call runs inside
+``redis_errors.store_errors``, so only ``threads_server.errors`` leave it (an outage as
+``Unavailable``), never a redis-py exception the layers above would have to know.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from threads_server import codec, errors
 from threads_server.keys import ThreadKeys, new_copy_id
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
+from threads_server.redis_errors import store_errors
 from threads_server.scripts import Scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
@@ -47,11 +50,12 @@ class ThreadStore:
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
-        serves a share of the slots)."""
-        if self._cluster:
-            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
-        else:
-            await self._redis.ping()
+        serves a share of the slots). Unavailable when it is not."""
+        with store_errors():
+            if self._cluster:
+                await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self._redis.ping()
 
     def topology_changed(self) -> bool:
         """On a cluster, whether the primaries differ from those ``prepare`` loaded the
@@ -65,19 +69,22 @@ class ThreadStore:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
         (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
-        if self._cluster:
-            primaries = self._primaries()
-            by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
-            infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
-        else:
-            infos = [await self._redis.info("server")]
+        with store_errors():
+            if self._cluster:
+                primaries = self._primaries()
+                by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+                infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
+            else:
+                infos = [await self._redis.info("server")]
         for info in infos:
             version = str(info.get("redis_version", "0"))
             if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
                 raise RuntimeError(
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
-        await self._scripts.preload(self._redis)
+        for script in self._scripts.all():  # SCRIPT LOAD: the first calls hit by SHA
+            with store_errors(script):
+                await self._redis.script_load(script.script)
         if self._cluster:
             self._prepared_primaries = primaries
 
@@ -108,7 +115,7 @@ class ThreadStore:
                 *(entry.data.SerializeToString(deterministic=True) for entry in history),
             )
         expire_ms = _expire_ms(now, ttl_ms)
-        outcome, values = await self._run(
+        outcome, values = await run_script(
             self._scripts.create,
             keys=[keys.meta, keys.history, *record_keys],
             args=[
@@ -151,7 +158,7 @@ class ThreadStore:
 
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await self._run(self._scripts.get, [keys.meta, keys.history])
+        outcome, values = await run_script(self._scripts.get, [keys.meta, keys.history])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("get", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
@@ -163,7 +170,7 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         meta_args = self._metadata_args(metadata)
         now = codec.now_us()
-        outcome, values = await self._run(
+        outcome, values = await run_script(
             self._scripts.update,
             [keys.meta, keys.history],
             [
@@ -179,7 +186,7 @@ class ThreadStore:
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await self._run(self._scripts.delete, [keys.meta, keys.history])
+        outcome, values = await run_script(self._scripts.delete, [keys.meta, keys.history])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
 
@@ -192,7 +199,7 @@ class ThreadStore:
     ) -> int:
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
-        outcome, values = await self._run(
+        outcome, values = await run_script(
             self._scripts.append,
             [keys.meta, keys.history],
             [
@@ -218,7 +225,7 @@ class ThreadStore:
     ) -> tuple[list[pb.Entry], int]:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await self._run(
+        outcome, values = await run_script(
             self._scripts.read_history, [keys.meta, keys.history], [offset, limit]
         )
         if outcome is not Outcome.OK:
@@ -254,7 +261,7 @@ class ThreadStore:
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id, owner)
             now = codec.now_us()
-            outcome, values = await self._run(
+            outcome, values = await run_script(
                 self._scripts.copy,
                 [source.meta, source.history, target.meta, target.history, *request_keys],
                 [
@@ -298,11 +305,15 @@ class ThreadStore:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
 
-    async def _run(
-        self, script: AsyncScript, keys: list[str], args: Sequence[Any] = ()
-    ) -> tuple[Outcome, list[Any]]:
-        """Runs a script; its reply as the outcome and the values after the tag."""
-        return parse(await script(keys=keys, args=list(args)))
+
+async def run_script(
+    script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()
+) -> tuple[Outcome, list[Any]]:
+    """Runs a script inside the store's error boundary; its reply as the outcome and the
+    values after the tag."""
+    with store_errors(script):
+        reply = await script(keys=keys, args=args)
+    return parse(reply)
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:
