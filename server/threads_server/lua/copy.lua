@@ -47,11 +47,9 @@ end
 if keep > max_length then
   return {'TOO_LONG', keep}
 end
-if #ARGV >= first_field then
-  local size = merged_metadata_size(src_meta, ARGV, first_field, #ARGV)
-  if size > max_metadata then
-    return {'METADATA_TOO_LARGE', size}
-  end
+local oversized = oversized_metadata(src_meta, ARGV, first_field, max_metadata)
+if oversized then
+  return {'METADATA_TOO_LARGE', oversized}
 end
 if redis.call('EXISTS', dst_meta, dst_hist) > 0 then
   return {'ID_TAKEN'}

@@ -13,11 +13,9 @@ local first_field = 4
 if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
 end
-if #ARGV >= first_field then
-  local size = merged_metadata_size(meta, ARGV, first_field, #ARGV)
-  if size > max_metadata then
-    return {'METADATA_TOO_LARGE', size}
-  end
+local oversized = oversized_metadata(meta, ARGV, first_field, max_metadata)
+if oversized then
+  return {'METADATA_TOO_LARGE', oversized}
 end
 redis.call('HSET', meta, 'updated_at', now)
 call_sliced('HSET', meta, ARGV, first_field, #ARGV)
