@@ -191,9 +191,12 @@ class ThreadsServer:
                 now_serving = True
             except Exception as exc:
                 now_serving = False
-                # Quiet while Redis was never reached (still starting); loud on any change.
-                if serving or not isinstance(exc, Unavailable):
-                    log.warning("Redis not usable, health NOT_SERVING: %s", exc)
+                # Quiet while Redis was never reached (still starting); loud on any change,
+                # naming Redis's own error (the store keeps it as an outage's cause).
+                unreachable = isinstance(exc, Unavailable)
+                if serving or not unreachable:
+                    cause = exc.__cause__ if unreachable and exc.__cause__ else exc
+                    log.warning("Redis not usable, health NOT_SERVING: %s", cause)
             if now_serving != serving:
                 serving = now_serving
                 await self._set_health(serving=serving)
