@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -12,7 +14,9 @@ from grpc import aio
 
 from tests.rpc_helpers import error_reason
 from threads_client.pb import threads_pb2 as pb
+from threads_server import rpc, service
 from threads_server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
+from threads_server.redis_errors import to_store_error
 from threads_server.rpc import to_threads_error
 
 if TYPE_CHECKING:
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
         (redis.exceptions.TimeoutError("slow"), Unavailable),
         (redis.exceptions.BusyLoadingError("loading"), Unavailable),
         (redis.exceptions.ReadOnlyError("replica"), Unavailable),
-        (TimeoutError(), DeadlineExceeded),
         # What redis-py really raises: the class carries the OOM, the message lost its prefix.
         (
             redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
@@ -35,9 +38,16 @@ if TYPE_CHECKING:
     ],
 )
 def test_store_failures_map_to_retryable_statuses(raised: Exception, expected: type) -> None:
-    error = to_threads_error(raised)
+    error = to_store_error(raised)
     assert isinstance(error, expected)
     assert error is not None
+    assert error.message
+
+
+def test_an_expired_deadline_maps_to_deadline_exceeded() -> None:
+    """The RPC layer's own mapping (the store's failures arrive already mapped)."""
+    error = to_threads_error(TimeoutError())
+    assert isinstance(error, DeadlineExceeded)
     assert error.message
 
 
@@ -45,7 +55,22 @@ def test_domain_errors_pass_through_and_bugs_become_internal() -> None:
     not_found = NotFound("gone", reason="THREAD_NOT_FOUND")
     assert to_threads_error(not_found) is not_found
     assert to_threads_error(KeyError("bug")) is None
+    assert to_store_error(redis.exceptions.ResponseError("ERR syntax")) is None
     assert to_threads_error(redis.exceptions.ResponseError("ERR syntax")) is None
+
+
+@pytest.mark.parametrize("module", [rpc, service], ids=lambda module: module.__name__)
+def test_the_layers_above_the_store_do_not_import_redis(module: object) -> None:
+    """The store owns Redis: its exceptions are mapped there (threads_server.redis_errors)."""
+    tree = ast.parse(Path(str(getattr(module, "__file__", ""))).read_text())
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in imported if name.split(".")[0] == "redis"}
 
 
 async def test_one_log_line_per_rpc_with_method_code_and_latency(
@@ -103,7 +128,7 @@ async def test_unparsable_request_is_invalid_argument(channel: aio.Channel, raw:
 
 def test_store_outage_message_does_not_leak_internal_addresses() -> None:
     raised = redis.exceptions.ConnectionError("Error 111 connecting to 10.1.2.3:6379.")
-    error = to_threads_error(raised)
+    error = to_store_error(raised)
     assert isinstance(error, Unavailable)
     assert "10.1.2.3" not in error.message
     assert error.__cause__ is raised  # kept for the server log

@@ -13,7 +13,6 @@ import signal
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio.cluster import RedisCluster
@@ -25,6 +24,7 @@ from threads_client.pb import threads_pb2 as pb
 from threads_server import rpc
 from threads_server.auth import Authenticator
 from threads_server.config import Settings
+from threads_server.errors import Unavailable
 from threads_server.limits import Limits
 from threads_server.reflection import enable_reflection
 from threads_server.service import ThreadService
@@ -191,9 +191,12 @@ class ThreadsServer:
                 now_serving = True
             except Exception as exc:
                 now_serving = False
-                unreachable = isinstance(exc, redis.exceptions.ConnectionError)
-                if serving or not (unreachable or rpc.cluster_unavailable(exc)):
-                    log.warning("Redis not usable, health NOT_SERVING: %s", exc)
+                # Quiet while Redis was never reached (still starting); loud on any change,
+                # naming Redis's own error (the store keeps it as an outage's cause).
+                unreachable = isinstance(exc, Unavailable)
+                if serving or not unreachable:
+                    cause = exc.__cause__ if unreachable and exc.__cause__ else exc
+                    log.warning("Redis not usable, health NOT_SERVING: %s", cause)
             if now_serving != serving:
                 serving = now_serving
                 await self._set_health(serving=serving)

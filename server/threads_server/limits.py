@@ -1,9 +1,10 @@
-"""Size limits on what a request may store, and the errors that name them.
+"""Size limits on what a request may store, and the checks on what a request carries.
 
 What a request carries is checked here, before Redis is touched (INVALID_ARGUMENT: the
 request can never succeed). What depends on the stored thread (a history that would grow
 past ``max_history_length``, metadata that a merge would grow past ``max_metadata_bytes``)
-is checked inside the scripts, atomically with the write (FAILED_PRECONDITION).
+is checked inside the scripts, atomically with the write (FAILED_PRECONDITION), and
+becomes its error in ``errors.from_outcome``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from threads_client.pb import threads_pb2 as pb
 from threads_server.config import Settings
-from threads_server.errors import FailedPrecondition, InvalidArgument
+from threads_server.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,26 +81,3 @@ class Limits:
                 size=size,
                 limit=self.max_metadata_bytes,
             )
-
-    def history_too_long(self, thread_id: str, length: int, adding: int) -> FailedPrecondition:
-        return FailedPrecondition(
-            f"thread {thread_id} would hold {length + adding} entries, more than the "
-            f"{self.max_history_length} a thread may hold; nothing was written. Start a new "
-            "thread, or fork this one with a shorter history_length",
-            reason="HISTORY_TOO_LONG",
-            thread_id=thread_id,
-            history_length=length,
-            adding=adding,
-            limit=self.max_history_length,
-        )
-
-    def metadata_too_large(self, thread_id: str, size: int) -> FailedPrecondition:
-        return FailedPrecondition(
-            f"merged over the stored keys, the metadata of thread {thread_id} would be {size} "
-            f"bytes, more than the {self.max_metadata_bytes} allowed; nothing was written. "
-            "Send smaller values, or drop keys by overwriting them with smaller ones",
-            reason="METADATA_TOO_LARGE",
-            thread_id=thread_id,
-            size=size,
-            limit=self.max_metadata_bytes,
-        )

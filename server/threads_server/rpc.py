@@ -3,8 +3,9 @@
 A handler wrapped in ``@rpc`` gets the authenticated caller (its token's subject; "" with
 auth off) instead of the gRPC context, runs under the caller's deadline (so a Redis call
 never outlives it), and whatever it raises leaves as a clear status: domain errors with their
-ErrorInfo, Redis outages as UNAVAILABLE (safe to retry), anything unexpected as INTERNAL
-with the traceback logged here rather than sent to the caller.
+ErrorInfo (the store has already turned Redis outages into UNAVAILABLE, safe to retry),
+an expired deadline as DEADLINE_EXCEEDED, anything unexpected as INTERNAL with the
+traceback logged here rather than sent to the caller. No redis here: the store owns it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
-import redis.exceptions
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
 from threads_server.auth import Authenticator
-from threads_server.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    ResourceExhausted,
-    ThreadsError,
-    Unavailable,
-)
+from threads_server.errors import DeadlineExceeded, InvalidArgument, ThreadsError
 
 log = logging.getLogger("threads.rpc")
 
@@ -45,25 +39,6 @@ Resp = TypeVar("Resp")
 Context = aio.ServicerContext[Any, Any]
 
 
-def _store_unavailable(exc: Exception) -> Unavailable:
-    error = Unavailable(
-        "the thread store (Redis) is unavailable; retry with backoff",
-        reason="STORE_UNAVAILABLE",
-    )
-    error.__cause__ = exc  # logged here, not sent: it names internal hosts
-    return error
-
-
-def cluster_unavailable(exc: BaseException) -> bool:
-    """Redis Cluster states in which nothing was run: cluster down (CLUSTERDOWN), a slot
-    no node serves, redirects exhausted, or no node reachable to learn the layout."""
-    if isinstance(exc, redis.exceptions.ClusterError | redis.exceptions.SlotNotCoveredError):
-        return True
-    return isinstance(exc, redis.exceptions.RedisClusterException) and isinstance(
-        exc.__cause__, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
-    )
-
-
 def to_threads_error(exc: Exception) -> ThreadsError | None:
     """Maps an exception to the status it should produce; None for a bug (INTERNAL)."""
     if isinstance(exc, ThreadsError):
@@ -71,20 +46,6 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
     if isinstance(exc, TimeoutError):
         return DeadlineExceeded(
             "the deadline expired before the thread store answered", reason="DEADLINE_EXCEEDED"
-        )
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return _store_unavailable(exc)
-    if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica after failover
-        return _store_unavailable(exc)
-    if cluster_unavailable(exc):
-        return _store_unavailable(exc)
-    # Redis refuses a script at its first write when over maxmemory (a script that has
-    # written is never stopped half-way), so nothing was written. redis-py strips the
-    # "OOM" prefix from the message, hence the class check.
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
-        return ResourceExhausted(
-            "the thread store (Redis) is out of memory; nothing was written",
-            reason="STORE_OUT_OF_MEMORY",
         )
     return None
 

@@ -2,9 +2,11 @@
 
 This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The store takes
 validated input (canonical ids, checked numbers) and the caller (``owner``, "" with auth
-off), whose key namespace every call stays in, and raises ``threads_server.errors`` for domain
-outcomes; Redis connection failures propagate as redis-py exceptions for the RPC layer
-to map to UNAVAILABLE.
+off), whose key namespace every call stays in. A script replies an ``Outcome``: the store
+builds the result from OK, acts on the outcomes that steer it, and raises
+``errors.from_outcome`` for the rest. The store owns Redis: every call runs inside
+``redis_errors.store_errors``, so only ``threads_server.errors`` leave it (an outage as
+``Unavailable``), never a redis-py exception the layers above would have to know.
 """
 
 from __future__ import annotations
@@ -15,20 +17,14 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import codec
-from threads_server.errors import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    OutOfRange,
-    thread_not_found,
-)
+from threads_server import codec, errors
 from threads_server.keys import ThreadKeys, new_copy_id
 from threads_server.limits import Limits
+from threads_server.outcomes import Outcome, ScriptCall, parse
+from threads_server.redis_errors import store_errors
 from threads_server.scripts import Scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
@@ -54,11 +50,12 @@ class ThreadStore:
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
-        serves a share of the slots)."""
-        if self._cluster:
-            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
-        else:
-            await self._redis.ping()
+        serves a share of the slots). Unavailable when it is not."""
+        with store_errors():
+            if self._cluster:
+                await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self._redis.ping()
 
     def topology_changed(self) -> bool:
         """On a cluster, whether the primaries differ from those ``prepare`` loaded the
@@ -72,19 +69,22 @@ class ThreadStore:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
         (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
-        if self._cluster:
-            primaries = self._primaries()
-            by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
-            infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
-        else:
-            infos = [await self._redis.info("server")]
+        with store_errors():
+            if self._cluster:
+                primaries = self._primaries()
+                by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
+                infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
+            else:
+                infos = [await self._redis.info("server")]
         for info in infos:
             version = str(info.get("redis_version", "0"))
             if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
                 raise RuntimeError(
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
-        await self._scripts.preload(self._redis)
+        for script in self._scripts.all():  # SCRIPT LOAD: the first calls hit by SHA
+            with store_errors(script):
+                await self._redis.script_load(script.script)
         if self._cluster:
             self._prepared_primaries = primaries
 
@@ -115,7 +115,8 @@ class ThreadStore:
                 *(entry.data.SerializeToString(deterministic=True) for entry in history),
             )
         expire_ms = _expire_ms(now, ttl_ms)
-        reply = await self._scripts.create(
+        outcome, values = await run_script(
+            self._scripts.create,
             keys=[keys.meta, keys.history, *record_keys],
             args=[
                 now,
@@ -129,8 +130,7 @@ class ThreadStore:
                 *codec.encode_entries(history, now),
             ],
         )
-        outcome = reply[0]
-        if outcome == b"CREATED":
+        if outcome is Outcome.OK:
             thread = pb.Thread(
                 thread_id=thread_id, metadata=metadata, history_length=len(history), owner=owner
             )
@@ -139,30 +139,14 @@ class ThreadStore:
             if ttl_ms:
                 thread.expire_time.CopyFrom(codec.timestamp_from_us(int(expire_ms) * 1000))
             return thread
-        if outcome == b"DUPLICATE" or (outcome == b"EXISTS" and return_existing):
-            length, fields = reply[1]
-            return codec.thread_from_fields(thread_id, length, fields)
-        if outcome == b"EXISTS":
-            raise AlreadyExists(
-                f"thread {thread_id} already exists; use another thread_id or "
-                "if_exists=IF_EXISTS_DO_NOTHING to get the existing thread",
-                reason="THREAD_ALREADY_EXISTS",
-                thread_id=thread_id,
-            )
-        if outcome == b"REQUEST_ID_REUSED":
-            raise InvalidArgument(
-                f"request_id {request_id!r} already created thread {thread_id} with different "
-                "parameters; use a new request_id for a different request",
-                reason="REQUEST_ID_REUSED",
-                thread_id=thread_id,
-                request_id=request_id,
-            )
-        raise FailedPrecondition(
-            f"request_id {request_id!r} already created thread {thread_id}, which has since "
-            "been deleted or has expired; use a new request_id to create another",
-            reason="THREAD_DELETED",
-            thread_id=thread_id,
-            request_id=request_id,
+        if outcome is Outcome.DUPLICATE or (outcome is Outcome.EXISTS and return_existing):
+            return codec.thread_from_fields(thread_id, *values[0])
+        raise errors.from_outcome(
+            outcome,
+            values,
+            ScriptCall(
+                script="create", thread_id=thread_id, limits=self._limits, request_id=request_id
+            ),
         )
 
     def _metadata_args(self, metadata: struct_pb2.Struct) -> list[bytes]:
@@ -174,11 +158,10 @@ class ThreadStore:
 
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
-        reply = await self._scripts.get(keys=[keys.meta, keys.history])
-        if reply[0] == b"NOT_FOUND":
-            raise thread_not_found(thread_id)
-        length, fields = reply[1]
-        return codec.thread_from_fields(thread_id, length, fields)
+        outcome, values = await run_script(self._scripts.get, [keys.meta, keys.history])
+        if outcome is not Outcome.OK:
+            raise errors.from_outcome(outcome, values, self._call("get", thread_id))
+        return codec.thread_from_fields(thread_id, *values[0])
 
     async def update(
         self, owner: str, thread_id: str, metadata: struct_pb2.Struct, *, ttl_ms: int | None
@@ -187,26 +170,25 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         meta_args = self._metadata_args(metadata)
         now = codec.now_us()
-        reply = await self._scripts.update(
-            keys=[keys.meta, keys.history],
-            args=[
+        outcome, values = await run_script(
+            self._scripts.update,
+            [keys.meta, keys.history],
+            [
                 now,
                 "" if ttl_ms is None else _expire_ms(now, ttl_ms),
                 self._limits.max_metadata_bytes,
                 *meta_args,
             ],
         )
-        if reply[0] == b"NOT_FOUND":
-            raise thread_not_found(thread_id)
-        if reply[0] == b"METADATA_TOO_LARGE":
-            raise self._limits.metadata_too_large(thread_id, int(reply[1]))
-        length, fields = reply[1]
-        return codec.thread_from_fields(thread_id, length, fields)
+        if outcome is not Outcome.OK:
+            raise errors.from_outcome(outcome, values, self._call("update", thread_id))
+        return codec.thread_from_fields(thread_id, *values[0])
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        if not await self._scripts.delete(keys=[keys.meta, keys.history]):
-            raise thread_not_found(thread_id)
+        outcome, values = await run_script(self._scripts.delete, [keys.meta, keys.history])
+        if outcome is not Outcome.OK:
+            raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
 
     async def append(
         self,
@@ -217,42 +199,39 @@ class ThreadStore:
     ) -> int:
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
-        reply = await self._scripts.append(
-            keys=[keys.meta, keys.history],
-            args=[
+        outcome, values = await run_script(
+            self._scripts.append,
+            [keys.meta, keys.history],
+            [
                 "" if expected_length is None else expected_length,
                 now,
                 self._limits.max_history_length,
                 *codec.encode_entries(entries, now),
             ],
         )
-        if reply[0] == b"NOT_FOUND":
-            raise thread_not_found(thread_id)
-        if reply[0] == b"LENGTH_MISMATCH":
-            actual = int(reply[1])
-            raise Aborted(
-                f"thread {thread_id} has {actual} entries, not the expected_length "
-                f"{expected_length}; nothing was appended. Re-read the history and retry",
-                reason="HISTORY_LENGTH_MISMATCH",
+        if outcome is not Outcome.OK:
+            call = ScriptCall(
+                script="append",
                 thread_id=thread_id,
+                limits=self._limits,
                 expected_length=expected_length,
-                history_length=actual,
+                adding=len(entries),
             )
-        if reply[0] == b"TOO_LONG":
-            raise self._limits.history_too_long(thread_id, int(reply[1]), len(entries))
-        return int(reply[1])
+            raise errors.from_outcome(outcome, values, call)
+        return int(values[0])
 
     async def read_history(
         self, owner: str, thread_id: str, offset: int, limit: int
     ) -> tuple[list[pb.Entry], int]:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
-        reply = await self._scripts.read_history(
-            keys=[keys.meta, keys.history], args=[offset, limit]
+        outcome, values = await run_script(
+            self._scripts.read_history, [keys.meta, keys.history], [offset, limit]
         )
-        if reply[0] == b"NOT_FOUND":
-            raise thread_not_found(thread_id)
-        return codec.decode_entries(reply[2], offset), int(reply[1])
+        if outcome is not Outcome.OK:
+            raise errors.from_outcome(outcome, values, self._call("read_history", thread_id))
+        length, page = values
+        return codec.decode_entries(page, offset), int(length)
 
     async def copy(
         self,
@@ -282,9 +261,10 @@ class ThreadStore:
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id, owner)
             now = codec.now_us()
-            reply = await self._scripts.copy(
-                keys=[source.meta, source.history, target.meta, target.history, *request_keys],
-                args=[
+            outcome, values = await run_script(
+                self._scripts.copy,
+                [source.meta, source.history, target.meta, target.history, *request_keys],
+                [
                     copy_id,
                     source_id,
                     now,
@@ -297,55 +277,43 @@ class ThreadStore:
                     *meta_args,
                 ],
             )
-            outcome = reply[0]
-            if outcome == b"OK":
-                length, fields = reply[1]
-                return codec.thread_from_fields(copy_id, length, fields)
-            if outcome != b"ID_TAKEN":
+            if outcome is not Outcome.ID_TAKEN:
                 break
         else:  # pragma: no cover - three 108-bit random collisions in a row
             raise RuntimeError("could not find a free id for the copy")
-        if outcome == b"DUPLICATE":
-            return await self._earlier_copy(owner, source_id, request_id, reply[1].decode())
-        if outcome == b"REQUEST_ID_REUSED":
-            raise InvalidArgument(
-                f"request_id {request_id!r} was already used to copy thread {source_id} "
-                "with different parameters; use a new request_id for a different copy",
-                reason="REQUEST_ID_REUSED",
-                thread_id=source_id,
-                request_id=request_id,
-                copy_id=reply[1].decode(),
-            )
-        if outcome == b"OUT_OF_RANGE":
-            raise OutOfRange(
-                f"history_length {history_length} is beyond the end of thread {source_id}, "
-                f"which has {int(reply[1])} entries",
-                reason="HISTORY_LENGTH_OUT_OF_RANGE",
-                thread_id=source_id,
-                history_length=history_length,
-                source_history_length=int(reply[1]),
-            )
-        if outcome == b"TOO_LONG":
-            raise self._limits.history_too_long(source_id, int(reply[1]), 0)
-        if outcome == b"METADATA_TOO_LARGE":
-            raise self._limits.metadata_too_large(source_id, int(reply[1]))
-        raise thread_not_found(source_id)
+        if outcome is Outcome.OK:
+            return codec.thread_from_fields(copy_id, *values[0])
+        call = ScriptCall(
+            script="copy",
+            thread_id=source_id,
+            limits=self._limits,
+            request_id=request_id,
+            history_length=history_length,
+        )
+        if outcome is Outcome.DUPLICATE:
+            return await self._earlier_copy(owner, call, values[0].decode())
+        raise errors.from_outcome(outcome, values, call)
 
-    async def _earlier_copy(
-        self, owner: str, source_id: str, request_id: str, copy_id: str
-    ) -> pb.Thread:
+    async def _earlier_copy(self, owner: str, call: ScriptCall, copy_id: str) -> pb.Thread:
         try:
             return await self.get(owner, copy_id)
-        except NotFound:
+        except errors.NotFound:
             pass
-        raise FailedPrecondition(
-            f"request_id {request_id!r} already copied thread {source_id} to {copy_id}, "
-            "which has since been deleted; use a new request_id to make another copy",
-            reason="COPY_DELETED",
-            thread_id=source_id,
-            request_id=request_id,
-            copy_id=copy_id,
-        )
+        raise errors.copy_deleted(call, copy_id)
+
+    def _call(self, script: str, thread_id: str) -> ScriptCall:
+        """A call whose outcomes need only the thread it names."""
+        return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
+
+
+async def run_script(
+    script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()
+) -> tuple[Outcome, list[Any]]:
+    """Runs a script inside the store's error boundary; its reply as the outcome and the
+    values after the tag."""
+    with store_errors(script):
+        reply = await script(keys=keys, args=args)
+    return parse(reply)
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

@@ -1,4 +1,4 @@
--- Helpers shared by every script; server/scripts.py prepends this file to each one.
+-- Helpers shared by every script; threads_server/scripts.py puts this file before each one.
 
 -- Runs `command key args[first..last]` in slices of 1,000 arguments, because Lua's
 -- unpack() fails past a few thousand values. 1,000 is even, so HSET field/value pairs
@@ -65,4 +65,17 @@ local function merged_metadata_size(meta_key, args, first, last)
     sizes[args[i]] = size
   end
   return total
+end
+
+-- The merged size (as above) of fields args[first..#args] when it would pass max_bytes,
+-- else nil; nil without reading anything when there are no fields.
+local function oversized_metadata(meta_key, args, first, max_bytes)
+  if #args < first then
+    return nil
+  end
+  local size = merged_metadata_size(meta_key, args, first, #args)
+  if size > max_bytes then
+    return size
+  end
+  return nil
 end

@@ -1,22 +1,30 @@
 -- Append entries to a thread's history, all or nothing.
 -- KEYS: meta, history
--- ARGV: expected_length ('' when unset), now_us, max_history_length, entry1, entry2, ...
--- Returns {'OK', new_length}, {'NOT_FOUND'}, {'LENGTH_MISMATCH', length}
--- or {'TOO_LONG', length}.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- ARGV: expected_length ('' when unset), now_us, max_history_length,
+--       entry1, entry2, ...
+-- Replies:
+--   {'OK', new_length}
+--   {'NOT_FOUND'}                   no such thread
+--   {'LENGTH_MISMATCH', length}     expected_length is set and is not the length
+--   {'TOO_LONG', length}            the entries would pass max_history_length
+local meta, hist = KEYS[1], KEYS[2]
+local expected_length, now, max_length = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local first_entry = 4
+
+if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
 end
-local length = redis.call('LLEN', KEYS[2])
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= length then
+local length = redis.call('LLEN', hist)
+if expected_length ~= '' and tonumber(expected_length) ~= length then
   return {'LENGTH_MISMATCH', length}
 end
-if length + #ARGV - 3 > tonumber(ARGV[3]) then
+if length + #ARGV - first_entry + 1 > max_length then
   return {'TOO_LONG', length}
 end
-local new_length = call_sliced('RPUSH', KEYS[2], ARGV, 4, #ARGV)
+local new_length = call_sliced('RPUSH', hist, ARGV, first_entry, #ARGV)
 if length == 0 then
   -- The first entries create the history key: it takes the thread's expiry, if any.
-  apply_expiry(KEYS[1], KEYS[2], redis.call('HGET', KEYS[1], 'expire_at_ms') or '')
+  apply_expiry(meta, hist, redis.call('HGET', meta, 'expire_at_ms') or '')
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+redis.call('HSET', meta, 'updated_at', now)
 return {'OK', new_length}

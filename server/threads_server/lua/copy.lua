@@ -7,7 +7,7 @@
 --       request record TTL (seconds), copy's expire_ms ('0' = none),
 --       max_history_length, max_metadata_bytes,
 --       field1, value1, ... (metadata merged over the source's)
--- Returns one of:
+-- Replies:
 --   {'OK', state}                         the new copy
 --   {'DUPLICATE', copy_id}                this request_id already made copy_id
 --   {'REQUEST_ID_REUSED', copy_id}        this request_id was used with other parameters
@@ -16,7 +16,8 @@
 --   {'TOO_LONG', copy_length}             the copy would exceed max_history_length
 --   {'METADATA_TOO_LARGE', size}          the merged metadata would exceed its limit
 --   {'ID_TAKEN'}                          copy_id exists (caller retries with another id)
-local src_meta, src_hist, dst_meta, dst_hist, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local src_meta, src_hist, dst_meta, dst_hist = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local request_key = KEYS[5]
 local copy_id, source_id, now, want, fingerprint, request_ttl, expire_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local max_length, max_metadata = tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -46,11 +47,9 @@ end
 if keep > max_length then
   return {'TOO_LONG', keep}
 end
-if #ARGV >= first_field then
-  local size = merged_metadata_size(src_meta, ARGV, first_field, #ARGV)
-  if size > max_metadata then
-    return {'METADATA_TOO_LARGE', size}
-  end
+local oversized = oversized_metadata(src_meta, ARGV, first_field, max_metadata)
+if oversized then
+  return {'METADATA_TOO_LARGE', oversized}
 end
 if redis.call('EXISTS', dst_meta, dst_hist) > 0 then
   return {'ID_TAKEN'}

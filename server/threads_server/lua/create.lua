@@ -3,16 +3,18 @@
 -- ARGV: now_us, owner ('' with auth off), expire_ms ('0' = none), request_id,
 --       fingerprint, record TTL (seconds), n (number of metadata args that follow),
 --       field1, value1, ..., entry1, entry2, ...
--- Returns one of:
---   {'CREATED'}
---   {'EXISTS', state}          the id is taken; the existing thread, untouched
---   {'DUPLICATE', state}       this request_id already created this thread
---   {'REQUEST_ID_REUSED'}      this request_id created it with other parameters
---   {'DELETED'}                this request_id created it; it was deleted or expired since
+-- Replies:
+--   {'OK'}                          created
+--   {'EXISTS', state}               the id is taken; the existing thread, untouched
+--   {'DUPLICATE', state}            this request_id already created this thread
+--   {'REQUEST_ID_REUSED'}           this request_id created it with other parameters
+--   {'DELETED'}                     this request_id created it; deleted or expired since
 local meta, hist, record = KEYS[1], KEYS[2], KEYS[3]
 local now, owner, expire_ms, request_id, fingerprint, record_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n_meta = tonumber(ARGV[7])
+local first_field = 8
+local first_entry = first_field + n_meta
 
 if record then
   local prior = redis.call('HMGET', record, 'request_id', 'fingerprint')
@@ -33,12 +35,12 @@ redis.call('HSET', meta, 'created_at', now, 'updated_at', now)
 if owner ~= '' then
   redis.call('HSET', meta, 'owner', owner)
 end
-call_sliced('HSET', meta, ARGV, 8, 7 + n_meta)
-call_sliced('RPUSH', hist, ARGV, 8 + n_meta, #ARGV)
+call_sliced('HSET', meta, ARGV, first_field, first_entry - 1)
+call_sliced('RPUSH', hist, ARGV, first_entry, #ARGV)
 record_expiry(meta, expire_ms)
 apply_expiry(meta, hist, expire_ms)
 if record then
   redis.call('HSET', record, 'request_id', request_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', record, record_ttl)
 end
-return {'CREATED'}
+return {'OK'}

@@ -1,8 +1,13 @@
 -- Delete a thread and its history. UNLINK frees a long history off the main thread.
 -- KEYS: meta, history
--- Returns 1 when the thread existed, 0 otherwise.
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+-- ARGV: none
+-- Replies:
+--   {'OK'}                          deleted
+--   {'NOT_FOUND'}                   no such thread
+local meta, hist = KEYS[1], KEYS[2]
+
+if redis.call('EXISTS', meta) == 0 then
+  return {'NOT_FOUND'}
 end
-redis.call('UNLINK', KEYS[1], KEYS[2])
-return 1
+redis.call('UNLINK', meta, hist)
+return {'OK'}

@@ -1,7 +1,12 @@
 -- Read a thread's meta HASH and history length in one consistent step.
 -- KEYS: meta, history
--- Returns {'OK', state} or {'NOT_FOUND'}.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- ARGV: none
+-- Replies:
+--   {'OK', state}                   {history_length, {field, value, ...}}
+--   {'NOT_FOUND'}                   no such thread
+local meta, hist = KEYS[1], KEYS[2]
+
+if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
 end
-return {'OK', thread_state(KEYS[1], KEYS[2])}
+return {'OK', thread_state(meta, hist)}

@@ -2,19 +2,24 @@
 -- KEYS: meta, history
 -- ARGV: now_us, expire_ms ('' = keep, '0' = remove), max_metadata_bytes,
 --       field1, value1, ...
--- Returns {'OK', state}, {'NOT_FOUND'} or {'METADATA_TOO_LARGE', size}.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- Replies:
+--   {'OK', state}                   the updated thread
+--   {'NOT_FOUND'}                   no such thread
+--   {'METADATA_TOO_LARGE', size}    the merged metadata would pass max_metadata_bytes
+local meta, hist = KEYS[1], KEYS[2]
+local now, expire_ms, max_metadata = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local first_field = 4
+
+if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
 end
-if #ARGV > 3 then
-  local size = merged_metadata_size(KEYS[1], ARGV, 4, #ARGV)
-  if size > tonumber(ARGV[3]) then
-    return {'METADATA_TOO_LARGE', size}
-  end
+local oversized = oversized_metadata(meta, ARGV, first_field, max_metadata)
+if oversized then
+  return {'METADATA_TOO_LARGE', oversized}
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
-call_sliced('HSET', KEYS[1], ARGV, 4, #ARGV)
-record_expiry(KEYS[1], ARGV[2])
-local state = thread_state(KEYS[1], KEYS[2])
-apply_expiry(KEYS[1], KEYS[2], ARGV[2])
+redis.call('HSET', meta, 'updated_at', now)
+call_sliced('HSET', meta, ARGV, first_field, #ARGV)
+record_expiry(meta, expire_ms)
+local state = thread_state(meta, hist)
+apply_expiry(meta, hist, expire_ms)
 return {'OK', state}
