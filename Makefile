@@ -6,8 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/threads_client/pb
+BUF := $(VENV)/bin/buf
+PROTO_DIR := protos
+# The last released API, as a buf image: what `buf breaking` compares protos/ against.
+API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint clean interop protoset bench bench-auth load
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth load
 
 install: $(STAMP)
 
@@ -92,11 +96,35 @@ test: $(STAMP)
 interop: $(STAMP)
 	$(PY) -m tests.interop $(LANGS)
 
-lint: $(STAMP) check-client-sync
+lint: $(STAMP) check-client-sync lint-proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy client/scripts
+
+# The proto is checked like the code: buf's STANDARD lint rules (protos/buf.yaml), and no
+# breaking change against the released API. CI runs on main, so main's own history holds
+# nothing to compare with: the released API is the committed image $(API_IMAGE).
+lint-proto: $(STAMP)
+	$(BUF) lint $(PROTO_DIR)
+	$(BUF) breaking $(PROTO_DIR) --against $(API_IMAGE)
+
+# Records protos/ as released: rewrites $(API_IMAGE), which `make lint` compares against
+# from then on. Run it when an API version ships (and commit the image). A change buf calls
+# breaking is listed and refused unless ALLOW_BREAKING=1 says it is deliberate.
+release-api: $(STAMP)
+	$(BUF) lint $(PROTO_DIR)
+	if [ -f $(API_IMAGE) ] && ! $(BUF) breaking $(PROTO_DIR) --against $(API_IMAGE); then \
+		if [ "$(ALLOW_BREAKING)" != 1 ]; then \
+			echo "release-api: the changes above break the released API; if that is deliberate," \
+				"run make release-api ALLOW_BREAKING=1" >&2; \
+			exit 1; \
+		fi; \
+		echo "release-api: ALLOW_BREAKING=1, recording the changes above as released"; \
+	fi
+	mkdir -p $(dir $(API_IMAGE))
+	$(BUF) build $(PROTO_DIR) --exclude-source-info -o $(API_IMAGE)
+	@echo "wrote $(API_IMAGE); commit it"
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

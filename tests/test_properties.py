@@ -858,17 +858,27 @@ def _deep_request(where: str, thread_id: str, depth: int) -> tuple[str, bytes]:
 @example(where="Update", depth=150)
 @example(where="Copy", depth=33)
 @example(where="Append", depth=33)
-async def test_deep_structs_are_stored_and_returned_or_refused_as_malformed(
+@example(where="Update", depth=21)  # 63 levels: the deepest Structs-only data under the cap
+@example(where="Append", depth=22)  # 66 levels: past it, though the request parses
+async def test_deep_structs_are_stored_and_returned_or_refused(
     channel: aio.Channel, redis: Any, where: str, depth: int
 ) -> None:
     """Whatever nesting the server accepts, it can give back to a stock client (whose
-    parser has the same recursion limit); deeper is MALFORMED_REQUEST, nothing written."""
+    parser has the same recursion limit). ``depth`` Structs, each holding the next, are
+    3 * depth levels (validation.too_deep): past MAX_NESTING_DEPTH the server refuses them
+    (METADATA_TOO_DEEP, ENTRY_TOO_DEEP) and past the parser's limit they do not even parse
+    (MALFORMED_REQUEST); refused, nothing is written."""
     thread_id = str(uuid.uuid4()) if where == "Create" else await new_thread(channel)
     method, body = _deep_request(where, thread_id, depth)
     before = await snapshot(redis, thread_id)
     answer = await raw_call(channel, method, body)
-    if not answer.ok:
-        answer.expect(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+    if 3 * depth > validation.MAX_NESTING_DEPTH:
+        try:
+            METHODS[method][0].FromString(body)
+            reason = "ENTRY_TOO_DEEP" if method == "Append" else "METADATA_TOO_DEEP"
+        except message.DecodeError:
+            reason = "MALFORMED_REQUEST"
+        answer.expect(grpc.StatusCode.INVALID_ARGUMENT, reason)
         await assert_unchanged(redis, before, [thread_id])
         await check_thread_invariants(channel, redis, thread_id)
         return

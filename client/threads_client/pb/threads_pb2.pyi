@@ -85,7 +85,17 @@ class Thread(_message.Message):
         """Changes on Create, Update, Append (not on reads, not on copies made from it)."""
 
     @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """At most 64 levels deep, as is every Struct the service stores (metadata and entry
+        data). Levels are protobuf messages, counted as parsers count them: the Struct is
+        level 1; each of its fields is a map entry one level below it, holding a Value one
+        level further; a Value's Struct or ListValue is one level below the Value, and a
+        list's items one below the list. So {"a": 1} is 3 levels, and each object nested in
+        it adds 3, each list 2. Parsers refuse messages over 100 levels, and replies carry
+        the Struct deeper than requests do, so deeper writes are refused (INVALID_ARGUMENT
+        METADATA_TOO_DEEP or ENTRY_TOO_DEEP) and nothing is written.
+        """
+
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the thread and its history will be deleted (AIP-214); unset: never."""
@@ -122,7 +132,9 @@ class Entry(_message.Message):
     index: _builtins.int
     """0-based position in the history; set by the server, ignored on input."""
     @_builtins.property
-    def data(self) -> _struct_pb2.Struct: ...
+    def data(self) -> _struct_pb2.Struct:
+        """At most 64 levels deep, counted as on Thread.metadata (else ENTRY_TOO_DEEP)."""
+
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Set by the server when the entry is appended; ignored on input."""
@@ -162,7 +174,9 @@ class CreateRequest(_message.Message):
     At most 128 printable ASCII characters; a UUID is recommended.
     """
     @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct: ...
+    def metadata(self) -> _struct_pb2.Struct:
+        """At most 64 levels deep, counted as on Thread.metadata (else METADATA_TOO_DEEP)."""
+
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
         """Initial history; `created_at` and `index` are set by the server."""
@@ -260,7 +274,9 @@ class UpdateRequest(_message.Message):
     thread_id: _builtins.str
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
-        """Keys to set; keys not given keep their stored values."""
+        """Keys to set; keys not given keep their stored values. At most 64 levels deep,
+        counted as on Thread.metadata (else METADATA_TOO_DEEP).
+        """
 
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
@@ -463,7 +479,9 @@ class CopyRequest(_message.Message):
     """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
-        """Merged over the source's metadata in the copy."""
+        """Merged over the source's metadata in the copy. At most 64 levels deep, counted as
+        on Thread.metadata (else METADATA_TOO_DEEP).
+        """
 
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
