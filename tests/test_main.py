@@ -33,10 +33,10 @@ from tests.server_process import (
 )
 from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
-from threads_server.config import Settings
+from threads_server.config import Settings, env_name
 from threads_server.keys import ThreadKeys
 
-ALL_VARIABLES = [str(f.metadata["env"]) for f in dataclasses.fields(Settings)]
+ALL_VARIABLES = [env_name(f.name) for f in dataclasses.fields(Settings)]
 
 
 def _run(
