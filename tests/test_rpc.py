@@ -15,7 +15,13 @@ from grpc import aio
 from tests.rpc_helpers import error_reason
 from threads_client.pb import threads_pb2 as pb
 from threads_server import rpc, service
-from threads_server.errors import DeadlineExceeded, NotFound, ResourceExhausted, Unavailable
+from threads_server.errors import (
+    DeadlineExceeded,
+    NotFound,
+    Reason,
+    ResourceExhausted,
+    Unavailable,
+)
 from threads_server.redis_errors import to_store_error
 from threads_server.rpc import to_threads_error
 
@@ -52,7 +58,7 @@ def test_an_expired_deadline_maps_to_deadline_exceeded() -> None:
 
 
 def test_domain_errors_pass_through_and_bugs_become_internal() -> None:
-    not_found = NotFound("gone", reason="THREAD_NOT_FOUND")
+    not_found = NotFound("gone", reason=Reason.THREAD_NOT_FOUND)
     assert to_threads_error(not_found) is not_found
     assert to_threads_error(KeyError("bug")) is None
     assert to_store_error(redis.exceptions.ResponseError("ERR syntax")) is None

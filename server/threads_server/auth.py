@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from threads_server.config import Settings
-from threads_server.errors import Unauthenticated
+from threads_server.errors import Reason, Unauthenticated
 
 # Clock difference tolerated between token issuers and this server.
 LEEWAY_SECONDS = 30
@@ -110,16 +110,17 @@ class Authenticator:
             self._verified.pop(token, None)
             raise Unauthenticated(
                 "the bearer token has expired; get a fresh token and retry",
-                reason="TOKEN_EXPIRED",
+                reason=Reason.TOKEN_EXPIRED,
             ) from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(
-                f"the bearer token is not valid: {exc}", reason="TOKEN_INVALID"
+                f"the bearer token is not valid: {exc}", reason=Reason.TOKEN_INVALID
             ) from None
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated(
-                "the bearer token's sub claim must be a non-empty string", reason="TOKEN_INVALID"
+                "the bearer token's sub claim must be a non-empty string",
+                reason=Reason.TOKEN_INVALID,
             )
         expires = float(claims["exp"])
         # PyJWT checked exp against the system clock; check it against ours too, the
@@ -127,7 +128,7 @@ class Authenticator:
         if expires + LEEWAY_SECONDS <= now:
             raise Unauthenticated(
                 "the bearer token has expired; get a fresh token and retry",
-                reason="TOKEN_EXPIRED",
+                reason=Reason.TOKEN_EXPIRED,
             )
         return _Verified(subject, expires)
 
@@ -164,12 +165,12 @@ def _bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     if not values:
         raise Unauthenticated(
             "this service requires authentication: send an `authorization: Bearer <JWT>` header",
-            reason="TOKEN_MISSING",
+            reason=Reason.TOKEN_MISSING,
         )
     value = values[0]
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     if len(values) > 1 or not text[: len(_BEARER)].lower() == _BEARER:
         raise Unauthenticated(
-            "the authorization header must be a single `Bearer <JWT>`", reason="TOKEN_INVALID"
+            "the authorization header must be a single `Bearer <JWT>`", reason=Reason.TOKEN_INVALID
         )
     return text[len(_BEARER) :].strip()

@@ -20,6 +20,7 @@ script's non-OK outcome becomes its error here, and only here (``from_outcome``)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -33,10 +34,54 @@ from threads_server.outcomes import Outcome, ScriptCall
 ERROR_DOMAIN = "threads.v1"
 
 
+class Reason(StrEnum):
+    """Every ``google.rpc.ErrorInfo`` reason the service sends (AIP-193), defined once.
+
+    Callers branch on these, so each is a contract: the README's Errors table documents
+    every member (a test checks), and a new failure gets a member here before it is raised.
+    """
+
+    # UNAUTHENTICATED
+    TOKEN_MISSING = "TOKEN_MISSING"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    # INVALID_ARGUMENT
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    INVALID_THREAD_ID = "INVALID_THREAD_ID"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
+    INVALID_EXPECTED_LENGTH = "INVALID_EXPECTED_LENGTH"
+    INVALID_HISTORY_LENGTH = "INVALID_HISTORY_LENGTH"
+    INVALID_IF_EXISTS = "INVALID_IF_EXISTS"
+    INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
+    INVALID_TTL = "INVALID_TTL"
+    NO_ENTRIES = "NO_ENTRIES"
+    TOO_MANY_ENTRIES = "TOO_MANY_ENTRIES"
+    ENTRY_TOO_LARGE = "ENTRY_TOO_LARGE"
+    ENTRY_TOO_DEEP = "ENTRY_TOO_DEEP"
+    METADATA_TOO_DEEP = "METADATA_TOO_DEEP"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    # INVALID_ARGUMENT (the request alone) or FAILED_PRECONDITION (with the stored thread)
+    HISTORY_TOO_LONG = "HISTORY_TOO_LONG"
+    METADATA_TOO_LARGE = "METADATA_TOO_LARGE"
+    # NOT_FOUND, ALREADY_EXISTS, ABORTED, OUT_OF_RANGE
+    THREAD_NOT_FOUND = "THREAD_NOT_FOUND"
+    THREAD_ALREADY_EXISTS = "THREAD_ALREADY_EXISTS"
+    HISTORY_LENGTH_MISMATCH = "HISTORY_LENGTH_MISMATCH"
+    HISTORY_LENGTH_OUT_OF_RANGE = "HISTORY_LENGTH_OUT_OF_RANGE"
+    # FAILED_PRECONDITION
+    THREAD_DELETED = "THREAD_DELETED"
+    COPY_DELETED = "COPY_DELETED"
+    # RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED
+    STORE_OUT_OF_MEMORY = "STORE_OUT_OF_MEMORY"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+
+
 class ThreadsError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, reason: str, **metadata: object) -> None:
+    def __init__(self, message: str, *, reason: Reason, **metadata: object) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
@@ -99,7 +144,7 @@ class DeadlineExceeded(ThreadsError):
 
 def thread_not_found(thread_id: str) -> NotFound:
     return NotFound(
-        f"thread {thread_id} does not exist", reason="THREAD_NOT_FOUND", thread_id=thread_id
+        f"thread {thread_id} does not exist", reason=Reason.THREAD_NOT_FOUND, thread_id=thread_id
     )
 
 
@@ -108,7 +153,7 @@ def copy_deleted(call: ScriptCall, copy_id: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"request_id {call.request_id!r} already copied thread {call.thread_id} to {copy_id}, "
         "which has since been deleted; use a new request_id to make another copy",
-        reason="COPY_DELETED",
+        reason=Reason.COPY_DELETED,
         thread_id=call.thread_id,
         request_id=call.request_id,
         copy_id=copy_id,
@@ -123,7 +168,7 @@ def _exists(call: ScriptCall, values: list[Any]) -> ThreadsError:
     return AlreadyExists(
         f"thread {call.thread_id} already exists; use another thread_id or "
         "if_exists=IF_EXISTS_DO_NOTHING to get the existing thread",
-        reason="THREAD_ALREADY_EXISTS",
+        reason=Reason.THREAD_ALREADY_EXISTS,
         thread_id=call.thread_id,
     )
 
@@ -133,7 +178,7 @@ def _request_id_reused(call: ScriptCall, values: list[Any]) -> ThreadsError:
         return InvalidArgument(
             f"request_id {call.request_id!r} was already used to copy thread {call.thread_id} "
             "with different parameters; use a new request_id for a different copy",
-            reason="REQUEST_ID_REUSED",
+            reason=Reason.REQUEST_ID_REUSED,
             thread_id=call.thread_id,
             request_id=call.request_id,
             copy_id=values[0].decode(),
@@ -141,7 +186,7 @@ def _request_id_reused(call: ScriptCall, values: list[Any]) -> ThreadsError:
     return InvalidArgument(
         f"request_id {call.request_id!r} already created thread {call.thread_id} with different "
         "parameters; use a new request_id for a different request",
-        reason="REQUEST_ID_REUSED",
+        reason=Reason.REQUEST_ID_REUSED,
         thread_id=call.thread_id,
         request_id=call.request_id,
     )
@@ -151,7 +196,7 @@ def _deleted(call: ScriptCall, values: list[Any]) -> ThreadsError:
     return FailedPrecondition(
         f"request_id {call.request_id!r} already created thread {call.thread_id}, which has "
         "since been deleted or has expired; use a new request_id to create another",
-        reason="THREAD_DELETED",
+        reason=Reason.THREAD_DELETED,
         thread_id=call.thread_id,
         request_id=call.request_id,
     )
@@ -162,7 +207,7 @@ def _length_mismatch(call: ScriptCall, values: list[Any]) -> ThreadsError:
     return Aborted(
         f"thread {call.thread_id} has {actual} entries, not the expected_length "
         f"{call.expected_length}; nothing was appended. Re-read the history and retry",
-        reason="HISTORY_LENGTH_MISMATCH",
+        reason=Reason.HISTORY_LENGTH_MISMATCH,
         thread_id=call.thread_id,
         expected_length=call.expected_length,
         history_length=actual,
@@ -175,7 +220,7 @@ def _too_long(call: ScriptCall, values: list[Any]) -> ThreadsError:
         f"thread {call.thread_id} would hold {length + call.adding} entries, more than the "
         f"{limit} a thread may hold; nothing was written. Start a new "
         "thread, or fork this one with a shorter history_length",
-        reason="HISTORY_TOO_LONG",
+        reason=Reason.HISTORY_TOO_LONG,
         thread_id=call.thread_id,
         history_length=length,
         adding=call.adding,
@@ -188,7 +233,7 @@ def _out_of_range(call: ScriptCall, values: list[Any]) -> ThreadsError:
     return OutOfRange(
         f"history_length {call.history_length} is beyond the end of thread {call.thread_id}, "
         f"which has {source_length} entries",
-        reason="HISTORY_LENGTH_OUT_OF_RANGE",
+        reason=Reason.HISTORY_LENGTH_OUT_OF_RANGE,
         thread_id=call.thread_id,
         history_length=call.history_length,
         source_history_length=source_length,
@@ -201,7 +246,7 @@ def _metadata_too_large(call: ScriptCall, values: list[Any]) -> ThreadsError:
         f"merged over the stored keys, the metadata of thread {call.thread_id} would be {size} "
         f"bytes, more than the {limit} allowed; nothing was written. "
         "Send smaller values, or drop keys by overwriting them with smaller ones",
-        reason="METADATA_TOO_LARGE",
+        reason=Reason.METADATA_TOO_LARGE,
         thread_id=call.thread_id,
         size=size,
         limit=limit,

@@ -18,7 +18,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from threads_server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument, Reason
 
 _UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
@@ -30,11 +30,11 @@ KEY_PREFIX = "thr"
 def parse_thread_id(raw: str, *, field: str = "thread_id") -> str:
     """Validates a hyphenated UUID (any case) and returns it in canonical lowercase."""
     if not raw:
-        raise InvalidArgument(f"{field} is required", reason="INVALID_THREAD_ID", field=field)
+        raise InvalidArgument(f"{field} is required", reason=Reason.INVALID_THREAD_ID, field=field)
     if not _UUID_RE.fullmatch(raw):
         raise InvalidArgument(
             f"{field} must be a UUID in 8-4-4-4-12 hex form, got {raw[:64]!r}",
-            reason="INVALID_THREAD_ID",
+            reason=Reason.INVALID_THREAD_ID,
             field=field,
         )
     return raw.lower()

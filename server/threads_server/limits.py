@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from threads_client.pb import threads_pb2 as pb
 from threads_server.config import Settings
-from threads_server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument, Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,13 @@ class Limits:
         count = len(entries)
         if required and count == 0:
             raise InvalidArgument(
-                f"{field} must hold at least one entry", reason="NO_ENTRIES", field=field
+                f"{field} must hold at least one entry", reason=Reason.NO_ENTRIES, field=field
             )
         if count > self.max_entries_per_request:
             raise InvalidArgument(
                 f"{field} holds {count} entries, more than the {self.max_entries_per_request} "
                 "allowed in one request; split it into several requests",
-                reason="TOO_MANY_ENTRIES",
+                reason=Reason.TOO_MANY_ENTRIES,
                 field=field,
                 limit=self.max_entries_per_request,
             )
@@ -53,7 +53,7 @@ class Limits:
                 raise InvalidArgument(
                     f"{field}[{index}] is {size} bytes serialized, more than the "
                     f"{self.max_entry_bytes} allowed for one entry",
-                    reason="ENTRY_TOO_LARGE",
+                    reason=Reason.ENTRY_TOO_LARGE,
                     field=f"{field}[{index}]",
                     size=size,
                     limit=self.max_entry_bytes,
@@ -65,7 +65,7 @@ class Limits:
             raise InvalidArgument(
                 f"{field} asks for {length} entries; a thread holds at most "
                 f"{self.max_history_length}",
-                reason="HISTORY_TOO_LONG",
+                reason=Reason.HISTORY_TOO_LONG,
                 field=field,
                 limit=self.max_history_length,
             )
@@ -76,7 +76,7 @@ class Limits:
             raise InvalidArgument(
                 f"metadata is {size} bytes (keys plus serialized values), more than the "
                 f"{self.max_metadata_bytes} a thread may hold",
-                reason="METADATA_TOO_LARGE",
+                reason=Reason.METADATA_TOO_LARGE,
                 field="metadata",
                 size=size,
                 limit=self.max_metadata_bytes,

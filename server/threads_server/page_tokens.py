@@ -15,7 +15,7 @@ import hashlib
 import struct
 import uuid
 
-from threads_server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument, Reason
 
 _VERSION = 1
 _LAYOUT = struct.Struct(">B16sQ")
@@ -58,6 +58,6 @@ def decode(token: str, thread_id: str) -> int:
 def _invalid(message: str, thread_id: str) -> InvalidArgument:
     return InvalidArgument(
         f"{message}; pass the next_page_token of a GetHistory call for thread {thread_id}",
-        reason="INVALID_PAGE_TOKEN",
+        reason=Reason.INVALID_PAGE_TOKEN,
         thread_id=thread_id,
     )

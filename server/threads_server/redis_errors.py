@@ -16,14 +16,14 @@ from collections.abc import Iterator
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
-from threads_server.errors import ResourceExhausted, ThreadsError, Unavailable
+from threads_server.errors import Reason, ResourceExhausted, ThreadsError, Unavailable
 from threads_server.scripts import name_lines
 
 
 def _store_unavailable(exc: Exception) -> Unavailable:
     error = Unavailable(
         "the thread store (Redis) is unavailable; retry with backoff",
-        reason="STORE_UNAVAILABLE",
+        reason=Reason.STORE_UNAVAILABLE,
     )
     error.__cause__ = exc  # logged by the RPC layer, not sent: it names internal hosts
     return error
@@ -53,7 +53,7 @@ def to_store_error(exc: Exception) -> ThreadsError | None:
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return ResourceExhausted(
             "the thread store (Redis) is out of memory; nothing was written",
-            reason="STORE_OUT_OF_MEMORY",
+            reason=Reason.STORE_OUT_OF_MEMORY,
         )
     return None
 

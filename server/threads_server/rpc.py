@@ -22,7 +22,7 @@ from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
 from threads_server.auth import Authenticator
-from threads_server.errors import DeadlineExceeded, InvalidArgument, ThreadsError
+from threads_server.errors import DeadlineExceeded, InvalidArgument, Reason, ThreadsError
 
 log = logging.getLogger("threads.rpc")
 
@@ -45,7 +45,7 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
         return exc
     if isinstance(exc, TimeoutError):
         return DeadlineExceeded(
-            "the deadline expired before the thread store answered", reason="DEADLINE_EXCEEDED"
+            "the deadline expired before the thread store answered", reason=Reason.DEADLINE_EXCEEDED
         )
     return None
 
@@ -115,7 +115,7 @@ def rpc(
             if isinstance(request, MalformedRequest):
                 raise InvalidArgument(
                     f"the request is not a valid {request.type_name}: {request.error}",
-                    reason="MALFORMED_REQUEST",
+                    reason=Reason.MALFORMED_REQUEST,
                 )
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:

@@ -13,7 +13,7 @@ from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server import page_tokens, validation
 from threads_server.auth import Authenticator
-from threads_server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument, Reason
 from threads_server.keys import new_thread_id, parse_thread_id, request_thread_id
 from threads_server.limits import Limits
 from threads_server.rpc import rpc
@@ -50,7 +50,7 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         if request.if_exists not in pb.IfExists.values():
             raise InvalidArgument(
                 f"if_exists has no value {request.if_exists}",
-                reason="INVALID_IF_EXISTS",
+                reason=Reason.INVALID_IF_EXISTS,
                 if_exists=request.if_exists,
             )
         self._limits.check_entries(request.history, "history", required=False)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from google.protobuf import duration_pb2, struct_pb2
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server.errors import InvalidArgument
+from threads_server.errors import InvalidArgument, Reason
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -27,7 +27,7 @@ def page_size(raw: int) -> int:
     if raw < 0:
         raise InvalidArgument(
             f"page_size must not be negative, got {raw}",
-            reason="INVALID_PAGE_SIZE",
+            reason=Reason.INVALID_PAGE_SIZE,
             page_size=raw,
         )
     return min(raw or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -39,7 +39,7 @@ def request_id(raw: str) -> str:
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID_LENGTH} printable ASCII characters "
             "without spaces (a UUID is recommended)",
-            reason="INVALID_REQUEST_ID",
+            reason=Reason.INVALID_REQUEST_ID,
         )
     return raw
 
@@ -48,7 +48,7 @@ def non_negative(raw: int, field: str) -> int:
     if raw < 0:
         raise InvalidArgument(
             f"{field} must not be negative, got {raw}",
-            reason=f"INVALID_{field.upper()}",
+            reason=Reason(f"INVALID_{field.upper()}"),
             field=field,
         )
     return raw
@@ -60,14 +60,14 @@ def ttl_ms(ttl: duration_pb2.Duration) -> int:
         raise InvalidArgument(
             f"ttl must be a non-negative duration, got {ttl.seconds}s {ttl.nanos}ns "
             "(zero means no expiry)",
-            reason="INVALID_TTL",
+            reason=Reason.INVALID_TTL,
             field="ttl",
         )
     if ttl.seconds > MAX_TTL_SECONDS:
         raise InvalidArgument(
             f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years), got {ttl.seconds}; "
             "use zero for no expiry",
-            reason="INVALID_TTL",
+            reason=Reason.INVALID_TTL,
             field="ttl",
         )
     return ttl.seconds * 1000 + -(-ttl.nanos // 1_000_000)
@@ -136,7 +136,7 @@ def check_metadata_nesting(metadata: struct_pb2.Struct) -> None:
     if key is not None:
         raise InvalidArgument(
             _too_deep_message("metadata", key),
-            reason="METADATA_TOO_DEEP",
+            reason=Reason.METADATA_TOO_DEEP,
             field="metadata",
             key=key,
             limit=MAX_NESTING_DEPTH,
@@ -150,7 +150,7 @@ def check_entries_nesting(entries: Sequence[pb.Entry], field: str) -> None:
         if key is not None:
             raise InvalidArgument(
                 _too_deep_message(f"{field}[{index}].data", key),
-                reason="ENTRY_TOO_DEEP",
+                reason=Reason.ENTRY_TOO_DEEP,
                 field=f"{field}[{index}]",
                 key=key,
                 limit=MAX_NESTING_DEPTH,
