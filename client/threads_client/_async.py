@@ -110,18 +110,19 @@ class ThreadsClient:
         "do_nothing"`` returns an existing thread with that id unchanged. ``ttl`` unset:
         the server's default expiry.
         """
-        request = req.create(
-            thread_id,
-            metadata,
-            history,
-            if_exists,
+        request = pb.CreateRequest(
+            thread_id=req.thread_id(thread_id) if thread_id is not None else "",
+            metadata=req.struct(metadata),
+            history=req.entries(history, "history") if history is not None else None,
+            if_exists=req.if_exists(if_exists),
             request_id=_retry.request_id(request_id, self._retry),
-            ttl=ttl,
+            ttl=req.ttl_duration(ttl),
         )
         return (await self._call(lambda s: s.Create, request, timeout)).thread
 
     async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
-        return (await self._call(lambda s: s.Get, req.get(thread_id), timeout)).thread
+        request = pb.GetRequest(thread_id=req.thread_id(thread_id))
+        return (await self._call(lambda s: s.Get, request, timeout)).thread
 
     async def update(
         self,
@@ -136,11 +137,18 @@ class ThreadsClient:
         ``ttl`` restarts the expiry from now (0 removes it); unset keeps it. Give
         metadata, a ttl or both.
         """
-        request = req.update(thread_id, metadata, ttl)
+        if metadata is None and ttl is None:
+            raise ValueError("update needs metadata, a ttl or both")
+        request = pb.UpdateRequest(
+            thread_id=req.thread_id(thread_id),
+            metadata=req.struct(metadata),
+            ttl=req.ttl_duration(ttl),
+        )
         return (await self._call(lambda s: s.Update, request, timeout)).thread
 
     async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
-        await self._call(lambda s: s.Delete, req.delete(thread_id), timeout)
+        request = pb.DeleteRequest(thread_id=req.thread_id(thread_id))
+        await self._call(lambda s: s.Delete, request, timeout)
 
     async def append(
         self,
@@ -156,7 +164,11 @@ class ThreadsClient:
         entries). With ``expected_length`` the append happens only if the history has
         exactly that many entries (``AbortedError`` otherwise), so it is safe to retry.
         """
-        request = req.append(thread_id, entries, expected_length)
+        request = pb.AppendRequest(
+            thread_id=req.thread_id(thread_id),
+            entries=req.entries(entries, "entries"),
+            expected_length=expected_length,
+        )
         return (await self._call(lambda s: s.Append, request, timeout)).history_length
 
     async def get_history(
@@ -168,7 +180,9 @@ class ThreadsClient:
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> pb.GetHistoryResponse:
         """One page, oldest first; pass its ``next_page_token`` back for the next one."""
-        request = req.get_history(thread_id, page_size, page_token)
+        request = pb.GetHistoryRequest(
+            thread_id=req.thread_id(thread_id), page_size=page_size, page_token=page_token
+        )
         return await self._call(lambda s: s.GetHistory, request, timeout)
 
     async def iter_history(
@@ -210,12 +224,12 @@ class ThreadsClient:
         retry policy the client makes one up when none is given. ``ttl`` is the copy's own
         (the source's expiry is not inherited); unset: the server's default.
         """
-        request = req.copy(
-            thread_id,
+        request = pb.CopyRequest(
+            thread_id=req.thread_id(thread_id),
             request_id=_retry.request_id(request_id, self._retry),
             history_length=history_length,
-            metadata=metadata,
-            ttl=ttl,
+            metadata=req.struct(metadata),
+            ttl=req.ttl_duration(ttl),
         )
         return (await self._call(lambda s: s.Copy, request, timeout)).thread
 

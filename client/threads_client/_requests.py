@@ -1,7 +1,7 @@
-"""What the async and sync clients share: request building, deadlines, channel settings.
+"""Conversions of the client's Python arguments to request fields, deadlines, channel settings.
 
-Keeping this here leaves each client class a thin wrapper that only sends the request
-(awaiting or blocking) and maps errors, so the two cannot drift apart.
+The client methods (``_async.py``, and ``_sync.py`` generated from it) build each request
+from these, so what a dict, a UUID or a ttl becomes on the wire is decided once.
 """
 
 from __future__ import annotations
@@ -97,11 +97,11 @@ def resolve_timeout(timeout: Timeout, default: float | None) -> float | None:
     return default if isinstance(timeout, UseClientDefault) else timeout
 
 
-def _thread_id(thread_id: ThreadId) -> str:
+def thread_id(thread_id: ThreadId) -> str:
     return str(thread_id)
 
 
-def _struct(value: Metadata | None) -> struct_pb2.Struct | None:
+def struct(value: Metadata | None) -> struct_pb2.Struct | None:
     """Dicts become Structs; the server validates the content, we only convert it."""
     if value is None or isinstance(value, struct_pb2.Struct):
         return value
@@ -139,82 +139,18 @@ def _entry(value: EntryInput) -> pb.Entry:
     if isinstance(value, pb.Entry):
         return value
     if isinstance(value, struct_pb2.Struct | Mapping):
-        return pb.Entry(data=_struct(value))
+        return pb.Entry(data=struct(value))
     raise TypeError(f"an entry must be a dict, a Struct or an Entry, got {type(value).__name__}")
 
 
-def _entries(values: Iterable[EntryInput], name: str) -> list[pb.Entry]:
+def entries(values: Iterable[EntryInput], name: str) -> list[pb.Entry]:
     # A lone dict is iterable (over its keys): catch it rather than send its keys as entries.
     if isinstance(values, Mapping | struct_pb2.Struct | pb.Entry | str | bytes):
         raise TypeError(f"{name} must be an iterable of entries; wrap a single entry in a list")
     return [_entry(value) for value in values]
 
 
-def create(
-    thread_id: ThreadId | None,
-    metadata: Metadata | None,
-    history: Iterable[EntryInput] | None,
-    if_exists: IfExists,
-    *,
-    request_id: str,
-    ttl: Ttl | None,
-) -> pb.CreateRequest:
-    if if_exists not in _IF_EXISTS:
-        raise ValueError(f"if_exists must be 'raise' or 'do_nothing', got {if_exists!r}")
-    return pb.CreateRequest(
-        thread_id=_thread_id(thread_id) if thread_id is not None else "",
-        metadata=_struct(metadata),
-        history=_entries(history, "history") if history is not None else None,
-        if_exists=_IF_EXISTS[if_exists],
-        request_id=request_id,
-        ttl=ttl_duration(ttl),
-    )
-
-
-def get(thread_id: ThreadId) -> pb.GetRequest:
-    return pb.GetRequest(thread_id=_thread_id(thread_id))
-
-
-def update(thread_id: ThreadId, metadata: Metadata | None, ttl: Ttl | None) -> pb.UpdateRequest:
-    if metadata is None and ttl is None:
-        raise ValueError("update needs metadata, a ttl or both")
-    return pb.UpdateRequest(
-        thread_id=_thread_id(thread_id), metadata=_struct(metadata), ttl=ttl_duration(ttl)
-    )
-
-
-def delete(thread_id: ThreadId) -> pb.DeleteRequest:
-    return pb.DeleteRequest(thread_id=_thread_id(thread_id))
-
-
-def append(
-    thread_id: ThreadId, entries: Iterable[EntryInput], expected_length: int | None
-) -> pb.AppendRequest:
-    return pb.AppendRequest(
-        thread_id=_thread_id(thread_id),
-        entries=_entries(entries, "entries"),
-        expected_length=expected_length,
-    )
-
-
-def get_history(thread_id: ThreadId, page_size: int, page_token: str) -> pb.GetHistoryRequest:
-    return pb.GetHistoryRequest(
-        thread_id=_thread_id(thread_id), page_size=page_size, page_token=page_token
-    )
-
-
-def copy(
-    thread_id: ThreadId,
-    *,
-    request_id: str,
-    history_length: int | None,
-    metadata: Metadata | None,
-    ttl: Ttl | None,
-) -> pb.CopyRequest:
-    return pb.CopyRequest(
-        thread_id=_thread_id(thread_id),
-        request_id=request_id,
-        history_length=history_length,
-        metadata=_struct(metadata),
-        ttl=ttl_duration(ttl),
-    )
+def if_exists(value: IfExists) -> pb.IfExists.ValueType:
+    if value not in _IF_EXISTS:
+        raise ValueError(f"if_exists must be 'raise' or 'do_nothing', got {value!r}")
+    return _IF_EXISTS[value]
