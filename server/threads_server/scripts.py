@@ -11,6 +11,7 @@ send the source twice.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -75,20 +76,31 @@ def name_lines(exc: BaseException, script: AsyncScript) -> None:
         exc.args = (source.name_lines(exc.args[0]), *exc.args[1:])
 
 
-@dataclass(frozen=True, slots=True)
-class Scripts:
-    create: AsyncScript
-    get: AsyncScript
-    update: AsyncScript
-    delete: AsyncScript
-    append: AsyncScript
-    read_history: AsyncScript
-    copy: AsyncScript
+def script_names() -> list[str]:
+    """Every script in ``lua/`` but the prelude: adding ``lua/<name>.lua`` adds a script."""
+    folder = resources.files("threads_server").joinpath("lua")
+    return sorted(
+        entry.name.removesuffix(".lua")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".lua") and entry.name != f"{PRELUDE}.lua"
+    )
+
+
+class Scripts(Mapping[str, AsyncScript]):
+    """Every script of ``lua/``, by name, bound to one redis client (plain or cluster)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._by_name = {name: register(redis, name) for name in script_names()}
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:
-        """Binds every script to a redis client (plain or cluster)."""
-        return cls(**{name: register(redis, name) for name in cls.__dataclass_fields__})
+        return cls(redis)
 
-    def all(self) -> list[AsyncScript]:
-        return [getattr(self, name) for name in self.__dataclass_fields__]
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)

@@ -82,7 +82,7 @@ class ThreadStore:
                 raise RuntimeError(
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
-        for script in self._scripts.all():  # SCRIPT LOAD: the first calls hit by SHA
+        for script in self._scripts.values():  # SCRIPT LOAD: the first calls hit by SHA
             with store_errors(script):
                 await self._redis.script_load(script.script)
         if self._cluster:
@@ -116,7 +116,7 @@ class ThreadStore:
             )
         expire_ms = _expire_ms(now, ttl_ms)
         outcome, values = await run_script(
-            self._scripts.create,
+            self._scripts["create"],
             keys=[keys.meta, keys.history, *record_keys],
             args=[
                 now,
@@ -158,7 +158,7 @@ class ThreadStore:
 
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(self._scripts.get, [keys.meta, keys.history])
+        outcome, values = await run_script(self._scripts["get"], [keys.meta, keys.history])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("get", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
@@ -171,7 +171,7 @@ class ThreadStore:
         meta_args = self._metadata_args(metadata)
         now = codec.now_us()
         outcome, values = await run_script(
-            self._scripts.update,
+            self._scripts["update"],
             [keys.meta, keys.history],
             [
                 now,
@@ -186,7 +186,7 @@ class ThreadStore:
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(self._scripts.delete, [keys.meta, keys.history])
+        outcome, values = await run_script(self._scripts["delete"], [keys.meta, keys.history])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
 
@@ -200,7 +200,7 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
         outcome, values = await run_script(
-            self._scripts.append,
+            self._scripts["append"],
             [keys.meta, keys.history],
             [
                 "" if expected_length is None else expected_length,
@@ -226,7 +226,7 @@ class ThreadStore:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await run_script(
-            self._scripts.read_history, [keys.meta, keys.history], [offset, limit]
+            self._scripts["read_history"], [keys.meta, keys.history], [offset, limit]
         )
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("read_history", thread_id))
@@ -262,7 +262,7 @@ class ThreadStore:
             target = ThreadKeys(copy_id, owner)
             now = codec.now_us()
             outcome, values = await run_script(
-                self._scripts.copy,
+                self._scripts["copy"],
                 [source.meta, source.history, target.meta, target.history, *request_keys],
                 [
                     copy_id,
