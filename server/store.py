@@ -15,6 +15,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.commands.core import AsyncScript
 
 from client.pb import threads_pb2 as pb
 from server import codec
@@ -29,6 +31,7 @@ from server.errors import (
 )
 from server.keys import ThreadKeys, new_copy_id
 from server.limits import Limits
+from server.replication import ReplicatedWriter
 from server.scripts import Scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
@@ -43,14 +46,30 @@ class ThreadStore:
         *,
         limits: Limits | None = None,
         request_ttl: int = REQUEST_RECORD_TTL_SECONDS,
+        min_replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 1000,
     ) -> None:
-        """``request_ttl``: how long (s) a Create/Copy request_id is remembered."""
+        """``request_ttl``: how long (s) a Create/Copy request_id is remembered.
+        ``min_replica_acks`` > 0: a write is acknowledged only once that many replicas
+        confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``)."""
         self._redis = redis
         self._scripts = Scripts.register(redis)
         self._limits = limits or Limits()
         self._request_ttl = request_ttl
         self._cluster = isinstance(redis, RedisCluster)
+        self._sentinel = isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
         self._prepared_primaries: frozenset[str] = frozenset()
+        self._replicated = (
+            ReplicatedWriter(redis, min_replica_acks, replica_ack_timeout_ms)
+            if min_replica_acks
+            else None
+        )
+
+    async def _write(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Runs a write script; with min_replica_acks, acknowledged once replicated."""
+        if self._replicated is None:
+            return await script(keys=keys, args=args)
+        return await self._replicated.run(script, keys, args)
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
@@ -60,20 +79,27 @@ class ThreadStore:
         else:
             await self._redis.ping()
 
-    def topology_changed(self) -> bool:
-        """On a cluster, whether the primaries differ from those ``prepare`` loaded the
-        scripts on (a failover promoted a replica, a node was added); else False."""
-        return self._cluster and self._primaries() != self._prepared_primaries
+    async def topology_changed(self) -> bool:
+        """Whether the primaries differ from those ``prepare`` loaded the scripts on (a
+        failover promoted a replica, a node was added); always False for one Redis."""
+        if not (self._cluster or self._sentinel):
+            return False
+        return await self._primaries() != self._prepared_primaries
 
-    def _primaries(self) -> frozenset[str]:
+    async def _primaries(self) -> frozenset[str]:
+        """Cluster: every primary in the client's layout; Sentinel: the primary the
+        sentinels name now."""
+        if self._sentinel:
+            host, port = await self._redis.connection_pool.get_master_address()
+            return frozenset({f"{host}:{port}"})
         return frozenset(node.name for node in self._redis.get_primaries())
 
     async def prepare(self) -> None:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
         (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
+        primaries = await self._primaries() if self._cluster or self._sentinel else frozenset()
         if self._cluster:
-            primaries = self._primaries()
             by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
             infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
         else:
@@ -85,8 +111,7 @@ class ThreadStore:
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
         await self._scripts.preload(self._redis)
-        if self._cluster:
-            self._prepared_primaries = primaries
+        self._prepared_primaries = primaries
 
     async def create(
         self,
@@ -115,9 +140,10 @@ class ThreadStore:
                 *(entry.data.SerializeToString(deterministic=True) for entry in history),
             )
         expire_ms = _expire_ms(now, ttl_ms)
-        reply = await self._scripts.create(
-            keys=[keys.meta, keys.history, *record_keys],
-            args=[
+        reply = await self._write(
+            self._scripts.create,
+            [keys.meta, keys.history, *record_keys],
+            [
                 now,
                 owner,
                 expire_ms,
@@ -187,9 +213,10 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         meta_args = self._metadata_args(metadata)
         now = codec.now_us()
-        reply = await self._scripts.update(
-            keys=[keys.meta, keys.history],
-            args=[
+        reply = await self._write(
+            self._scripts.update,
+            [keys.meta, keys.history],
+            [
                 now,
                 "" if ttl_ms is None else _expire_ms(now, ttl_ms),
                 self._limits.max_metadata_bytes,
@@ -205,7 +232,7 @@ class ThreadStore:
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        if not await self._scripts.delete(keys=[keys.meta, keys.history]):
+        if not await self._write(self._scripts.delete, [keys.meta, keys.history], []):
             raise thread_not_found(thread_id)
 
     async def append(
@@ -217,9 +244,10 @@ class ThreadStore:
     ) -> int:
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
-        reply = await self._scripts.append(
-            keys=[keys.meta, keys.history],
-            args=[
+        reply = await self._write(
+            self._scripts.append,
+            [keys.meta, keys.history],
+            [
                 "" if expected_length is None else expected_length,
                 now,
                 self._limits.max_history_length,
@@ -282,9 +310,10 @@ class ThreadStore:
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id, owner)
             now = codec.now_us()
-            reply = await self._scripts.copy(
-                keys=[source.meta, source.history, target.meta, target.history, *request_keys],
-                args=[
+            reply = await self._write(
+                self._scripts.copy,
+                [source.meta, source.history, target.meta, target.history, *request_keys],
+                [
                     copy_id,
                     source_id,
                     now,
