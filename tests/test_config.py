@@ -22,7 +22,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("listen", "127.0.0.1:7001", "127.0.0.1:7001", "0.0.0.0:7002", "0.0.0.0:7002"),
     ("redis_url", "redis://h1:6379/0", "redis://h1:6379/0", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
     ("redis_cluster", "1", True, "false", False),
-    ("redis_sentinel", "s1:26379", (("s1", 26379),), "a:1, b:2,[::1]:3", (("a", 1), ("b", 2), ("::1", 3))),
+    ("redis_sentinel", "s1:26379", (("s1", 26379),), "a:1, [::1]:3", (("a", 1), ("::1", 3))),
     ("redis_sentinel_master", "mymaster", "mymaster", "threads", "threads"),
     ("redis_sentinel_password", "sp1", "sp1", "sp2", "sp2"),
     ("redis_username", "threads", "threads", "svc", "svc"),
