@@ -1,0 +1,250 @@
+"""A real Redis Sentinel set-up on free loopback ports, for the tests: one primary, its
+replicas (``redis-server --replicaof``) and three ``redis-sentinel`` processes watching it.
+
+Each process has its own directory (the sentinels rewrite their config file there). The
+primary can be SIGKILLed; the sentinels promote a replica after ``down-after-milliseconds``
+and the test waits until every live sentinel names the new primary. A killed node is
+started again as a replica of the current primary (never as an empty primary).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from server.embedded import answers_ping
+from tests.redis_process import RedisProcess, free_port
+
+MASTER_NAME = "threads"
+_READY_TIMEOUT = 60.0
+
+
+def sentinel_binaries() -> tuple[str, str, str] | None:
+    """``(redis-server, redis-sentinel, redis-cli)``, or None when this machine lacks one."""
+    found = [shutil.which(name) for name in ("redis-server", "redis-sentinel", "redis-cli")]
+    if not all(found):
+        return None
+    server, sentinel, cli = found
+    assert server and sentinel and cli
+    return server, sentinel, cli
+
+
+class SentinelProcess:
+    """One ``redis-sentinel`` with its own config file, port and log."""
+
+    def __init__(self, binary: str, workdir: Path, primary_port: int, down_after_ms: int) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            "daemonize no\n"
+            f"dir {workdir}\n"
+            f"logfile {workdir / 'sentinel.log'}\n"
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
+            f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = (self.workdir / "sentinel.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-sentinel exited with {self.process.returncode}: {log}")
+            if answers_ping(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-sentinel not ready on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+class RedisSentinel:
+    """A primary, ``replicas`` replicas and ``sentinels`` sentinels (quorum 2)."""
+
+    def __init__(
+        self,
+        server: str,
+        sentinel: str,
+        cli: str,
+        workdir: Path,
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.cli = cli
+        self.nodes = [
+            RedisProcess(server, workdir / f"redis{i}", appendonly=False)
+            for i in range(1 + replicas)
+        ]
+        primary = self.nodes[0].port
+        for node in self.nodes[1:]:
+            node.extra_args += ["--replicaof", "127.0.0.1", str(primary)]
+        self.sentinels = [
+            SentinelProcess(sentinel, workdir / f"sentinel{i}", primary, down_after_ms)
+            for i in range(sentinels)
+        ]
+
+    @property
+    def addresses(self) -> str:
+        """The ``--redis-sentinel`` value naming every sentinel."""
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def redis_cli(self, port: int, *args: str) -> str:
+        result = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout
+
+    def start(self) -> None:
+        try:
+            for node in self.nodes:
+                node.start()
+            self._wait_replicas_in_sync()
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self._wait(lambda: self._sentinels_agree(self.nodes[0].port), "sentinels ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    def node(self, port: int) -> RedisProcess:
+        [node] = [n for n in self.nodes if n.port == port]
+        return node
+
+    def primary(self) -> int:
+        """The port the first live sentinel names as primary."""
+        for sentinel in self.sentinels:
+            if sentinel.process is None:
+                continue
+            with_port = self.redis_cli(
+                sentinel.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME
+            ).split()
+            return int(with_port[1])
+        raise RuntimeError("no sentinel running")
+
+    def kill_primary(self) -> int:
+        """SIGKILLs the primary; returns its port."""
+        port = self.primary()
+        self.node(port).kill()
+        return port
+
+    def wait_failover(self, killed: int) -> int:
+        """Until every sentinel names a new, live primary that says role:master and has its
+        other live replicas attached; returns its port."""
+        self._wait(lambda: self._sentinels_agree(None, not_port=killed), "failover")
+        return self.primary()
+
+    def restart_as_replica(self, port: int) -> None:
+        """Starts a killed node again as a replica of the current primary, in sync."""
+        node = self.node(port)
+        node.extra_args = _without_replicaof(node.extra_args)
+        node.extra_args += ["--replicaof", "127.0.0.1", str(self.primary())]
+        node.start()
+        self._wait_replicas_in_sync()
+        self._wait(self._sentinels_see_replicas, "sentinels see the replicas")
+
+    def _wait_replicas_in_sync(self) -> None:
+        def in_sync() -> bool:
+            live = [n for n in self.nodes if n.process is not None]
+            masters = [n for n in live if self._role(n.port) == "master"]
+            if len(masters) != 1:
+                return False
+            master = self.redis_cli(masters[0].port, "INFO", "replication")
+            return f"connected_slaves:{len(live) - 1}" in master and all(
+                "master_link_status:up" in self.redis_cli(n.port, "INFO", "replication")
+                for n in live
+                if n is not masters[0]
+            )
+
+        self._wait(in_sync, "replicas in sync")
+
+    def _role(self, port: int) -> str:
+        return self.redis_cli(port, "ROLE").split("\n")[0]
+
+    def _sentinels_agree(self, port: int | None, not_port: int | None = None) -> bool:
+        named = set()
+        for sentinel in self.sentinels:
+            reply = self.redis_cli(
+                sentinel.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME
+            ).split()
+            if len(reply) != 2:
+                return False
+            named.add(int(reply[1]))
+        if len(named) != 1:
+            return False
+        (current,) = named
+        if (port is not None and current != port) or current == not_port:
+            return False
+        if self.node(current).process is None:
+            return False
+        return self._role(current) == "master"
+
+    def _sentinels_see_replicas(self) -> bool:
+        want = len([n for n in self.nodes if n.process is not None]) - 1
+        for sentinel in self.sentinels:
+            lines = self.redis_cli(sentinel.port, "SENTINEL", "replicas", MASTER_NAME).split("\n")
+            healthy = [v for k, v in itertools.pairwise(lines) if k == "flags"]
+            if sum(flags == "slave" for flags in healthy) < want:
+                return False
+        return True
+
+    @staticmethod
+    def _wait(check: object, what: str) -> None:
+        assert callable(check)
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except subprocess.SubprocessError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"not within {_READY_TIMEOUT}s: {what}")
+
+    def stop(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for node in self.nodes:
+            node.stop()
+
+
+def _without_replicaof(args: list[str]) -> list[str]:
+    """``args`` without any ``--replicaof host port`` triple."""
+    out: list[str] = []
+    skip = 0
+    for arg in args:
+        if skip:
+            skip -= 1
+            continue
+        if arg == "--replicaof":
+            skip = 2
+            continue
+        out.append(arg)
+    return out
