@@ -15,7 +15,7 @@ timeout) is never re-sent: it propagates, and the caller retries with ``request_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -25,6 +25,7 @@ from redis.commands.core import AsyncScript
 from server.errors import Unavailable
 
 _TRYAGAIN_PAUSE = 0.05
+_FENCE_TTL_MS = 1000
 # Replies after which the cluster client reloads the slot layout before the next command.
 _RELEARN_AFTER = (
     redis.exceptions.ConnectionError,
@@ -58,34 +59,51 @@ class ReplicatedWriter:
         self._timeout_ms = timeout_ms
         self._cluster = isinstance(redis, RedisCluster)
 
-    async def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's reply; raises ReplicationTimeout when too few replicas confirm."""
-        if self._cluster:
-            reply, acks = await self._on_cluster(script, keys, args)
-        else:
-            reply, acks = await self._on_one(script, keys, args)
+    async def run(
+        self,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        fence: str | None = None,
+        reports_earlier_write: Callable[[Any], bool] = lambda _reply: False,
+    ) -> Any:
+        """The script's reply; raises ReplicationTimeout when too few replicas confirm.
+
+        A reply that reports an earlier write instead of making one (a request_id's
+        earlier result, a length that already includes a batch) is acknowledged only once
+        that write is replicated too; but WAIT only covers the connection's own writes, so
+        then a short-lived ``fence`` key (in the keys' slot) is written and waited for:
+        being later in the replication stream, it covers everything before it.
+        """
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply, acks = await self._send(command, keys[0], script)
+        if fence is not None and acks >= self._min_acks and reports_earlier_write(reply):
+            _, acks = await self._send(("SET", fence, b"", "PX", _FENCE_TTL_MS), fence, None)
         if acks < self._min_acks:
             raise ReplicationTimeout(acks, self._min_acks, self._timeout_ms)
         return reply
 
-    def _commands(
-        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
-    ) -> list[tuple[Any, ...]]:
-        return [
-            ("EVALSHA", script.sha, len(keys), *keys, *args),
-            ("WAIT", self._min_acks, self._timeout_ms),
-        ]
+    async def _send(
+        self, command: tuple[Any, ...], key: Any, script: AsyncScript | None
+    ) -> tuple[Any, int]:
+        if self._cluster:
+            return await self._on_cluster(command, key, script)
+        return await self._on_one(command, script)
+
+    def _commands(self, command: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [command, ("WAIT", self._min_acks, self._timeout_ms)]
 
     async def _on_one(
-        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+        self, command: tuple[Any, ...], script: AsyncScript | None
     ) -> tuple[Any, int]:
         """Plain or Sentinel client: one pipeline (one connection, one round trip)."""
         for _ in range(2):
             pipe = self._redis.pipeline(transaction=False)
-            for command in self._commands(script, keys, args):
-                pipe.execute_command(*command)
+            for each in self._commands(command):
+                pipe.execute_command(*each)
             reply, acks = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, redis.exceptions.NoScriptError):
+            if isinstance(reply, redis.exceptions.NoScriptError) and script is not None:
                 # Not run (a restarted or newly promoted primary): load it, send again.
                 await self._redis.script_load(script.script)
                 continue
@@ -93,18 +111,16 @@ class ReplicatedWriter:
         raise redis.exceptions.NoScriptError("script still missing after SCRIPT LOAD")
 
     async def _on_cluster(
-        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+        self, command: tuple[Any, ...], key: Any, script: AsyncScript | None
     ) -> tuple[Any, int]:
         """Cluster: both commands to the slot's primary, on one of its connections."""
         cluster: RedisCluster = self._redis
         await cluster.initialize()  # a no-op unless a failure asked for a new layout
-        node = _primary_for(cluster, keys[0])
+        node = _primary_for(cluster, key)
         asking = False
         for attempt in range(cluster.RedisClusterRequestTTL):
             commands = [PipelineCommand(0, "ASKING")] if asking else []
-            commands += [
-                PipelineCommand(i + 1, *c) for i, c in enumerate(self._commands(script, keys, args))
-            ]
+            commands += [PipelineCommand(i + 1, *c) for i, c in enumerate(self._commands(command))]
             asking = False
             try:
                 await node.execute_pipeline(commands)
@@ -115,7 +131,7 @@ class ReplicatedWriter:
             if isinstance(reply, redis.exceptions.MovedError):
                 # The slot has a new primary (failover, resharding): not run there.
                 await cluster.nodes_manager.move_slot(reply)
-                node = _primary_for(cluster, keys[0])
+                node = _primary_for(cluster, key)
             elif isinstance(reply, redis.exceptions.AskError):
                 # The slot is migrating and these keys are on the target: not run here.
                 target = cluster.get_node(host=reply.host, port=reply.port)
@@ -125,7 +141,7 @@ class ReplicatedWriter:
                 node, asking = target, True
             elif isinstance(reply, redis.exceptions.TryAgainError):
                 await asyncio.sleep(_TRYAGAIN_PAUSE * min(attempt + 1, 4))
-            elif isinstance(reply, redis.exceptions.NoScriptError):
+            elif isinstance(reply, redis.exceptions.NoScriptError) and script is not None:
                 await node.execute_command("SCRIPT LOAD", script.script)
             else:
                 if isinstance(reply, _RELEARN_AFTER):

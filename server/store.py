@@ -65,11 +65,26 @@ class ThreadStore:
             else None
         )
 
-    async def _write(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """Runs a write script; with min_replica_acks, acknowledged once replicated."""
+    async def _write(
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        *,
+        reports_earlier_write: tuple[bytes, ...] = (),
+    ) -> Any:
+        """Runs a write script; with min_replica_acks, acknowledged once replicated, and
+        so are the earlier writes that outcomes in ``reports_earlier_write`` vouch for
+        (a retry's DUPLICATE, an Append's LENGTH_MISMATCH naming a longer history)."""
         if self._replicated is None:
             return await script(keys=keys, args=args)
-        return await self._replicated.run(script, keys, args)
+        return await self._replicated.run(
+            script,
+            keys,
+            args,
+            fence=keys[0].removesuffix(":meta") + ":fence",
+            reports_earlier_write=lambda reply: reply[0] in reports_earlier_write,
+        )
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
@@ -154,6 +169,7 @@ class ThreadStore:
                 *meta_args,
                 *codec.encode_entries(history, now),
             ],
+            reports_earlier_write=(b"DUPLICATE", b"EXISTS"),
         )
         outcome = reply[0]
         if outcome == b"CREATED":
@@ -253,6 +269,7 @@ class ThreadStore:
                 self._limits.max_history_length,
                 *codec.encode_entries(entries, now),
             ],
+            reports_earlier_write=(b"LENGTH_MISMATCH",),
         )
         if reply[0] == b"NOT_FOUND":
             raise thread_not_found(thread_id)
@@ -325,6 +342,7 @@ class ThreadStore:
                     self._limits.max_metadata_bytes,
                     *meta_args,
                 ],
+                reports_earlier_write=(b"DUPLICATE",),
             )
             outcome = reply[0]
             if outcome == b"OK":

@@ -133,12 +133,14 @@ class _Paused:
             os.kill(pid, signal.SIGCONT)
 
 
-async def _retry_after_replication_timeout_is_safe(app: Started, pause: _Paused) -> None:
+async def _retry_after_replication_timeout_is_safe(
+    app: Started, pause: _Paused, thread_id: str
+) -> None:
     """Append and Copy time out waiting for the replica; retried once it is back, each
     applied exactly once."""
     stub = app.stub
-    created = await stub.Create(pb.CreateRequest(history=batch(0, 0)), timeout=DEADLINE)
-    thread_id = created.thread.thread_id
+    request = pb.CreateRequest(thread_id=thread_id, history=batch(0, 0))
+    await stub.Create(request, timeout=DEADLINE)
     append = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
     copy = pb.CopyRequest(thread_id=thread_id, request_id="rt-1", metadata=struct(n=1))
     with pause:
@@ -183,7 +185,7 @@ async def test_replication_timeout_on_one_redis_and_its_retry_is_safe(
     settings = test_settings(min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
     app = await start_server(settings, primary.url)
     await app.wait_health(SERVING)
-    await _retry_after_replication_timeout_is_safe(app, _Paused(replica))
+    await _retry_after_replication_timeout_is_safe(app, _Paused(replica), new_thread_id())
 
 
 async def test_two_acks_with_one_replica_always_time_out(
@@ -240,14 +242,15 @@ async def test_cluster_wait_goes_to_the_node_that_ran_the_script(
                 grpc.StatusCode.UNAVAILABLE,
                 "REPLICATION_TIMEOUT",
             )
-    await _retry_after_replication_timeout_is_safe_on(cluster_app, ha_cluster, slow)
-
-
-async def _retry_after_replication_timeout_is_safe_on(
-    app: Started, cluster: RedisCluster, primary: int
-) -> None:
-    [replica] = cluster.replicas_of(primary)
-    await _retry_after_replication_timeout_is_safe(app, _Paused(cluster.node(replica)))
+    # The retries are safe on a cluster too (a new thread on the same primary).
+    [thread_id] = [
+        t
+        for t in thread_ids_over_primaries(ha_cluster, 1)
+        if t not in ids and _port_of(ha_cluster, t) == slow
+    ]
+    await _retry_after_replication_timeout_is_safe(
+        cluster_app, _Paused(ha_cluster.node(paused)), thread_id
+    )
 
 
 def _port_of(cluster: RedisCluster, thread_id: str) -> int:
@@ -307,39 +310,42 @@ async def test_cluster_write_and_wait_follow_moved_after_a_manual_failover(
         await client.aclose()
 
 
-async def test_cluster_write_follows_ask_to_a_slot_being_imported(
+async def test_cluster_write_follows_ask_to_a_slot_being_migrated(
     ha_cluster: RedisCluster, cluster_app: Started
 ) -> None:
-    """A new thread in a slot migrating from A to B: A answers ASK (the keys are not
-    there), the service sends ASKING and the script to B on one connection, then WAIT."""
+    """A thread whose keys were already MIGRATEd from A to B while its slot is moving:
+    A answers ASK, and the service sends ASKING, the script and WAIT to B on one
+    connection. (A multi-key script meets TRYAGAIN on B until all its keys are there,
+    hence a thread that exists, rather than a new one.)"""
     source, target = ha_cluster.primaries()[:2]
     ids = {port: _node_id(ha_cluster, port) for port in (source, target)}
-    for _ in range(1000):
-        thread_id = new_thread_id()
-        slot = key_slot(ThreadKeys(thread_id).meta.encode())
-        count = ha_cluster.redis_cli(source, "CLUSTER", "COUNTKEYSINSLOT", str(slot))
-        if _port_of(ha_cluster, thread_id) == source and int(count) == 0:
-            break
-    else:
-        raise AssertionError("no empty slot on the source")
-    ha_cluster.redis_cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
-    ha_cluster.redis_cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+    [thread_id] = [
+        t for t in thread_ids_over_primaries(ha_cluster, 1) if _port_of(ha_cluster, t) == source
+    ]
+    keys = ThreadKeys(thread_id)
+    slot = str(key_slot(keys.meta.encode()))
+    stub = cluster_app.stub
+    await stub.Create(pb.CreateRequest(thread_id=thread_id, history=batch(0, 0)), timeout=DEADLINE)
+    ha_cluster.redis_cli(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    ha_cluster.redis_cli(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
     try:
-        created = await cluster_app.stub.Create(
-            pb.CreateRequest(thread_id=thread_id, history=batch(0, 0)), timeout=DEADLINE
-        )
-        assert created.thread.history_length == BATCH
-        for port, expected in ((target, 1), (source, 0)):
-            client: Any = aioredis.Redis(host="127.0.0.1", port=port)
-            try:
-                assert await client.exists(ThreadKeys(thread_id).meta) == expected, port
-            finally:
-                await client.aclose()
+        ha_cluster.redis_cli(
+            source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000",
+            "KEYS", keys.meta, keys.history,
+        )  # fmt: skip
+        request = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
+        assert (await stub.Append(request, timeout=DEADLINE)).history_length == 2 * BATCH
+        assert ha_cluster.redis_cli(source, "CLUSTER", "COUNTKEYSINSLOT", slot).strip() == "0"
     finally:
-        # Finish the migration: the slot (and the new thread) now belong to the target.
+        # Finish the migration: the slot (and the thread) now belong to the target.
         for port in ha_cluster.primaries():
-            ha_cluster.redis_cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
+            ha_cluster.redis_cli(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
         await asyncio.to_thread(ha_cluster.wait_ok)
+    client: Any = aioredis.Redis(host="127.0.0.1", port=target)
+    try:
+        assert await client.llen(keys.history) == 2 * BATCH
+    finally:
+        await client.aclose()
 
 
 def _node_id(cluster: RedisCluster, port: int) -> str:
