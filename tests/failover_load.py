@@ -77,6 +77,7 @@ class Kill:
     what: str
     at: float
     failover_seen: float = 0.0  # the topology reports the replica promoted
+    restored: float | None = None  # the killed node is back, as a replica in sync
     recovered: float = 0.0  # every writer has had a write acknowledged since the kill
     last_failure: float = 0.0  # the end of the last failed call since the kill
     not_serving: float | None = None  # health NOT_SERVING after the kill
@@ -289,13 +290,16 @@ class FailoverLoad:
                 kill.what = await asyncio.to_thread(topology.kill_primary, round_)
                 await asyncio.to_thread(topology.wait_failover)
                 kill.failover_seen = time.monotonic()
+                if round_ < kills - 1 or restore_after_last:
+                    # The killed node back as a replica: with --min-replica-acks and one
+                    # replica per primary, the promoted one has none until then.
+                    await asyncio.to_thread(topology.restore)
+                    kill.restored = time.monotonic()
                 await self._until(self._all_acked_since(kill.at), "every writer acked again")
                 kill.recovered = time.monotonic()
                 await self._until(self._serving_since(kill.at), "health SERVING again")
                 if after_kill is not None:
                     await after_kill(kill)
-                if round_ < kills - 1 or restore_after_last:
-                    await asyncio.to_thread(topology.restore)
             await self._acks(acks_between, "after the last kill")
         finally:
             self.stop.set()

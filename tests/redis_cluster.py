@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.redis_process import RedisProcess
+from tests.redis_process import FAST_SYNC, RedisProcess
 
 _READY_TIMEOUT = 60.0
 _BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
@@ -62,7 +62,7 @@ class RedisCluster:
         a primary that stopped answering is failed over to its replica."""
         self.cli = cli
         self.replicas = replicas
-        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *FAST_SYNC]
         if node_timeout_ms is not None:
             # validity factor 0: a replica may always take over, however long it was cut off.
             extra += ["--cluster-node-timeout", str(node_timeout_ms)]

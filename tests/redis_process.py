@@ -18,8 +18,11 @@ from pathlib import Path
 from server.embedded import answers_ping, find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
+# A primary sends a new replica its data at once (Redis 7 waits 5 s for more replicas).
+FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 __all__ = [
     "BACKENDS",
+    "FAST_SYNC",
     "RedisProcess",
     "backend_binary",
     "free_port",

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from server.embedded import answers_ping
-from tests.redis_process import RedisProcess, free_port
+from tests.redis_process import FAST_SYNC, RedisProcess, free_port
 
 MASTER_NAME = "threads"
 _READY_TIMEOUT = 60.0
@@ -96,7 +96,7 @@ class RedisSentinel:
     ) -> None:
         self.cli = cli
         self.nodes = [
-            RedisProcess(server, workdir / f"redis{i}", appendonly=False)
+            RedisProcess(server, workdir / f"redis{i}", appendonly=False, extra_args=FAST_SYNC)
             for i in range(1 + replicas)
         ]
         primary = self.nodes[0].port

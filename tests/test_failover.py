@@ -32,7 +32,7 @@ from redis.crc import key_slot
 from client.pb import threads_pb2 as pb
 from server.keys import ThreadKeys, new_thread_id
 from server.scripts import Scripts
-from tests.conftest import test_settings
+from tests.conftest import test_settings as settings_for_test
 from tests.failover_load import (
     BATCH,
     ClusterTopology,
@@ -45,7 +45,7 @@ from tests.failover_load import (
 )
 from tests.inprocess_server import SERVING, Started, StartServer
 from tests.redis_cluster import RedisCluster, cluster_binaries
-from tests.redis_process import RedisProcess
+from tests.redis_process import FAST_SYNC, RedisProcess
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel, sentinel_binaries
 from tests.rpc_helpers import expect_error, struct
 
@@ -93,7 +93,9 @@ def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisProcess, RedisPro
     if binaries is None:
         _missing("redis-server and redis-cli")
     assert binaries is not None
-    primary = RedisProcess(binaries[0], tmp_path / "primary", appendonly=False)
+    primary = RedisProcess(
+        binaries[0], tmp_path / "primary", appendonly=False, extra_args=FAST_SYNC
+    )
     replica = RedisProcess(binaries[0], tmp_path / "replica", appendonly=False)
     replica.extra_args += ["--replicaof", "127.0.0.1", str(primary.port)]
     primary.start()
@@ -182,7 +184,7 @@ async def test_replication_timeout_on_one_redis_and_its_retry_is_safe(
 ) -> None:
     primary, replica = primary_and_replica
     await _wait_synced(primary)
-    settings = test_settings(min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
+    settings = settings_for_test(min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
     app = await start_server(settings, primary.url)
     await app.wait_health(SERVING)
     await _retry_after_replication_timeout_is_safe(app, _Paused(replica), new_thread_id())
@@ -194,7 +196,7 @@ async def test_two_acks_with_one_replica_always_time_out(
     """WAIT's count is checked: a write one replica confirmed is not enough for 2."""
     primary, _ = primary_and_replica
     await _wait_synced(primary)
-    settings = test_settings(min_replica_acks=2, replica_ack_timeout_ms=100)
+    settings = settings_for_test(min_replica_acks=2, replica_ack_timeout_ms=100)
     app = await start_server(settings, primary.url)
     await app.wait_health(SERVING)
     error = await expect_error(
@@ -202,7 +204,7 @@ async def test_two_acks_with_one_replica_always_time_out(
         grpc.StatusCode.UNAVAILABLE,
         "REPLICATION_TIMEOUT",
     )
-    assert "only 1 of 2 replica(s)" in (error.details() or "")
+    assert "of 2 replica(s) confirmed it" in (error.details() or "")
 
 
 # --- Cluster ---------------------------------------------------------------------------
@@ -211,7 +213,7 @@ async def test_two_acks_with_one_replica_always_time_out(
 @pytest.fixture
 async def cluster_app(ha_cluster: RedisCluster, start_server: StartServer) -> Started:
     await asyncio.to_thread(ha_cluster.wait_ok)
-    settings = test_settings(
+    settings = settings_for_test(
         redis_cluster=True, min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS
     )
     app = await start_server(settings, f"redis://127.0.0.1:{ha_cluster.live()[0].port}")
@@ -359,7 +361,8 @@ def _report(name: str, outcome: Outcome) -> None:
     for kill in outcome.kills:
         print(
             f"\n{name}: killed {kill.what}: failover seen after "
-            f"{kill.failover_seen - kill.at:.2f}s, every writer acked again after "
+            f"{kill.failover_seen - kill.at:.2f}s, old node back as replica after "
+            f"{kill.seconds(kill.restored)}, every writer acked again after "
             f"{kill.recovered - kill.at:.2f}s, last failure at "
             f"{kill.seconds(kill.last_failure or None)}, health NOT_SERVING at "
             f"{kill.seconds(kill.not_serving)}, SERVING again at "
@@ -418,7 +421,7 @@ async def test_cluster_primary_sigkill_under_load_loses_no_acknowledged_write(
 async def test_sentinel_primary_sigkill_under_load_loses_no_acknowledged_write(
     ha_sentinel: RedisSentinel, start_server: StartServer
 ) -> None:
-    settings = test_settings(
+    settings = settings_for_test(
         redis_sentinel=tuple(("127.0.0.1", s.port) for s in ha_sentinel.sentinels),
         redis_sentinel_master=MASTER_NAME,
         min_replica_acks=1,
