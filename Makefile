@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
 PB_DIR := client/pb
 
-.PHONY: install proto check-proto check-package run test lint clean interop protoset bench bench-auth load
+.PHONY: install proto check-proto check-package run test lint clean interop protoset bench bench-auth bench-failover load
 
 install: $(STAMP)
 
@@ -65,6 +65,12 @@ bench: $(STAMP)
 # with auth off vs HS256/RS256/ES256 (tests/load/bench_auth.py).
 bench-auth: $(STAMP)
 	$(PY) -m tests.load.bench_auth
+
+# Primaries SIGKILLed under load on a Redis Cluster with replicas and on Sentinel, with and
+# without --min-replica-acks 1: recovery time, acknowledged writes lost per kill, and what
+# the option costs in Append/Copy latency and RPS (tests/load/bench_failover.py).
+bench-failover: $(STAMP)
+	$(PY) -m tests.load.bench_failover $(BENCH_ARGS)
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
 # unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).
