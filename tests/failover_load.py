@@ -51,7 +51,12 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 MAX_BATCHES = 2000  # per writer
 MAX_COPIES = 2000  # per copier
 RETRY_PAUSE = 0.05
-COPY_PAUSE = 0.01
+# Paced, so that the data (and each replica's full sync after a restart) stays small: a
+# primary busy syncing hundreds of MB on this shared 2-core machine can miss Sentinel's
+# down-after-milliseconds and be failed over by mistake.
+WRITE_PAUSE = 0.01
+COPY_PAUSE = 0.02
+COPY_MAX_BATCHES = 20  # copies fork at a whole-batch point no later than this
 PHASE_BOUND = 60.0  # hang detector of each phase (acks to reach, recovery)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -78,7 +83,7 @@ class Kill:
     at: float
     failover_seen: float = 0.0  # the topology reports the replica promoted
     restored: float | None = None  # the killed node is back, as a replica in sync
-    recovered: float = 0.0  # every writer has had a write acknowledged since the kill
+    recovered: float = 0.0  # every writer has had a write (sent after the kill) acknowledged
     last_failure: float = 0.0  # the end of the last failed call since the kill
     not_serving: float | None = None  # health NOT_SERVING after the kill
     serving_again: float | None = None  # and SERVING after that
@@ -142,9 +147,12 @@ class FailoverLoad:
         self.copies: dict[str, tuple[str, pb.Thread]] = {}  # request_id -> (source, copy)
         self.attempted: dict[str, str] = {}  # request_id -> source
         self.kills: list[Kill] = []
+        self.loss_events: list[tuple[float, int, int, int]] = []  # (when, writer, had, has)
         self.health: list[tuple[float, int]] = []
         self.stop = asyncio.Event()
         self._last_ok = [0.0] * len(thread_ids)  # start time of each writer's last OK call
+        # When each writer's first call sent after the last kill was acknowledged.
+        self._first_ok: list[float | None] = [None] * len(thread_ids)
 
     def _failed(self, error: aio.AioRpcError, what: str) -> bool:
         """Records a failure; True when it may be retried."""
@@ -187,15 +195,17 @@ class FailoverLoad:
                         # Acknowledged batches are gone: lost in a failover. Count them,
                         # then write them again from where the thread now ends.
                         lost = (length - actual) // BATCH
+                        self.loss_events.append((time.monotonic(), w, length, actual))
                         self.lost_appends += lost
                         if self.kills:
                             self.kills[-1].lost_appends += lost
                         length = actual
                         self.acked[w] = length // BATCH
                         break
+                    since = time.monotonic() - self.kills[-1].at if self.kills else 0.0
                     self.problems.append(
                         f"writer {w} batch {number}: expected_length {length}, thread has "
-                        f"{actual} entries (attempt {attempt})"
+                        f"{actual} entries (attempt {attempt}, {since:.2f} s after the kill)"
                     )
                     return
                 if response.history_length != length + BATCH:
@@ -208,22 +218,36 @@ class FailoverLoad:
             self.acked[w] = length // BATCH
             self.acks += 1
             self._last_ok[w] = started
+            if self.kills and started > self.kills[-1].at and self._first_ok[w] is None:
+                self._first_ok[w] = time.monotonic()
+            await asyncio.sleep(WRITE_PAUSE)
 
     async def _copier(self, stub: pb_grpc.ThreadServiceAsyncStub, c: int) -> None:
         rng = random.Random(c)
         for n in range(MAX_COPIES):
             if self.stop.is_set():
                 return
-            source = rng.choice(self.thread_ids)
+            w = rng.randrange(len(self.thread_ids))
+            source = self.thread_ids[w]
             request_id = f"{self.tag}-{c}-{n}"
+            # A fork at a whole batch the source is known to have (acknowledged).
+            at = rng.randint(0, min(self.acked[w], COPY_MAX_BATCHES)) * BATCH
             request = pb.CopyRequest(
-                thread_id=source, request_id=request_id, metadata=struct(request_id=request_id)
+                thread_id=source,
+                request_id=request_id,
+                metadata=struct(request_id=request_id),
+                history_length=at,
             )
             self.attempted[request_id] = source
             while True:
                 try:
                     response = await stub.Copy(request, timeout=DEADLINE)
                 except aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                        # The source is shorter than acknowledged: a loss not yet seen by
+                        # its writer. Counted (a failure code the tests refuse), not copied.
+                        self.failures[f"OUT_OF_RANGE {_reason(error)}"] += 1
+                        break
                     if not self._failed(error, f"copy {request_id}"):
                         return
                     if self.stop.is_set():
@@ -286,6 +310,7 @@ class FailoverLoad:
             for round_ in range(kills):
                 await self._acks(acks_between, "before the kill")
                 kill = Kill(what="", at=time.monotonic())
+                self._first_ok = [None] * len(self.thread_ids)
                 self.kills.append(kill)
                 kill.what = await asyncio.to_thread(topology.kill_primary, round_)
                 await asyncio.to_thread(topology.wait_failover)
@@ -296,7 +321,7 @@ class FailoverLoad:
                     await asyncio.to_thread(topology.restore)
                     kill.restored = time.monotonic()
                 await self._until(self._all_acked_since(kill.at), "every writer acked again")
-                kill.recovered = time.monotonic()
+                kill.recovered = max(t for t in self._first_ok if t is not None)
                 await self._until(self._serving_since(kill.at), "health SERVING again")
                 if after_kill is not None:
                     await after_kill(kill)
@@ -358,6 +383,8 @@ class FailoverLoad:
             if b"m:request_id" not in meta:
                 continue
             request_id = struct_pb2.Value.FromString(meta[b"m:request_id"]).string_value
+            if not request_id.startswith(f"{self.tag}-"):
+                continue  # another run's copy (the bench runs several on one set-up)
             by_request[request_id] += 1
             source = self.attempted.get(request_id)
             if source is None or meta.get(b"copied_from") != source.encode():

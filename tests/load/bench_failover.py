@@ -196,7 +196,7 @@ async def _topology(
                 "--redis-sentinel-master", MASTER_NAME,
             ]  # fmt: skip
 
-        setup = "Sentinel, 1 primary + 2 replicas, 3 sentinels, down-after 1000 ms"
+        setup = "Sentinel, 1 primary + 2 replicas, 3 sentinels, down-after 2000 ms"
     print(f"\n== {setup}")
     lost_with_acks = problems = 0
     try:
