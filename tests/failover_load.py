@@ -309,10 +309,12 @@ class FailoverLoad:
         try:
             for round_ in range(kills):
                 await self._acks(acks_between, "before the kill")
-                kill = Kill(what="", at=time.monotonic())
+                what = await asyncio.to_thread(topology.kill_primary, round_)
+                # Timed from when the SIGKILL has been sent (kill_primary first looks up
+                # which node is primary; calls acknowledged meanwhile are not recoveries).
+                kill = Kill(what=what, at=time.monotonic())
                 self._first_ok = [None] * len(self.thread_ids)
                 self.kills.append(kill)
-                kill.what = await asyncio.to_thread(topology.kill_primary, round_)
                 await asyncio.to_thread(topology.wait_failover)
                 kill.failover_seen = time.monotonic()
                 if round_ < kills - 1 or restore_after_last:
