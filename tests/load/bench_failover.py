@@ -208,9 +208,15 @@ async def _topology(
                     if cluster
                     else (thread_ids_over_primaries(None, 6))
                 )
-                _, lost, bad = await _kills(
-                    f"{name} --min-replica-acks {acks}", topology, server.target, ids, kills
-                )
+                try:
+                    _, lost, bad = await _kills(
+                        f"{name} --min-replica-acks {acks}", topology, server.target, ids, kills
+                    )
+                except AssertionError:
+                    log = server.log()
+                    start = log.find("failed unexpectedly")
+                    print(log[max(0, start - 200) : start + 6000] if start >= 0 else server.tail())
+                    raise
                 problems += bad
                 if acks:
                     lost_with_acks += lost
