@@ -163,69 +163,82 @@ async def _cost(targets: dict[int, str], seconds: float, rounds: int) -> None:
         print(f"  {op}: RPS with acks 1 / acks 0 = {rps_of[1] / rps_of[0]:.2f}")
 
 
+class _Setup:
+    """A running topology, how a server reaches it, and what it is (for the report)."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.cluster: RedisCluster | None = None
+        self.sentinel: RedisSentinel | None = None
+        self.topology: Topology
+        if name == "cluster":
+            binaries = cluster_binaries()
+            assert binaries, "needs redis-server and redis-cli"
+            self.cluster = RedisCluster(*binaries, workdir / name, replicas=1, node_timeout_ms=1000)
+            self.topology = ClusterTopology(self.cluster)
+            self.title = "Redis Cluster, 3 primaries x 1 replica, cluster-node-timeout 1000 ms"
+        else:
+            binaries3 = sentinel_binaries()
+            assert binaries3, "needs redis-server, redis-cli and redis-sentinel"
+            self.sentinel = RedisSentinel(*binaries3, workdir / name)
+            self.topology = SentinelTopology(self.sentinel)
+            self.title = "Sentinel, 1 primary + 2 replicas, 3 sentinels, down-after 2000 ms"
+
+    def start(self) -> None:
+        (self.cluster or self.sentinel or _unreachable()).start()
+
+    def stop(self) -> None:
+        (self.cluster or self.sentinel or _unreachable()).stop()
+
+    def redis_args(self) -> list[str]:
+        if self.cluster is not None:
+            url = f"redis://127.0.0.1:{self.cluster.primaries()[0]}"
+            return ["--redis-cluster", "--redis-url", url]
+        assert self.sentinel is not None
+        return ["--redis-sentinel", self.sentinel.addresses, "--redis-sentinel-master", MASTER_NAME]
+
+    def thread_ids(self) -> list[str]:
+        return thread_ids_over_primaries(self.cluster, 2 if self.cluster else 6)
+
+
+def _unreachable() -> RedisCluster:
+    raise AssertionError("no topology")
+
+
+async def _run_kills(setup: _Setup, workdir: Path, acks: int, kills: int) -> tuple[int, int]:
+    """One server with ``--min-replica-acks acks`` through ``kills`` kills: (lost, problems)."""
+    server = _server(workdir, f"{setup.name}-acks{acks}", setup.redis_args(), acks)
+    try:
+        name = f"{setup.name} --min-replica-acks {acks}"
+        _, lost, bad = await _kills(name, setup.topology, server.target, setup.thread_ids(), kills)
+    except AssertionError:
+        log = server.log()
+        start = log.find("failed unexpectedly")
+        print(log[max(0, start - 200) : start + 6000] if start >= 0 else server.tail())
+        raise
+    finally:
+        server.stop()
+    return lost, bad
+
+
 async def _topology(
     name: str, workdir: Path, kills: int, seconds: float, rounds: int
 ) -> tuple[int, int]:
     """Returns (acked writes lost with --min-replica-acks 1, problems)."""
-    cluster: RedisCluster | None = None
-    sentinel: RedisSentinel | None = None
-    topology: Topology
-    if name == "cluster":
-        binaries = cluster_binaries()
-        assert binaries, "needs redis-server and redis-cli"
-        cluster = RedisCluster(*binaries, workdir / name, replicas=1, node_timeout_ms=1000)
-        await asyncio.to_thread(cluster.start)
-        topology = ClusterTopology(cluster)
-
-        def redis_args() -> list[str]:
-            assert cluster is not None
-            return ["--redis-cluster", "--redis-url", f"redis://127.0.0.1:{cluster.primaries()[0]}"]
-
-        setup = "Redis Cluster, 3 primaries x 1 replica, cluster-node-timeout 1000 ms"
-    else:
-        binaries3 = sentinel_binaries()
-        assert binaries3, "needs redis-server, redis-cli and redis-sentinel"
-        sentinel = RedisSentinel(*binaries3, workdir / name)
-        await asyncio.to_thread(sentinel.start)
-        topology = SentinelTopology(sentinel)
-
-        def redis_args() -> list[str]:
-            assert sentinel is not None
-            return [
-                "--redis-sentinel", sentinel.addresses,
-                "--redis-sentinel-master", MASTER_NAME,
-            ]  # fmt: skip
-
-        setup = "Sentinel, 1 primary + 2 replicas, 3 sentinels, down-after 2000 ms"
-    print(f"\n== {setup}")
+    setup = _Setup(name, workdir)
+    await asyncio.to_thread(setup.start)
+    print(f"\n== {setup.title}")
     lost_with_acks = problems = 0
     try:
         for acks in (0, 1):
-            server = _server(workdir, f"{name}-acks{acks}", redis_args(), acks)
-            try:
-                ids = (
-                    thread_ids_over_primaries(cluster, 2)
-                    if cluster
-                    else (thread_ids_over_primaries(None, 6))
-                )
-                try:
-                    _, lost, bad = await _kills(
-                        f"{name} --min-replica-acks {acks}", topology, server.target, ids, kills
-                    )
-                except AssertionError:
-                    log = server.log()
-                    start = log.find("failed unexpectedly")
-                    print(log[max(0, start - 200) : start + 6000] if start >= 0 else server.tail())
-                    raise
-                problems += bad
-                if acks:
-                    lost_with_acks += lost
-            finally:
-                server.stop()
+            lost, bad = await _run_kills(setup, workdir, acks, kills)
+            problems += bad
+            lost_with_acks += lost if acks else 0
         print(f"-- cost of --min-replica-acks 1 ({name}; {CONCURRENCY} concurrent calls, "
               f"{rounds} alternating rounds of {seconds:.0f} s per op and setting)")  # fmt: skip
         servers = {
-            acks: _server(workdir, f"{name}-cost{acks}", redis_args(), acks) for acks in (0, 1)
+            acks: _server(workdir, f"{name}-cost{acks}", setup.redis_args(), acks)
+            for acks in (0, 1)
         }
         try:
             await _cost({a: s.target for a, s in servers.items()}, seconds, rounds)
@@ -233,10 +246,7 @@ async def _topology(
             for server in servers.values():
                 server.stop()
     finally:
-        if cluster is not None:
-            await asyncio.to_thread(cluster.stop)
-        if sentinel is not None:
-            await asyncio.to_thread(sentinel.stop)
+        await asyncio.to_thread(setup.stop)
     return lost_with_acks, problems
 
 
