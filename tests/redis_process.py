@@ -27,6 +27,7 @@ __all__ = [
     "backend_binary",
     "free_port",
     "process_alive",
+    "refuses_unauthenticated",
     "unix_socket_accepts",
 ]
 
@@ -90,7 +91,8 @@ class RedisProcess:
         raise RuntimeError(f"{self.binary} not ready on port {self.port} after {timeout}s")
 
     def ping(self) -> bool:
-        return answers_ping(("127.0.0.1", self.port))
+        """Whether it answers: PONG, or NOAUTH when started with --requirepass."""
+        return answers_ping(("127.0.0.1", self.port)) or refuses_unauthenticated(self.port)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -102,6 +104,15 @@ class RedisProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def refuses_unauthenticated(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"-NOAUTH")
+    except OSError:
+        return False
 
 
 def process_alive(pid: int) -> bool:

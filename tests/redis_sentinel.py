@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from server.embedded import answers_ping
-from tests.redis_process import FAST_SYNC, RedisProcess, free_port
+from tests.redis_process import FAST_SYNC, RedisProcess, free_port, refuses_unauthenticated
 
 MASTER_NAME = "threads"
 _READY_TIMEOUT = 60.0
@@ -37,7 +37,18 @@ def sentinel_binaries() -> tuple[str, str, str] | None:
 class SentinelProcess:
     """One ``redis-sentinel`` with its own config file, port and log."""
 
-    def __init__(self, binary: str, workdir: Path, primary_port: int, down_after_ms: int) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        primary_port: int,
+        down_after_ms: int,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        """``password``: the primary's and replicas' (auth-pass); ``sentinel_password``:
+        the sentinels' own requirepass (and sentinel-pass, to talk to each other)."""
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -53,6 +64,12 @@ class SentinelProcess:
             f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER_NAME} 10000\n"
             f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+            + (f"sentinel auth-pass {MASTER_NAME} {password}\n" if password else "")
+            + (
+                f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
+                if sentinel_password
+                else ""
+            )
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -68,7 +85,7 @@ class SentinelProcess:
             if self.process.poll() is not None:
                 log = (self.workdir / "sentinel.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"redis-sentinel exited with {self.process.returncode}: {log}")
-            if answers_ping(("127.0.0.1", self.port)):
+            if answers_ping(("127.0.0.1", self.port)) or refuses_unauthenticated(self.port):
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-sentinel not ready on port {self.port}")
@@ -93,21 +110,35 @@ class RedisSentinel:
         replicas: int = 2,
         sentinels: int = 3,
         down_after_ms: int = 2000,
+        password: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
         """``down_after_ms``: Sentinel's down-after-milliseconds. At 1000 on this shared
         2-core machine, sentinels sometimes failed the *new* primary over again moments
         after a failover, to a replica still re-syncing (acknowledged writes lost even
         with --min-replica-acks 1; see README, Durability); 2000 did not."""
         self.cli = cli
+        self.password = password
+        self.sentinel_password = sentinel_password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         self.nodes = [
-            RedisProcess(server, workdir / f"redis{i}", appendonly=False, extra_args=FAST_SYNC)
+            RedisProcess(
+                server, workdir / f"redis{i}", appendonly=False, extra_args=[*FAST_SYNC, *auth]
+            )
             for i in range(1 + replicas)
         ]
         primary = self.nodes[0].port
         for node in self.nodes[1:]:
             node.extra_args += ["--replicaof", "127.0.0.1", str(primary)]
         self.sentinels = [
-            SentinelProcess(sentinel, workdir / f"sentinel{i}", primary, down_after_ms)
+            SentinelProcess(
+                sentinel,
+                workdir / f"sentinel{i}",
+                primary,
+                down_after_ms,
+                password=password,
+                sentinel_password=sentinel_password,
+            )
             for i in range(sentinels)
         ]
 
@@ -117,8 +148,12 @@ class RedisSentinel:
         return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
 
     def redis_cli(self, port: int, *args: str) -> str:
+        """redis-cli against a node or a sentinel, with its password if it has one."""
+        is_sentinel = any(s.port == port for s in self.sentinels)
+        password = self.sentinel_password if is_sentinel else self.password
+        auth = ["--no-auth-warning", "-a", password] if password else []
         result = subprocess.run(
-            [self.cli, "-h", "127.0.0.1", "-p", str(port), *args],
+            [self.cli, "-h", "127.0.0.1", "-p", str(port), *auth, *args],
             capture_output=True,
             text=True,
             timeout=60,

@@ -43,7 +43,7 @@ from tests.failover_load import (
     batch,
     thread_ids_over_primaries,
 )
-from tests.inprocess_server import SERVING, Started, StartServer
+from tests.inprocess_server import NOT_SERVING, SERVING, Started, StartServer
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.redis_process import FAST_SYNC, RedisProcess
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel, sentinel_binaries
@@ -436,3 +436,41 @@ async def test_sentinel_primary_sigkill_under_load_loses_no_acknowledged_write(
     new_primary = await asyncio.to_thread(ha_sentinel.primary)
     assert new_primary != topology.killed
     assert await _scripts_on(new_primary) == [True] * len(Scripts.__dataclass_fields__)
+
+
+async def test_sentinel_with_passwords_on_the_sentinels_and_the_primary(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """--redis-sentinel-password reaches the sentinels, --redis-password the primary they
+    name; without the latter the service cannot use the primary (NOT_SERVING)."""
+    binaries = sentinel_binaries()
+    if binaries is None:
+        _missing("redis-server, redis-cli and redis-sentinel")
+    assert binaries is not None
+    setup = RedisSentinel(
+        *binaries, tmp_path / "auth", password="data-pw-1", sentinel_password="sentinel-pw-1"
+    )
+    await asyncio.to_thread(setup.start)
+    try:
+        addresses = tuple(("127.0.0.1", s.port) for s in setup.sentinels)
+        common: dict[str, Any] = {
+            "redis_sentinel": addresses,
+            "redis_sentinel_master": MASTER_NAME,
+            "redis_sentinel_password": "sentinel-pw-1",
+        }
+        app = await start_server(settings_for_test(**common, redis_password="data-pw-1"), None)
+        await app.wait_health(SERVING)
+        created = await app.stub.Create(pb.CreateRequest(history=batch(0, 0)), timeout=DEADLINE)
+        got = await app.stub.Get(pb.GetRequest(thread_id=created.thread.thread_id))
+        assert got.thread.history_length == BATCH
+
+        locked_out = await start_server(settings_for_test(**common), None)
+        await expect_error(
+            locked_out.stub.Get(pb.GetRequest(thread_id=created.thread.thread_id)),
+            grpc.StatusCode.UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+        )
+        await asyncio.sleep(0.5)  # several health checks (every 0.1 s) have run: still down
+        assert await locked_out.health_of("") == NOT_SERVING
+    finally:
+        await asyncio.to_thread(setup.stop)
