@@ -87,16 +87,16 @@ def ha_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSenti
 
 
 @pytest.fixture
-def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisProcess, RedisProcess]]:
-    """One Redis and one replica of it (no Sentinel): the plain client's WAIT path."""
-    binaries = cluster_binaries()
-    if binaries is None:
-        _missing("redis-server and redis-cli")
-    assert binaries is not None
+def primary_and_replica(
+    redis_binary: str, tmp_path: Path
+) -> Iterator[tuple[RedisProcess, RedisProcess]]:
+    """One Redis and one replica of it (no Sentinel): the plain client's WAIT path, on
+    each backend. (They differ: Redis 7.0's WAIT covers everything before the client's
+    last command, Valkey's only the client's own last write.)"""
     primary = RedisProcess(
-        binaries[0], tmp_path / "primary", appendonly=False, extra_args=FAST_SYNC
+        redis_binary, tmp_path / "primary", appendonly=False, extra_args=FAST_SYNC
     )
-    replica = RedisProcess(binaries[0], tmp_path / "replica", appendonly=False)
+    replica = RedisProcess(redis_binary, tmp_path / "replica", appendonly=False)
     replica.extra_args += ["--replicaof", "127.0.0.1", str(primary.port)]
     primary.start()
     replica.start()
@@ -474,3 +474,76 @@ async def test_sentinel_with_passwords_on_the_sentinels_and_the_primary(
         assert await locked_out.health_of("") == NOT_SERVING
     finally:
         await asyncio.to_thread(setup.stop)
+
+
+async def test_a_retry_that_vouches_for_an_unreplicated_write_waits_for_it_too(
+    primary_and_replica: tuple[RedisProcess, RedisProcess], start_server: StartServer
+) -> None:
+    """An ABORTED that says "your batch is in", or a request_id's earlier copy, is an
+    acknowledgement: it waits for that write's replication like the write itself. A second
+    server (its connections never wrote, so a bare WAIT there has nothing to wait for)
+    answers the retries while the replica is paused. (Redis 7.0 would pass without the
+    fence, its WAIT counting from any command; Valkey's counts from the client's own last
+    write, so there this fails without it.)"""
+    primary, replica = primary_and_replica
+    await _wait_synced(primary)
+    settings = settings_for_test(min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
+    first = await start_server(settings, primary.url)
+    second = await start_server(settings, primary.url)
+    await first.wait_health(SERVING)
+    await second.wait_health(SERVING)
+    created = await first.stub.Create(pb.CreateRequest(history=batch(0, 0)), timeout=DEADLINE)
+    thread_id = created.thread.thread_id
+    append = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
+    copy = pb.CopyRequest(thread_id=thread_id, request_id="vouch-1")
+    with _Paused(replica):
+        for app in (first, second):  # the writes, then their retries elsewhere
+            # One after the other (a gRPC call starts when it is made).
+            await expect_error(
+                app.stub.Append(append), grpc.StatusCode.UNAVAILABLE, "REPLICATION_TIMEOUT"
+            )
+            await expect_error(
+                app.stub.Copy(copy), grpc.StatusCode.UNAVAILABLE, "REPLICATION_TIMEOUT"
+            )
+    await expect_error(
+        second.stub.Append(append), grpc.StatusCode.ABORTED, "HISTORY_LENGTH_MISMATCH"
+    )
+    again = (await second.stub.Copy(copy, timeout=DEADLINE)).thread
+    assert again.history_length == 2 * BATCH
+
+
+async def test_scripts_missing_on_the_primary_are_loaded_by_a_replicated_write(
+    primary_and_replica: tuple[RedisProcess, RedisProcess], start_server: StartServer
+) -> None:
+    """NOSCRIPT (a restarted or newly promoted primary) in the write-then-WAIT pipeline:
+    the script did not run, so it is loaded and sent again, once."""
+    primary, _ = primary_and_replica
+    await _wait_synced(primary)
+    settings = settings_for_test(min_replica_acks=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
+    app = await start_server(settings, primary.url)
+    await app.wait_health(SERVING)
+    created = await app.stub.Create(pb.CreateRequest(history=batch(0, 0)), timeout=DEADLINE)
+    client: Any = aioredis.from_url(primary.url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    request = pb.AppendRequest(
+        thread_id=created.thread.thread_id, entries=batch(0, 1), expected_length=BATCH
+    )
+    assert (await app.stub.Append(request, timeout=DEADLINE)).history_length == 2 * BATCH
+
+
+async def test_cluster_scripts_missing_on_a_primary_are_loaded_by_a_replicated_write(
+    ha_cluster: RedisCluster, cluster_app: Started
+) -> None:
+    ids = thread_ids_over_primaries(ha_cluster, 1)
+    for thread_id in ids:
+        request = pb.CreateRequest(thread_id=thread_id, history=batch(0, 0))
+        await cluster_app.stub.Create(request, timeout=DEADLINE)
+    for port in ha_cluster.primaries():
+        ha_cluster.redis_cli(port, "SCRIPT", "FLUSH")
+    for thread_id in ids:
+        append = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
+        assert (await cluster_app.stub.Append(append, timeout=DEADLINE)).history_length == 10
+    await cluster_app.server.store.prepare()  # the other scripts, for the tests after
