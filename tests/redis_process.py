@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "BACKENDS",
     "FAST_SYNC",
     "RedisProcess",
+    "answers_ping_tls",
     "backend_binary",
     "free_port",
     "process_alive",
@@ -52,8 +54,12 @@ class RedisProcess:
         *,
         appendonly: bool = True,
         extra_args: Sequence[str] = (),
+        tls_ca: Path | None = None,
     ) -> None:
+        """``tls_ca``: the server listens with TLS only (its ``extra_args`` say how); its
+        readiness PING then goes over TLS, trusting this CA."""
         self.binary = binary
+        self.tls_ca = tls_ca
         self.workdir = workdir
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
@@ -92,6 +98,8 @@ class RedisProcess:
 
     def ping(self) -> bool:
         """Whether it answers: PONG, or NOAUTH when started with --requirepass."""
+        if self.tls_ca is not None:
+            return answers_ping_tls(self.port, self.tls_ca)
         return answers_ping(("127.0.0.1", self.port)) or refuses_unauthenticated(self.port)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -104,6 +112,20 @@ class RedisProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def answers_ping_tls(port: int, ca: Path) -> bool:
+    """Whether a TLS-only server on ``port`` (certificate from ``ca``) answers PONG."""
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1.0) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+        ):
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def refuses_unauthenticated(port: int) -> bool:

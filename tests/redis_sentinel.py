@@ -15,12 +15,46 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.embedded import answers_ping
-from tests.redis_process import FAST_SYNC, RedisProcess, free_port, refuses_unauthenticated
+from tests.redis_process import (
+    FAST_SYNC,
+    RedisProcess,
+    answers_ping_tls,
+    free_port,
+    refuses_unauthenticated,
+)
 
 MASTER_NAME = "threads"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A server certificate (SAN 127.0.0.1), its key and the CA, for TLS-only processes.
+    Clients need no certificate (``tls-auth-clients no``)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def config(self, port: int) -> list[str]:
+        """Config lines (also usable as ``--name value`` pairs) for TLS on ``port`` only."""
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {self.cert}",
+            f"tls-key-file {self.key}",
+            f"tls-ca-cert-file {self.ca}",
+            "tls-auth-clients no",
+            "tls-replication yes",
+        ]
+
+    def args(self, port: int) -> list[str]:
+        return [part for line in self.config(port) for part in ("--" + line).split(" ", 1)]
+
+
 _READY_TIMEOUT = 60.0
 
 
@@ -46,9 +80,12 @@ class SentinelProcess:
         *,
         password: str | None = None,
         sentinel_password: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         """``password``: the primary's and replicas' (auth-pass); ``sentinel_password``:
-        the sentinels' own requirepass (and sentinel-pass, to talk to each other)."""
+        the sentinels' own requirepass (and sentinel-pass, to talk to each other);
+        ``tls``: TLS only, to clients and to the nodes."""
+        self.tls = tls
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -70,6 +107,7 @@ class SentinelProcess:
                 if sentinel_password
                 else ""
             )
+            + ("".join(f"{line}\n" for line in tls.config(self.port)) if tls else "")
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -85,7 +123,11 @@ class SentinelProcess:
             if self.process.poll() is not None:
                 log = (self.workdir / "sentinel.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"redis-sentinel exited with {self.process.returncode}: {log}")
-            if answers_ping(("127.0.0.1", self.port)) or refuses_unauthenticated(self.port):
+            if self.tls is not None:
+                ready = answers_ping_tls(self.port, self.tls.ca)
+            else:
+                ready = answers_ping(("127.0.0.1", self.port))
+            if ready or refuses_unauthenticated(self.port):
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-sentinel not ready on port {self.port}")
@@ -112,6 +154,7 @@ class RedisSentinel:
         down_after_ms: int = 2000,
         password: str | None = None,
         sentinel_password: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         """``down_after_ms``: Sentinel's down-after-milliseconds. At 1000 on this shared
         2-core machine, sentinels sometimes failed the *new* primary over again moments
@@ -120,13 +163,20 @@ class RedisSentinel:
         self.cli = cli
         self.password = password
         self.sentinel_password = sentinel_password
+        self.tls = tls
         auth = ["--requirepass", password, "--masterauth", password] if password else []
         self.nodes = [
             RedisProcess(
-                server, workdir / f"redis{i}", appendonly=False, extra_args=[*FAST_SYNC, *auth]
+                server,
+                workdir / f"redis{i}",
+                appendonly=False,
+                extra_args=[*FAST_SYNC, *auth],
+                tls_ca=tls.ca if tls else None,
             )
             for i in range(1 + replicas)
         ]
+        for node in self.nodes:
+            node.extra_args += tls.args(node.port) if tls else []
         primary = self.nodes[0].port
         for node in self.nodes[1:]:
             node.extra_args += ["--replicaof", "127.0.0.1", str(primary)]
@@ -138,6 +188,7 @@ class RedisSentinel:
                 down_after_ms,
                 password=password,
                 sentinel_password=sentinel_password,
+                tls=tls,
             )
             for i in range(sentinels)
         ]
@@ -152,6 +203,8 @@ class RedisSentinel:
         is_sentinel = any(s.port == port for s in self.sentinels)
         password = self.sentinel_password if is_sentinel else self.password
         auth = ["--no-auth-warning", "-a", password] if password else []
+        if self.tls is not None:
+            auth += ["--tls", "--cacert", str(self.tls.ca)]
         result = subprocess.run(
             [self.cli, "-h", "127.0.0.1", "-p", str(port), *auth, *args],
             capture_output=True,

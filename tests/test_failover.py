@@ -27,11 +27,13 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from grpc import aio
 from redis.crc import key_slot
 
 from client.pb import threads_pb2 as pb
 from server.keys import ThreadKeys, new_thread_id
 from server.scripts import Scripts
+from tests import tls_certs
 from tests.conftest import test_settings as settings_for_test
 from tests.failover_load import (
     BATCH,
@@ -46,12 +48,13 @@ from tests.failover_load import (
 from tests.inprocess_server import NOT_SERVING, SERVING, Started, StartServer
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.redis_process import FAST_SYNC, RedisProcess
-from tests.redis_sentinel import MASTER_NAME, RedisSentinel, sentinel_binaries
+from tests.redis_sentinel import MASTER_NAME, RedisSentinel, TLSFiles, sentinel_binaries
 from tests.rpc_helpers import expect_error, struct
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
 ACK_TIMEOUT_MS = 1000  # generous: the machine is shared; a paused replica costs this per write
 DEADLINE = 10.0
+RETRYABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _missing(what: str) -> None:
@@ -547,3 +550,36 @@ async def test_cluster_scripts_missing_on_a_primary_are_loaded_by_a_replicated_w
         append = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
         assert (await cluster_app.stub.Append(append, timeout=DEADLINE)).history_length == 10
     await cluster_app.server.store.prepare()  # the other scripts, for the tests after
+
+
+async def test_sentinel_over_tls(tmp_path: Path, start_server: StartServer) -> None:
+    """--redis-tls with --redis-tls-ca-file: the sentinels and the primary they name are
+    reached over TLS (both listen on TLS only); without --redis-tls nothing answers."""
+    binaries = sentinel_binaries()
+    if binaries is None:
+        _missing("redis-server, redis-cli and redis-sentinel")
+    assert binaries is not None
+    certs = tls_certs.generate(tmp_path)
+    files = TLSFiles(cert=certs.server.cert, key=certs.server.key, ca=certs.ca)
+    setup = RedisSentinel(*binaries, tmp_path / "tls", tls=files)
+    await asyncio.to_thread(setup.start)
+    try:
+        common: dict[str, Any] = {
+            "redis_sentinel": tuple(("127.0.0.1", s.port) for s in setup.sentinels),
+            "redis_sentinel_master": MASTER_NAME,
+        }
+        settings = settings_for_test(**common, redis_tls=True, redis_tls_ca_file=certs.ca)
+        app = await start_server(settings, None)
+        await app.wait_health(SERVING)
+        created = await app.stub.Create(pb.CreateRequest(history=batch(0, 0)), timeout=DEADLINE)
+        got = await app.stub.Get(pb.GetRequest(thread_id=created.thread.thread_id))
+        assert got.thread.history_length == BATCH
+
+        plaintext = await start_server(settings_for_test(**common, redis_timeout_seconds=1.0), None)
+        with pytest.raises(aio.AioRpcError) as failed:
+            # Bounded: a plaintext client talking to TLS ports may wait for its timeouts.
+            await plaintext.stub.Get(pb.GetRequest(thread_id=got.thread.thread_id), timeout=3)
+        assert failed.value.code() in RETRYABLE_CODES, failed.value
+        assert await plaintext.health_of("") == NOT_SERVING
+    finally:
+        await asyncio.to_thread(setup.stop)
