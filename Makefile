@@ -11,7 +11,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth load
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load
 
 install: $(STAMP)
 
@@ -80,6 +80,12 @@ bench: $(STAMP)
 # with auth off vs HS256/RS256/ES256 (tests/load/bench_auth.py).
 bench-auth: $(STAMP)
 	$(PY) -m tests.load.bench_auth
+
+# Primaries SIGKILLed under load on a Redis Cluster with replicas and on Sentinel, with and
+# without --min-replica-acks 1: recovery time, acknowledged writes lost per kill, and what
+# the option costs in Append/Copy latency and RPS (tests/load/bench_failover.py).
+bench-failover: $(STAMP)
+	$(PY) -m tests.load.bench_failover $(BENCH_ARGS)
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
 # unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).

@@ -138,7 +138,7 @@ async def start_server() -> AsyncIterator[StartServer]:
 
     async def start(
         settings: Settings,
-        redis_url: str,
+        redis_url: str | None,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),

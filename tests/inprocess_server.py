@@ -70,7 +70,7 @@ class StartServer(Protocol):
     def __call__(
         self,
         settings: Settings,
-        redis_url: str,
+        redis_url: str | None,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Sequence
@@ -18,12 +19,17 @@ from pathlib import Path
 from threads_server.embedded import answers_ping, find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
+# A primary sends a new replica its data at once (Redis 7 waits 5 s for more replicas).
+FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 __all__ = [
     "BACKENDS",
+    "FAST_SYNC",
     "RedisProcess",
+    "answers_ping_tls",
     "backend_binary",
     "free_port",
     "process_alive",
+    "refuses_unauthenticated",
     "unix_socket_accepts",
 ]
 
@@ -48,8 +54,12 @@ class RedisProcess:
         *,
         appendonly: bool = True,
         extra_args: Sequence[str] = (),
+        tls_ca: Path | None = None,
     ) -> None:
+        """``tls_ca``: the server listens with TLS only (its ``extra_args`` say how); its
+        readiness PING then goes over TLS, trusting this CA."""
         self.binary = binary
+        self.tls_ca = tls_ca
         self.workdir = workdir
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
@@ -87,7 +97,10 @@ class RedisProcess:
         raise RuntimeError(f"{self.binary} not ready on port {self.port} after {timeout}s")
 
     def ping(self) -> bool:
-        return answers_ping(("127.0.0.1", self.port))
+        """Whether it answers: PONG, or NOAUTH when started with --requirepass."""
+        if self.tls_ca is not None:
+            return answers_ping_tls(self.port, self.tls_ca)
+        return answers_ping(("127.0.0.1", self.port)) or refuses_unauthenticated(self.port)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -99,6 +112,29 @@ class RedisProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def answers_ping_tls(port: int, ca: Path) -> bool:
+    """Whether a TLS-only server on ``port`` (certificate from ``ca``) answers PONG."""
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1.0) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+        ):
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def refuses_unauthenticated(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"-NOAUTH")
+    except OSError:
+        return False
 
 
 def process_alive(pid: int) -> bool:

@@ -22,6 +22,15 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("listen", "127.0.0.1:7001", "127.0.0.1:7001", "0.0.0.0:7002", "0.0.0.0:7002"),
     ("redis_url", "redis://h1:6379/0", "redis://h1:6379/0", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
     ("redis_cluster", "1", True, "false", False),
+    ("redis_sentinel", "s1:26379", (("s1", 26379),), "a:1, [::1]:3", (("a", 1), ("::1", 3))),
+    ("redis_sentinel_master", "mymaster", "mymaster", "threads", "threads"),
+    ("redis_sentinel_password", "sp1", "sp1", "sp2", "sp2"),
+    ("redis_username", "threads", "threads", "svc", "svc"),
+    ("redis_password", "pw1", "pw1", "pw2", "pw2"),
+    ("redis_tls", "1", True, "0", False),
+    ("redis_tls_ca_file", "/tls/r.crt", Path("/tls/r.crt"), "r2.crt", Path("r2.crt")),
+    ("min_replica_acks", "1", 1, "2", 2),
+    ("replica_ack_timeout_ms", "250", 250, "5000", 5000),
     ("data_dir", "/srv/a", Path("/srv/a"), "rel/b", Path("rel/b")),
     ("appendfsync", "always", "always", "no", "no"),
     ("embedded_server", "/opt/valkey-server", "/opt/valkey-server", "redis-server", "redis-server"),
@@ -47,7 +56,16 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Settings that only make sense with others (Settings.problems): given with each case.
+_SENTINEL = {"THREADS_REDIS_SENTINEL": "s:26379", "THREADS_REDIS_SENTINEL_MASTER": "m"}
 _COMPANIONS: dict[str, dict[str, str]] = {
+    "redis_sentinel": {"THREADS_REDIS_SENTINEL_MASTER": "m"},
+    "redis_sentinel_master": {"THREADS_REDIS_SENTINEL": "s:26379"},
+    "redis_sentinel_password": _SENTINEL,
+    "redis_username": _SENTINEL,
+    "redis_password": _SENTINEL,
+    "redis_tls": _SENTINEL,
+    "redis_tls_ca_file": _SENTINEL | {"THREADS_REDIS_TLS": "1"},
+    "min_replica_acks": {"THREADS_REDIS_URL": "redis://r:6379/0"},
     "tls_cert_file": {"THREADS_TLS_KEY_FILE": "/tls/k.key"},
     "tls_key_file": {"THREADS_TLS_CERT_FILE": "/tls/c.crt"},
     "tls_client_ca_file": {
@@ -294,6 +312,19 @@ def test_invalid_limit_exits_2_naming_the_setting(
         ({"THREADS_TLS_CERT_FILE": "c.crt"}, ["--tls-cert-file", "--tls-key-file"]),
         ({"THREADS_TLS_KEY_FILE": "k.key"}, ["--tls-cert-file", "--tls-key-file"]),
         ({"THREADS_TLS_CLIENT_CA_FILE": "ca.crt"}, ["--tls-client-ca-file", "--tls-cert-file"]),
+        (_SENTINEL | {"THREADS_REDIS_URL": "redis://r:1"}, ["--redis-sentinel", "--redis-url"]),
+        (
+            _SENTINEL | {"THREADS_REDIS_CLUSTER": "1"},
+            ["--redis-sentinel", "--redis-cluster"],
+        ),
+        ({"THREADS_REDIS_SENTINEL": "s:1"}, ["--redis-sentinel", "--redis-sentinel-master"]),
+        ({"THREADS_REDIS_SENTINEL_MASTER": "m"}, ["--redis-sentinel-master", "--redis-url"]),
+        (
+            {"THREADS_REDIS_URL": "redis://r:1", "THREADS_REDIS_PASSWORD": "p"},
+            ["--redis-password", "--redis-sentinel", "rediss://user:password@host"],
+        ),
+        (_SENTINEL | {"THREADS_REDIS_TLS_CA_FILE": "ca.crt"}, ["--redis-tls-ca-file"]),
+        ({"THREADS_MIN_REPLICA_ACKS": "1"}, ["--min-replica-acks", "embedded", "--redis-url"]),
     ],
 )
 def test_settings_that_need_each_other_exit_2_naming_both(
@@ -305,6 +336,24 @@ def test_settings_that_need_each_other_exit_2_naming_both(
     err = capsys.readouterr().err
     for name in names:
         assert name in err, err
+
+
+def test_sentinel_addresses_must_each_be_host_and_port(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for bad in ("s1", "s1:", ":26379", "s1:0", "s1:70000", "s1:26379,", "s1:x"):
+        with pytest.raises(SystemExit):
+            Settings.load(["--redis-sentinel", bad, "--redis-sentinel-master", "m"], {})
+        assert "--redis-sentinel" in capsys.readouterr().err, bad
+
+
+def test_redis_passwords_stay_out_of_repr() -> None:
+    settings = Settings.load([], _SENTINEL | {
+        "THREADS_REDIS_PASSWORD": "primary-secret",
+        "THREADS_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+    })  # fmt: skip
+    assert "primary-secret" not in repr(settings)
+    assert "sentinel-secret" not in repr(settings)
 
 
 def test_the_jwt_secret_stays_out_of_repr_and_help(capsys: pytest.CaptureFixture[str]) -> None:

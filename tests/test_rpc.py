@@ -138,3 +138,20 @@ def test_store_outage_message_does_not_leak_internal_addresses() -> None:
     assert isinstance(error, Unavailable)
     assert "10.1.2.3" not in error.message
     assert error.__cause__ is raised  # kept for the server log
+
+
+async def test_redis_py_writer_race_maps_to_unavailable_and_other_bugs_do_not() -> None:
+    """redis-py's own write path on a connection closed under it (redis/redis-py#4287):
+    the AttributeError it leaks is a lost connection (UNAVAILABLE); the same error type
+    raised anywhere else is a bug (None: INTERNAL)."""
+    connection = redis.asyncio.Connection(host="127.0.0.1", port=1)
+    assert connection._writer is None  # never connected, as after a concurrent disconnect
+    with pytest.raises(AttributeError) as raised:
+        await connection._send_packed_command([b"PING\r\n"])
+    error = to_store_error(raised.value)
+    assert isinstance(error, Unavailable)
+    assert error.reason == "STORE_UNAVAILABLE"
+    try:
+        None.writelines  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as elsewhere:
+        assert to_store_error(elsewhere) is None

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with contextlib.ExitStack() as stack:
         url = settings.redis_url
-        if not url:
+        if not url and settings.redis_sentinel is None:
             try:
                 url = stack.enter_context(
                     EmbeddedServer(
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).run()
 
 
-def _serve(settings: Settings, redis_url: str, *, reuse_port: bool) -> int:
+def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> int:
     """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork."""
     from threads_server.app import ThreadsServer  # noqa: PLC0415
 

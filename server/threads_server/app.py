@@ -17,6 +17,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -39,13 +40,19 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def connect_redis(url: str, settings: Settings) -> Any:
+def connect_redis(url: str | None, settings: Settings) -> Any:
     """A redis.asyncio client that fails fast and never retries a command by itself.
 
     Retrying a write whose reply was lost could apply it twice (a duplicated Append), so
     retries belong to callers, who can make them safe (expected_length, request_id).
-    With ``settings.redis_cluster``, a cluster client (``connect_redis_cluster``).
+    With ``settings.redis_cluster``, a cluster client (``connect_redis_cluster``); with
+    ``settings.redis_sentinel``, a client of the primary the sentinels name
+    (``connect_redis_sentinel``).
     """
+    if settings.redis_sentinel is not None:
+        return connect_redis_sentinel(settings)
+    if not url:
+        raise ValueError("a Redis URL or --redis-sentinel is needed")
     if settings.redis_cluster:
         return connect_redis_cluster(url, settings)
     return aioredis.from_url(
@@ -81,13 +88,63 @@ def connect_redis_cluster(url: str, settings: Settings) -> RedisCluster:
     )
 
 
+def connect_redis_sentinel(settings: Settings) -> Any:
+    """A client of the primary that the sentinels name for ``--redis-sentinel-master``.
+
+    redis-py's SentinelConnectionPool asks the sentinels for the primary's address
+    whenever it opens a connection, drops idle connections to a former primary once they
+    name another, and turns a READONLY reply (a demoted primary) into a ConnectionError,
+    so the service follows a failover without a restart. The same fail-fast, never-resend
+    rules as connect_redis.
+    """
+    tls: dict[str, Any] = {}
+    if settings.redis_tls:
+        tls = {"ssl": True}
+        if settings.redis_tls_ca_file is not None:
+            tls["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+    timeouts = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": min(1.0, settings.redis_timeout_seconds),
+    }
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(settings.redis_sentinel or ()),
+        sentinel_kwargs={**timeouts, "password": settings.redis_sentinel_password, **tls},
+        **timeouts,
+        **tls,
+        username=settings.redis_username,
+        password=settings.redis_password,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        client_name="threads",
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+    return sentinel.master_for(settings.redis_sentinel_master or "")
+
+
+async def close_redis(client: Any) -> None:
+    """Closes the client, and for Sentinel its connections to the sentinels too."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    if isinstance(manager, Sentinel):
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()
+
+
 class ThreadsServer:
-    def __init__(self, settings: Settings, redis_url: str, *, reuse_port: bool = False) -> None:
-        """``reuse_port``: share the port with sibling workers (``--workers``) via SO_REUSEPORT."""
+    def __init__(
+        self, settings: Settings, redis_url: str | None, *, reuse_port: bool = False
+    ) -> None:
+        """``reuse_port``: share the port with sibling workers (``--workers``) via SO_REUSEPORT.
+        ``redis_url``: None with ``settings.redis_sentinel``."""
         self.settings = settings
         self.redis = connect_redis(redis_url, settings)
         limits = Limits.from_settings(settings)
-        self.store = ThreadStore(self.redis, limits=limits)
+        self.store = ThreadStore(
+            self.redis,
+            limits=limits,
+            min_replica_acks=settings.min_replica_acks,
+            replica_ack_timeout_ms=settings.replica_ack_timeout_ms,
+        )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
         self.grpc = aio.server(
@@ -158,7 +215,7 @@ class ThreadsServer:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await self.redis.aclose()
+        await close_redis(self.redis)
 
     async def serve_until_signal(self) -> None:
         stop = asyncio.Event()
@@ -186,7 +243,7 @@ class ThreadsServer:
         while not self._stopping.is_set():
             try:
                 await self.store.ping()
-                if not serving or self.store.topology_changed():
+                if not serving or await self.store.topology_changed():
                     await self.store.prepare()
                 now_serving = True
             except Exception as exc:

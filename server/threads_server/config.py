@@ -67,6 +67,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port[,host:port...]``, each port in range, at least one address."""
+    addresses = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part.strip()!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
 ENV_PREFIX = "THREADS_"
 
 
@@ -102,6 +113,56 @@ class Settings:
         False,
         _bool,
         "the Redis URL names a node of a Redis Cluster (a bare flag means 1)",
+    )
+    redis_sentinel: tuple[tuple[str, int], ...] | None = _opt(
+        None,
+        _sentinels,
+        "Redis Sentinel addresses, host:port[,host:port...]; the primary is the one they "
+        "name for --redis-sentinel-master, followed across failovers (instead of --redis-url)",
+    )
+    redis_sentinel_master: str | None = _opt(
+        None,
+        str,
+        "with --redis-sentinel: the name the sentinels monitor the primary under",
+    )
+    redis_sentinel_password: str | None = _opt(
+        None,
+        str,
+        "with --redis-sentinel: password of the sentinels themselves (their requirepass)",
+        secret=True,
+    )
+    redis_username: str | None = _opt(
+        None,
+        str,
+        "with --redis-sentinel: ACL user on the primary (with --redis-url it goes in the URL)",
+    )
+    redis_password: str | None = _opt(
+        None,
+        str,
+        "with --redis-sentinel: password on the primary (with --redis-url it goes in the URL)",
+        secret=True,
+    )
+    redis_tls: bool = _opt(
+        False,
+        _bool,
+        "with --redis-sentinel: TLS to the sentinels and the primary, as rediss:// does",
+    )
+    redis_tls_ca_file: Path | None = _opt(
+        None,
+        Path,
+        "with --redis-tls: PEM CA certificates to verify Redis with (default: system roots)",
+    )
+    min_replica_acks: int = _opt(
+        0,
+        _non_negative_int,
+        "acknowledge a write only once this many replicas have it (WAIT after each write "
+        "script); 0: off, acknowledged when the primary has applied it",
+    )
+    replica_ack_timeout_ms: int = _opt(
+        1000,
+        _positive_int,
+        "with --min-replica-acks: how long a write waits for its replicas before the call "
+        "fails with UNAVAILABLE REPLICATION_TIMEOUT",
     )
     data_dir: Path = _opt(
         Path(".threads-data"),
@@ -261,5 +322,48 @@ class Settings:
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             found.append(
                 "--tls-client-ca-file (mutual TLS) needs --tls-cert-file and --tls-key-file"
+            )
+        found += self._redis_problems()
+        return found
+
+    def _redis_problems(self) -> list[str]:
+        found = []
+        sentinel = self.redis_sentinel is not None
+        if sentinel and self.redis_url:
+            found.append(
+                "--redis-sentinel and --redis-url exclude each other: the sentinels name the "
+                "primary"
+            )
+        if sentinel and self.redis_cluster:
+            found.append(
+                "--redis-sentinel and --redis-cluster exclude each other: a cluster fails over "
+                "by itself; give --redis-url naming one of its nodes"
+            )
+        if sentinel and not self.redis_sentinel_master:
+            found.append("--redis-sentinel needs --redis-sentinel-master (the monitored name)")
+        if not sentinel:
+            given = [
+                flag
+                for flag, value in (
+                    ("--redis-sentinel-master", self.redis_sentinel_master),
+                    ("--redis-sentinel-password", self.redis_sentinel_password),
+                    ("--redis-username", self.redis_username),
+                    ("--redis-password", self.redis_password),
+                    ("--redis-tls", self.redis_tls or None),
+                    ("--redis-tls-ca-file", self.redis_tls_ca_file),
+                )
+                if value is not None
+            ]
+            if given:
+                found.append(
+                    f"{', '.join(given)} only apply with --redis-sentinel; with --redis-url, "
+                    "put the user, password and TLS in the URL (rediss://user:password@host)"
+                )
+        elif self.redis_tls_ca_file is not None and not self.redis_tls:
+            found.append("--redis-tls-ca-file needs --redis-tls")
+        if self.min_replica_acks and not (sentinel or self.redis_url):
+            found.append(
+                "--min-replica-acks needs --redis-url or --redis-sentinel: the embedded server "
+                "has no replicas"
             )
         return found

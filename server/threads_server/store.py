@@ -17,6 +17,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
 from threads_client.pb import threads_pb2 as pb
@@ -25,6 +26,7 @@ from threads_server.keys import ThreadKeys, new_copy_id
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
 from threads_server.redis_errors import store_errors
+from threads_server.replication import ReplicatedWriter
 from threads_server.scripts import Scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
@@ -39,14 +41,48 @@ class ThreadStore:
         *,
         limits: Limits | None = None,
         request_ttl: int = REQUEST_RECORD_TTL_SECONDS,
+        min_replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 1000,
     ) -> None:
-        """``request_ttl``: how long (s) a Create/Copy request_id is remembered."""
+        """``request_ttl``: how long (s) a Create/Copy request_id is remembered.
+        ``min_replica_acks`` > 0: a write is acknowledged only once that many replicas
+        confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``)."""
         self._redis = redis
         self._scripts = Scripts.register(redis)
         self._limits = limits or Limits()
         self._request_ttl = request_ttl
         self._cluster = isinstance(redis, RedisCluster)
+        self._sentinel = isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
         self._prepared_primaries: frozenset[str] = frozenset()
+        self._replicated = (
+            ReplicatedWriter(redis, min_replica_acks, replica_ack_timeout_ms)
+            if min_replica_acks
+            else None
+        )
+
+    async def _write(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        *,
+        reports_earlier_write: tuple[Outcome, ...] = (),
+    ) -> tuple[Outcome, list[Any]]:
+        """Runs write script ``name``; with min_replica_acks, acknowledged once replicated,
+        and so are the earlier writes that outcomes in ``reports_earlier_write`` vouch for
+        (a retry's DUPLICATE, an Append's LENGTH_MISMATCH naming a longer history)."""
+        script = self._scripts[name]
+        if self._replicated is None:
+            return await run_script(script, keys, args)
+        with store_errors(script):
+            reply = await self._replicated.run(
+                script,
+                keys,
+                args,
+                fence=keys[0].removesuffix(":meta") + ":fence",
+                reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
+            )
+        return parse(reply)
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
@@ -57,21 +93,29 @@ class ThreadStore:
             else:
                 await self._redis.ping()
 
-    def topology_changed(self) -> bool:
-        """On a cluster, whether the primaries differ from those ``prepare`` loaded the
-        scripts on (a failover promoted a replica, a node was added); else False."""
-        return self._cluster and self._primaries() != self._prepared_primaries
+    async def topology_changed(self) -> bool:
+        """Whether the primaries differ from those ``prepare`` loaded the scripts on (a
+        failover promoted a replica, a node was added); always False for one Redis."""
+        if not (self._cluster or self._sentinel):
+            return False
+        return await self._primaries() != self._prepared_primaries
 
-    def _primaries(self) -> frozenset[str]:
+    async def _primaries(self) -> frozenset[str]:
+        """Cluster: every primary in the client's layout; Sentinel: the primary the
+        sentinels name now."""
+        if self._sentinel:
+            with store_errors():
+                host, port = await self._redis.connection_pool.get_master_address()
+            return frozenset({f"{host}:{port}"})
         return frozenset(node.name for node in self._redis.get_primaries())
 
     async def prepare(self) -> None:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
         (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
+        primaries = await self._primaries() if self._cluster or self._sentinel else frozenset()
         with store_errors():
             if self._cluster:
-                primaries = self._primaries()
                 by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
                 infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
             else:
@@ -85,8 +129,7 @@ class ThreadStore:
         for script in self._scripts.values():  # SCRIPT LOAD: the first calls hit by SHA
             with store_errors(script):
                 await self._redis.script_load(script.script)
-        if self._cluster:
-            self._prepared_primaries = primaries
+        self._prepared_primaries = primaries
 
     async def create(
         self,
@@ -115,10 +158,10 @@ class ThreadStore:
                 *(entry.data.SerializeToString(deterministic=True) for entry in history),
             )
         expire_ms = _expire_ms(now, ttl_ms)
-        outcome, values = await run_script(
-            self._scripts["create"],
-            keys=[keys.meta, keys.history, *record_keys],
-            args=[
+        outcome, values = await self._write(
+            "create",
+            [keys.meta, keys.history, *record_keys],
+            [
                 now,
                 owner,
                 expire_ms,
@@ -129,6 +172,7 @@ class ThreadStore:
                 *meta_args,
                 *codec.encode_entries(history, now),
             ],
+            reports_earlier_write=(Outcome.DUPLICATE, Outcome.EXISTS),
         )
         if outcome is Outcome.OK:
             thread = pb.Thread(
@@ -170,8 +214,8 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         meta_args = self._metadata_args(metadata)
         now = codec.now_us()
-        outcome, values = await run_script(
-            self._scripts["update"],
+        outcome, values = await self._write(
+            "update",
             [keys.meta, keys.history],
             [
                 now,
@@ -186,7 +230,7 @@ class ThreadStore:
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(self._scripts["delete"], [keys.meta, keys.history])
+        outcome, values = await self._write("delete", [keys.meta, keys.history], [])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
 
@@ -199,8 +243,8 @@ class ThreadStore:
     ) -> int:
         keys = ThreadKeys(thread_id, owner)
         now = codec.now_us()
-        outcome, values = await run_script(
-            self._scripts["append"],
+        outcome, values = await self._write(
+            "append",
             [keys.meta, keys.history],
             [
                 "" if expected_length is None else expected_length,
@@ -208,6 +252,7 @@ class ThreadStore:
                 self._limits.max_history_length,
                 *codec.encode_entries(entries, now),
             ],
+            reports_earlier_write=(Outcome.LENGTH_MISMATCH,),
         )
         if outcome is not Outcome.OK:
             call = ScriptCall(
@@ -261,8 +306,8 @@ class ThreadStore:
             copy_id = new_copy_id(source_id)
             target = ThreadKeys(copy_id, owner)
             now = codec.now_us()
-            outcome, values = await run_script(
-                self._scripts["copy"],
+            outcome, values = await self._write(
+                "copy",
                 [source.meta, source.history, target.meta, target.history, *request_keys],
                 [
                     copy_id,
@@ -276,6 +321,7 @@ class ThreadStore:
                     self._limits.max_metadata_bytes,
                     *meta_args,
                 ],
+                reports_earlier_write=(Outcome.DUPLICATE,),
             )
             if outcome is not Outcome.ID_TAKEN:
                 break
