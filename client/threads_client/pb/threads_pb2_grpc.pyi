@@ -55,6 +55,10 @@ class ThreadServiceStub:
     """Reads one page of a thread's history, oldest first (AIP-158)."""
     Copy: _grpc.UnaryUnaryMultiCallable[_threads_pb2.CopyRequest, _threads_pb2.CopyResponse]
     """Creates an independent copy of a thread, atomically, in one Redis script."""
+    Search: _grpc.UnaryUnaryMultiCallable[_threads_pb2.SearchRequest, _threads_pb2.SearchResponse]
+    """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+    Count: _grpc.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]
+    """Counts the caller's threads that Search would page through with the same filters."""
 
 @_typing.type_check_only
 class ThreadServiceAsyncStub(ThreadServiceStub):
@@ -75,6 +79,10 @@ class ThreadServiceAsyncStub(ThreadServiceStub):
     """Reads one page of a thread's history, oldest first (AIP-158)."""
     Copy: _aio.UnaryUnaryMultiCallable[_threads_pb2.CopyRequest, _threads_pb2.CopyResponse]  # type: ignore[assignment]
     """Creates an independent copy of a thread, atomically, in one Redis script."""
+    Search: _aio.UnaryUnaryMultiCallable[_threads_pb2.SearchRequest, _threads_pb2.SearchResponse]  # type: ignore[assignment]
+    """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+    Count: _aio.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]  # type: ignore[assignment]
+    """Counts the caller's threads that Search would page through with the same filters."""
 
 class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores threads and their append-only histories; Copy forks a thread atomically."""
@@ -134,5 +142,21 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.CopyResponse, _abc.Awaitable[_threads_pb2.CopyResponse]]:
         """Creates an independent copy of a thread, atomically, in one Redis script."""
+
+    @_abc_1.abstractmethod
+    def Search(
+        self,
+        request: _threads_pb2.SearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_threads_pb2.SearchResponse, _abc.Awaitable[_threads_pb2.SearchResponse]]:
+        """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+
+    @_abc_1.abstractmethod
+    def Count(
+        self,
+        request: _threads_pb2.CountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_threads_pb2.CountResponse, _abc.Awaitable[_threads_pb2.CountResponse]]:
+        """Counts the caller's threads that Search would page through with the same filters."""
 
 def add_ThreadServiceServicer_to_server(servicer: ThreadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
