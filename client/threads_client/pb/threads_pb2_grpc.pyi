@@ -9,6 +9,12 @@ status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
 With auth on, every call carries `authorization: Bearer <JWT>` metadata (else
 UNAUTHENTICATED); the token's subject owns the threads it creates, and another
 caller's thread answers NOT_FOUND, exactly like a missing one.
+
+Each RPC is also served as HTTP/JSON (AIP-127): its google.api.http option is the
+route, on LangGraph's paths where LangGraph has the call. `response_body` names the
+field that is the whole reply (LangGraph answers with the thread itself, a bare list
+for Search and a bare number for Count). The server builds its routes and its OpenAPI
+document from these options; any gRPC-JSON transcoder can serve the same routes.
 """
 
 from collections import abc as _abc
