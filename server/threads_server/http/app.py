@@ -146,6 +146,15 @@ def _endpoint(
     return endpoint
 
 
+def _dispatch(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        response: Response = await endpoints[method](request)
+        return response
+
+    return dispatch
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return _transport_error(
         grpc.StatusCode.NOT_FOUND,
@@ -158,7 +167,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        # HEAD comes with every GET in Starlette; the Allow header names the routes' methods.
+        allowed = ", ".join(
+            m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD"
+        )
         response = _transport_error(
             grpc.StatusCode.UNIMPLEMENTED,
             405,
@@ -201,9 +213,16 @@ def build_app(
         Route(HEALTH_PATH, health, methods=["GET"]),
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
     ]
+    # One Starlette route per path, dispatching on the method, so that a 405's Allow
+    # header names every method the path takes.
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    for route in ROUTES:
+        by_path.setdefault(route.path, {})[route.verb] = _endpoint(
+            route, servicer, max_body_bytes
+        )
     routes += [
-        Route(route.path, _endpoint(route, servicer, max_body_bytes), methods=[route.verb])
-        for route in ROUTES
+        Route(path, _dispatch(endpoints), methods=list(endpoints))
+        for path, endpoints in by_path.items()
     ]
     return Starlette(
         routes=routes,

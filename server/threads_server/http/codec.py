@@ -77,6 +77,7 @@ def build_request(
         if name in fields and fields[name] != value:
             raise malformed(f"{name} is in the path ({value}); the body may not differ", name)
         fields[name] = value
+    _no_bools_but_bools(route.method.input_type, fields, "")
     request = request_class()
     try:
         json_format.ParseDict(fields, request, max_recursion_depth=100)
@@ -85,6 +86,30 @@ def build_request(
     except (RecursionError, ValueError, TypeError) as exc:
         raise malformed(f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}") from None
     return request
+
+
+def _no_bools_but_bools(message_type: descriptor.Descriptor, body: Any, prefix: str) -> None:
+    """json_format takes ``true`` for a number or an enum (Python's bool is an int): a wrong
+    type, refused here with the field named."""
+    if not isinstance(body, dict):
+        return
+    for field in message_type.fields:
+        value = body.get(field.name)
+        items = value if isinstance(value, list) else [value]
+        name = prefix + field.name
+        wants_bool = field.type == descriptor.FieldDescriptor.TYPE_BOOL
+        if (
+            not wants_bool
+            and field.message_type is None
+            and any(isinstance(v, bool) for v in items)
+        ):
+            raise malformed(f"{name}: a boolean where a number, string or enum belongs", name)
+        if field.message_type is not None and not field.message_type.full_name.startswith(
+            "google.protobuf."
+        ):
+            for index, item in enumerate(items):
+                where = f"{name}[{index}]." if isinstance(value, list) else f"{name}."
+                _no_bools_but_bools(field.message_type, item, where)
 
 
 def _parse_error(text: str) -> InvalidArgument:

@@ -70,11 +70,12 @@ def _unsupported(field: str, why: str) -> InvalidArgument:
     )
 
 
-def _only_empty(body: Json, field: str, why: str) -> None:
-    """LangGraph's SDKs send some fields null or empty when unused: those are accepted."""
+def _only_empty(body: Json, field: str, why: str, empty: Any = None) -> None:
+    """LangGraph's SDKs send some fields null (or ``empty``: [] or {}) when unused: those
+    are accepted; anything else is a 400 naming the field."""
     if field in body:
         value = body.pop(field)
-        if value not in (None, [], {}):
+        if value is not None and not (type(value) is type(empty) and value == empty):
             raise _unsupported(field, why)
 
 
@@ -124,7 +125,9 @@ def _ttl(body: Json) -> None:
 def _create(body: Json) -> None:
     _enum(body, "if_exists", _IF_EXISTS)
     _ttl(body)
-    _only_empty(body, "supersteps", "copying a LangGraph run's supersteps is not supported here")
+    _only_empty(
+        body, "supersteps", "copying a LangGraph run's supersteps is not supported here", []
+    )
 
 
 def _update(body: Json) -> None:
@@ -143,14 +146,14 @@ def _search(body: Json) -> None:
     _enum(body, "sort_by", _SORT_BY)
     _enum(body, "sort_order", _SORT_ORDER)
     _only_empty(body, "status", _NO_STATUS)
-    _only_empty(body, "values", _NO_VALUES)
-    _only_empty(body, "select", "selecting fields is not supported; every field is returned")
-    _only_empty(body, "extract", _NO_VALUES)
+    _only_empty(body, "values", _NO_VALUES, {})
+    _only_empty(body, "select", "selecting fields is not supported; every field is returned", [])
+    _only_empty(body, "extract", _NO_VALUES, {})
 
 
 def _count(body: Json) -> None:
     _only_empty(body, "status", _NO_STATUS)
-    _only_empty(body, "values", _NO_VALUES)
+    _only_empty(body, "values", _NO_VALUES, {})
 
 
 ADAPTERS: dict[str, Callable[[Json], None]] = {

@@ -21,6 +21,7 @@ from threads_server.http.routes import ROUTES, SERVICE, Route
 Json = dict[str, Any]
 FD = descriptor.FieldDescriptor
 _REF = "#/components/schemas/"
+_NULL: Json = {"type": "null"}
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
 _INT64 = {"type": "integer", "format": "int64", "minimum": -(2**63), "maximum": 2**63 - 1}
 _SCALARS: dict[int, Json] = {
@@ -89,7 +90,8 @@ def _message_ref(message: descriptor.Descriptor, schemas: Json) -> Json:
 
 
 def _object(fields: Any, schemas: Json, extra: Json | None = None) -> Json:
-    properties = {f.name: _field_schema(f, schemas) for f in fields}
+    # null is "unset" in proto3 JSON, accepted for every field.
+    properties = {f.name: {"anyOf": [_field_schema(f, schemas), _NULL]} for f in fields}
     for name, schema in (extra or {}).items():
         properties[name] = {"anyOf": [properties[name], schema]} if name in properties else schema
     return {"type": "object", "properties": properties, "additionalProperties": False}

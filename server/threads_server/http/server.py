@@ -80,6 +80,8 @@ class HttpServer:
             timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),
             **tls,
         )
+        # One line per call comes from rpc.run; uvicorn's access line would be a second.
+        logging.getLogger("uvicorn.access").disabled = True
         self._server = _EmbeddedServer(self.config)
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
