@@ -185,7 +185,7 @@ async def test_a_bad_field_is_a_400_naming_it(
     response = await http.post("/threads", json=body)
     error = assert_status(response, 400, 3, reason)
     assert error["details"][0]["metadata"]["field"] == field, error
-    assert field.split("[")[0].split(".")[0] in error["message"], error
+    assert field.split("[", maxsplit=1)[0].split(".", maxsplit=1)[0] in error["message"], error
 
 
 async def test_langgraphs_nulls_and_empty_defaults_are_accepted(http: httpx.AsyncClient) -> None:
@@ -302,7 +302,9 @@ async def test_the_request_timeout_header_is_the_calls_deadline(
     async with httpx.AsyncClient(base_url=base_url(started.server), timeout=30) as http:
         bad = await http.post("/threads", json={}, headers={"X-Request-Timeout": "soon"})
         assert "X-Request-Timeout" in assert_status(bad, 400, 3, "MALFORMED_REQUEST")["message"]
-        assert (await http.post("/threads", json={}, headers={"X-Request-Timeout": "20"})).is_success
+        assert (
+            await http.post("/threads", json={}, headers={"X-Request-Timeout": "20"})
+        ).is_success
         assert own_redis.process is not None
         os.kill(own_redis.process.pid, signal.SIGSTOP)  # accepts, never answers
         try:
@@ -370,9 +372,7 @@ def _grpc_credentials(ca: bytes, key: bytes | None = None, cert: bytes | None = 
     return grpc.ssl_channel_credentials(ca, key, cert)
 
 
-async def test_http_and_grpc_see_the_same_threads(
-    http: httpx.AsyncClient, stub: Any
-) -> None:
+async def test_http_and_grpc_see_the_same_threads(http: httpx.AsyncClient, stub: Any) -> None:
     created = await _create(http, metadata={"via": "http"})
     got = await stub.Get(pb.GetRequest(thread_id=created["thread_id"]), timeout=10)
     assert got.thread.metadata["via"] == "http"

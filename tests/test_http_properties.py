@@ -38,7 +38,9 @@ def _schemathesis(server: ServerProcess, work: Path, *operation_args: str) -> No
     result = subprocess.run(
         command, cwd=work, capture_output=True, text=True, timeout=600, check=False
     )
-    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}{server.tail()}"
+    assert result.returncode == 0, (
+        f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}{server.tail()}"
+    )
 
 
 def test_every_route_keeps_to_its_schema_and_never_answers_5xx(

@@ -75,9 +75,7 @@ async def test_unsupported_langgraph_fields_raise_bad_request(
         await client.threads.create(ttl={"ttl": 5, "strategy": "keep_latest"})
     assert "ttl.strategy" in str(refused.value)
     with pytest.raises(BadRequestError, match="supersteps"):
-        await client.threads.create(
-            supersteps=[{"updates": [{"values": {}, "as_node": "start"}]}]
-        )
+        await client.threads.create(supersteps=[{"updates": [{"values": {}, "as_node": "start"}]}])
     await client.http.client.aclose()
 
 
@@ -107,9 +105,7 @@ async def test_sync_client(threads_server: ThreadsServer) -> None:
 async def test_with_auth_through_the_headers_argument(
     redis_server: RedisProcess, start_server: StartServer
 ) -> None:
-    started = await start_server(
-        settings_for_test(auth_jwt_secret=SECRET), redis_server.url
-    )
+    started = await start_server(settings_for_test(auth_jwt_secret=SECRET), redis_server.url)
     url = _deployment_url(started.server)
     anonymous = get_client(url=url, api_key=None)
     with pytest.raises(AuthenticationError, match="Bearer"):
@@ -133,8 +129,7 @@ async def test_search_and_count(threads_server: ThreadsServer) -> None:
     client = get_client(url=_deployment_url(threads_server), api_key=None)
     tag = str(uuid.uuid4())
     made = [
-        (await client.threads.create(metadata={"tag": tag, "i": i}))["thread_id"]
-        for i in range(3)
+        (await client.threads.create(metadata={"tag": tag, "i": i}))["thread_id"] for i in range(3)
     ]
     found = await client.threads.search(
         metadata={"tag": tag}, limit=2, offset=0, sort_by="created_at", sort_order="asc"
@@ -154,8 +149,9 @@ async def test_search_and_count(threads_server: ThreadsServer) -> None:
     with pytest.raises(BadRequestError, match="values"):
         await client.threads.count(values={"a": 1})
     sync = await asyncio.to_thread(
-        lambda: get_sync_client(url=_deployment_url(threads_server), api_key=None)
-        .threads.count(metadata={"tag": tag})
+        lambda: get_sync_client(url=_deployment_url(threads_server), api_key=None).threads.count(
+            metadata={"tag": tag}
+        )
     )
     assert sync == 3
     await client.http.client.aclose()

@@ -104,7 +104,9 @@ class ThreadsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        service = ThreadService(
+        # Search and Count are declared in the proto; their handlers come from another
+        # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).
+        service = ThreadService(  # type: ignore[abstract, unused-ignore]
             self.store,
             limits=limits,
             authenticator=Authenticator.from_settings(settings),
@@ -114,9 +116,7 @@ class ThreadsServer:
         # The HTTP/JSON routes call the same servicer's handlers, in this process.
         self.http: HttpServer | None = None
         if settings.http_listen:
-            app = build_app(
-                service, max_body_bytes=max_bytes, is_serving=lambda: self.serving
-            )
+            app = build_app(service, max_body_bytes=max_bytes, is_serving=lambda: self.serving)
             self.http = HttpServer(app, settings, reuse_port=reuse_port)
         self.serving = False
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

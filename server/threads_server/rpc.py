@@ -144,9 +144,7 @@ async def run(
         # Before anything else: an unauthenticated caller learns nothing, not even
         # whether its request was well-formed.
         owner = (
-            servicer.authenticator.caller(metadata)
-            if servicer.authenticator is not None
-            else ""
+            servicer.authenticator.caller(metadata) if servicer.authenticator is not None else ""
         )
         if isinstance(request, MalformedRequest):
             raise request.as_error()

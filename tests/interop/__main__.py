@@ -4,9 +4,9 @@ and LangGraph's own JS SDK over HTTP/JSON, vs a live server.
 Starts ``python -m threads_server`` (embedded Valkey, fresh data dir, free gRPC and HTTP
 ports), waits until its health check says SERVING, then runs ``tests/interop/<lang>/run.sh``
 for each language with ``THREADS_TARGET=127.0.0.1:<port>`` (gRPC) and
-``THREADS_HTTP_URL=http://127.0.0.1:<http port>`` (HTTP/JSON, for langgraph-js). Each script generates its stubs from ``protos/`` with its
-own toolchain, runs its checks and exits non-zero on the first failure. Exits 1 if any
-language failed.
+``THREADS_HTTP_URL=http://127.0.0.1:<http port>`` (HTTP/JSON, for langgraph-js). Each gRPC
+script generates its stubs from ``protos/`` with its own toolchain; each script runs its
+checks and exits non-zero on the first failure. Exits 1 if any language failed.
 """
 
 from __future__ import annotations

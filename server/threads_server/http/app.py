@@ -37,7 +37,7 @@ HEALTH_PATH = "/ok"
 OPENAPI_PATH = "/openapi.json"
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     pass
 
 
@@ -68,12 +68,12 @@ def _transport_error(
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+        raise _TooLargeError
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _TooLarge
+            raise _TooLargeError
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -103,7 +103,7 @@ def _endpoint(
     async def endpoint(request: Request) -> Response:
         try:
             data = await _read_body(request, max_body_bytes)
-        except _TooLarge:
+        except _TooLargeError:
             return _transport_error(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 413,
@@ -217,9 +217,7 @@ def build_app(
     # header names every method the path takes.
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     for route in ROUTES:
-        by_path.setdefault(route.path, {})[route.verb] = _endpoint(
-            route, servicer, max_body_bytes
-        )
+        by_path.setdefault(route.path, {})[route.verb] = _endpoint(route, servicer, max_body_bytes)
     routes += [
         Route(path, _dispatch(endpoints), methods=list(endpoints))
         for path, endpoints in by_path.items()

@@ -84,7 +84,9 @@ def build_request(
     except json_format.ParseError as exc:
         raise _parse_error(str(exc)) from None
     except (RecursionError, ValueError, TypeError) as exc:
-        raise malformed(f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}") from None
+        raise malformed(
+            f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}"
+        ) from None
     return request
 
 
@@ -131,7 +133,7 @@ def render(route: Route, response: message.Message) -> Any:
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
-    _int64_as_numbers(response.DESCRIPTOR, body)
+    _int64_as_numbers(route.method.output_type, body)
     reply = body[route.response_body] if route.response_body else body
     return _integral_floats_as_ints(reply)
 

@@ -65,9 +65,7 @@ EXTRA_FIELDS: dict[str, Json] = {
 
 
 def _unsupported(field: str, why: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"{field}: {why}", reason=Reason.UNSUPPORTED_FIELD, field=field
-    )
+    return InvalidArgument(f"{field}: {why}", reason=Reason.UNSUPPORTED_FIELD, field=field)
 
 
 def _only_empty(body: Json, field: str, why: str, empty: Any = None) -> None:

@@ -69,7 +69,7 @@ STATUS_SCHEMA: Json = {
 
 
 def _field_schema(field: FD, schemas: Json) -> Json:
-    if field.type == FD.TYPE_ENUM:
+    if field.enum_type is not None:
         schema: Json = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
     elif field.message_type is not None:
         schema = _message_ref(field.message_type, schemas)

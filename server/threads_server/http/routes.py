@@ -80,9 +80,7 @@ def route_of(method: descriptor.MethodDescriptor) -> Route:
         raise RouteError(f"{method.full_name}: path {path!r} must use {{string_field}} only")
     if rule.body not in ("", "*"):
         raise RouteError(f"{method.full_name}: body must be '*' or absent, not {rule.body!r}")
-    if rule.response_body and rule.response_body not in {
-        f.name for f in method.output_type.fields
-    }:
+    if rule.response_body and rule.response_body not in {f.name for f in method.output_type.fields}:
         raise RouteError(f"{method.full_name}: response_body {rule.response_body!r} is no field")
     return Route(
         method=method,

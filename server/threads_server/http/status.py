@@ -47,5 +47,7 @@ def status_body(
     details: list[Any] = []
     if error is not None:
         status = error.to_status_proto()
-        details = [json_format.MessageToDict(d, preserving_proto_field_name=True) for d in status.details]
+        details = [
+            json_format.MessageToDict(d, preserving_proto_field_name=True) for d in status.details
+        ]
     return {"code": code.value[0], "message": message, "details": details, "detail": message}
