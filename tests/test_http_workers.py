@@ -3,13 +3,16 @@ HTTP and gRPC together, and a taken HTTP port fails clearly. Real subprocesses o
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.redis_process import RedisProcess, process_alive
-from tests.server_process import Spawn, connections_per_process, create_thread
+from tests.server_process import Spawn, connections_per_process, create_thread, eventually
 
 
 def test_every_worker_answers_http_on_the_shared_port(
@@ -68,3 +71,31 @@ def test_a_taken_http_port_fails_clearly(
     log = server.log()
     assert f"cannot listen on 127.0.0.1:{port}" in log and "--http-listen" in log, server.tail()
     assert "Traceback" not in log, server.tail()
+
+
+def test_sigterm_lets_an_in_flight_http_call_finish(spawn: Spawn, own_redis: RedisProcess) -> None:
+    """Redis frozen (SIGSTOP), so the call is held in the server; SIGTERM arrives; Redis
+    resumes: the call still answers 200 and the server exits 0 (drained, not cut)."""
+    server = spawn("--workers", "2", "--redis-url", own_redis.url)
+    server.wait_serving()
+    assert own_redis.process is not None
+    redis_pid = own_redis.process.pid
+    with (
+        httpx.Client(base_url=server.http_url, timeout=60) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            pending = pool.submit(client.post, "/threads", json={"metadata": {"drain": True}})
+            eventually(
+                lambda: sum(connections_per_process(server.http_port, server.workers())) == 1,
+                f"the call reaches a worker{server.tail()}",
+            )
+            server.process.send_signal(signal.SIGTERM)
+            server.wait_for_log("draining")
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        response = pending.result(timeout=60)
+    assert response.status_code == 200, (response.text, server.tail())
+    assert response.json()["metadata"] == {"drain": True}
+    assert server.wait_exit() == 0, server.tail()

@@ -59,6 +59,10 @@ async def test_async_create_get_update_delete(threads_server: ThreadsServer) -> 
     assert updated["metadata"] == {"number": 2}
     assert updated["expire_time"] != created["expire_time"]
 
+    minimal = await client.threads.update(thread_id, metadata={"n": 3}, return_minimal=True)
+    assert minimal is None  # Prefer: return=minimal -> 204
+    assert (await client.threads.get(thread_id))["metadata"] == {"number": 2, "n": 3}
+
     assert await client.threads.delete(thread_id) is None
     with pytest.raises(NotFoundError) as missing:
         await client.threads.get(thread_id)

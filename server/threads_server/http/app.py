@@ -94,6 +94,13 @@ def _timeout(request: Request) -> float | None:
     return seconds
 
 
+def _prefers_minimal(request: Request) -> bool:
+    """RFC 7240 ``Prefer: return=minimal`` (LangGraph's ``update(..., return_minimal=True)``):
+    the call runs as usual and the reply is ``204`` without the body."""
+    prefer = request.headers.get("prefer", "")
+    return any(p.strip().lower() == "return=minimal" for p in prefer.split(","))
+
+
 def _endpoint(
     route: RpcRoute, servicer: rpc.Authenticating, max_body_bytes: int
 ) -> Callable[[Request], Any]:
@@ -139,7 +146,7 @@ def _endpoint(
         )
         if isinstance(outcome, rpc.Failure):
             return error_response(outcome.code, outcome.message, outcome.error)
-        if route.empty_reply:
+        if route.empty_reply or _prefers_minimal(request):
             return Response(status_code=204)
         return JSONResponse(codec.render(route, outcome))
 
