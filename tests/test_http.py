@@ -4,7 +4,6 @@ errors as google.rpc.Status JSON, auth, limits, health, OpenAPI, HTTPS."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import ssl
@@ -31,7 +30,7 @@ from tests.tls_certs import generate
 from threads_client.pb import threads_pb2 as pb
 from threads_server.app import ThreadsServer
 from threads_server.http import openapi
-from threads_server.http.routes import ROUTES, SERVICE
+from threads_server.http.routes import ROUTES, SERVICE, RouteError, route_of
 from threads_server.http.status import HTTP_STATUS
 
 
@@ -428,7 +427,11 @@ async def test_langgraph_search_fields_we_cannot_honour_are_400(
     assert error["details"][0]["metadata"]["field"] == field
 
 
-async def test_a_concurrent_burst_is_answered(http: httpx.AsyncClient) -> None:
-    """Bounded: 50 creates at once over one client's pool, all answered 200."""
-    responses = await asyncio.gather(*(http.post("/threads", json={}) for _ in range(50)))
-    assert {r.status_code for r in responses} == {200}
+def test_a_method_without_a_route_or_with_an_unsupported_one_is_refused() -> None:
+    """ROUTES is built at import: a new RPC without its google.api.http option stops the
+    server from starting, rather than going unserved."""
+    from grpc_health.v1 import health_pb2  # noqa: PLC0415
+
+    check = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
+    with pytest.raises(RouteError, match=r"no google\.api\.http option"):
+        route_of(check)

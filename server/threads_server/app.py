@@ -123,6 +123,7 @@ class ThreadsServer:
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._first_round = asyncio.Event()
         self.port = 0
         self.http_port = 0
 
@@ -143,6 +144,10 @@ class ThreadsServer:
                 "the port? Pass another --listen"
             ) from exc
         await self._set_health(serving=False)
+        # One Redis check before accepting anything, so that a worker which comes up is
+        # SERVING from its first connection when Redis answers (not after its first ping).
+        self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
+        await self._first_round.wait()
         await self.grpc.start()
         mode = "plaintext"
         if credentials is not None:
@@ -151,9 +156,8 @@ class ThreadsServer:
             try:
                 self.http_port = await self.http.start()
             except BaseException:
-                await self.grpc.stop(None)
+                await self.stop(grace=0)
                 raise
-        self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
         log.info(
             "serving %s on %s (port %d, %s)", SERVICE_NAME, self.settings.listen, self.port, mode
         )
@@ -231,4 +235,5 @@ class ThreadsServer:
                 await self._set_health(serving=serving)
                 if serving:
                     log.info("Redis reachable, health SERVING")
+            self._first_round.set()
             await asyncio.sleep(self.settings.health_interval_seconds)
