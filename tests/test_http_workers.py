@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.redis_process import RedisProcess, process_alive
 from tests.server_process import Spawn, connections_per_process, create_thread, eventually
+from tests.tls_certs import generate
 
 
 def test_every_worker_answers_http_on_the_shared_port(
@@ -99,3 +102,43 @@ def test_sigterm_lets_an_in_flight_http_call_finish(spawn: Spawn, own_redis: Red
     assert response.status_code == 200, (response.text, server.tail())
     assert response.json()["metadata"] == {"drain": True}
     assert server.wait_exit() == 0, server.tail()
+
+
+def test_every_worker_serves_https_with_mutual_tls(
+    spawn: Spawn, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    certs = generate(tmp_path)
+    server = spawn(
+        "--workers",
+        "2",
+        "--redis-url",
+        redis_server.url,
+        "--tls-cert-file",
+        str(certs.server.cert),
+        "--tls-key-file",
+        str(certs.server.key),
+        "--tls-client-ca-file",
+        str(certs.ca),
+    )
+    eventually(
+        lambda: server.log().count("serving HTTP/JSON") == 2, f"2 workers serve{server.tail()}"
+    )
+    assert "mutual TLS; https://" in server.log(), server.tail()
+    url = server.http_url.replace("http://", "https://")
+    good = ssl.create_default_context(cafile=str(certs.ca))
+    good.load_cert_chain(certs.client.cert, certs.client.key)
+    clients = [httpx.Client(base_url=url, verify=good, timeout=10) for _ in range(32)]
+    try:
+        for client in clients:
+            assert client.post("/threads", json={}).status_code == 200, server.tail()
+        per_worker = connections_per_process(server.http_port, server.workers())
+        assert all(count > 0 for count in per_worker), per_worker
+    finally:
+        for client in clients:
+            client.close()
+    no_cert = ssl.create_default_context(cafile=str(certs.ca))
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/ok", verify=no_cert, timeout=10)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{server.http_url}/ok", timeout=10)  # plaintext to an HTTPS port
+    assert server.stop() == 0, server.tail()
