@@ -26,7 +26,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from threads_server import rpc
-from threads_server.errors import InvalidArgument, Reason, ThreadsError
+from threads_server.errors import (
+    InvalidArgument,
+    NotFound,
+    Reason,
+    ResourceExhausted,
+    ThreadsError,
+    Unimplemented,
+)
 from threads_server.http import codec, openapi
 from threads_server.http.routes import ROUTES
 from threads_server.http.routes import Route as RpcRoute
@@ -56,13 +63,10 @@ def error_response(
     )
 
 
-def _transport_error(
-    code: grpc.StatusCode, http_status: int, message: str, reason: Reason, **metadata: object
-) -> JSONResponse:
-    """An error of the HTTP layer itself (no route, wrong method, body too large)."""
-    error = ThreadsError(message, reason=reason, **metadata)
-    error.code = code
-    return error_response(code, message, error, http_status=http_status)
+def _transport_error(error: ThreadsError, http_status: int) -> JSONResponse:
+    """An error of the HTTP layer itself (no route, wrong method, body too large): its own
+    HTTP status, and the gRPC code and ErrorInfo a transcoder would give."""
+    return error_response(error.code, error.message, error, http_status=http_status)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -111,14 +115,13 @@ def _endpoint(
         try:
             data = await _read_body(request, max_body_bytes)
         except _TooLargeError:
-            return _transport_error(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                413,
+            too_large = ResourceExhausted(
                 f"the request body is larger than the {max_body_bytes} bytes allowed "
                 "(--max-message-bytes)",
-                Reason.REQUEST_TOO_LARGE,
+                reason=Reason.REQUEST_TOO_LARGE,
                 limit=max_body_bytes,
             )
+            return _transport_error(too_large, 413)
         if handler is None:
             return error_response(
                 grpc.StatusCode.UNIMPLEMENTED, f"{route.name} is not implemented by this server"
@@ -163,13 +166,12 @@ def _dispatch(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Reque
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _transport_error(
-        grpc.StatusCode.NOT_FOUND,
-        404,
+    missing = NotFound(
         f"no route {request.method} {request.url.path}; see {OPENAPI_PATH}",
-        Reason.ROUTE_NOT_FOUND,
+        reason=Reason.ROUTE_NOT_FOUND,
         path=request.url.path,
     )
+    return _transport_error(missing, 404)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -178,14 +180,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         allowed = ", ".join(
             m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD"
         )
-        response = _transport_error(
-            grpc.StatusCode.UNIMPLEMENTED,
-            405,
+        wrong_method = Unimplemented(
             f"{request.url.path} does not take {request.method}; it takes {allowed}",
-            Reason.METHOD_NOT_ALLOWED,
+            reason=Reason.METHOD_NOT_ALLOWED,
             method=request.method,
             allow=allowed,
         )
+        response = _transport_error(wrong_method, 405)
         response.headers["Allow"] = allowed
         return response
     if isinstance(exc, HTTPException) and exc.status_code == 404:

@@ -119,7 +119,7 @@ def _parse_error(text: str) -> InvalidArgument:
     unknown = _UNKNOWN_FIELD.search(first)
     if unknown:
         field = unknown.group(1)
-        return malformed(f"unknown field {field!r}: {first}", field)
+        return malformed(f"{field}: no such field in this request (see /openapi.json)", field)
     at = _AT_PATH.search(first)
     named = _PARSE_FIELD.search(first)
     field = at.group(1) if at else (named.group(1) if named else None)
