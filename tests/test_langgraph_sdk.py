@@ -55,6 +55,7 @@ async def test_async_create_get_update_delete(threads_server: ThreadsServer) -> 
 
     got = await client.threads.get(thread_id)
     assert got == created
+    assert await client.threads.get(thread_id, include=["ttl"]) == created  # always there
     updated = await client.threads.update(thread_id, metadata={"number": 2}, ttl=60)
     assert updated["metadata"] == {"number": 2}
     assert updated["expire_time"] != created["expire_time"]
