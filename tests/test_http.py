@@ -435,3 +435,19 @@ def test_a_method_without_a_route_or_with_an_unsupported_one_is_refused() -> Non
     check = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
     with pytest.raises(RouteError, match=r"no google\.api\.http option"):
         route_of(check)
+
+
+async def test_a_bug_is_a_500_without_a_traceback(
+    redis_server: RedisProcess, start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = await start_server(settings_for_test(), redis_server.url)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug with a secret in its message")
+
+    monkeypatch.setattr(started.server.store, "get", broken)
+    async with httpx.AsyncClient(base_url=base_url(started.server), timeout=30) as http:
+        response = await http.get(f"/threads/{uuid.uuid4()}")
+    body = assert_status(response, 500, 13, None)
+    assert body["message"] == "internal error; see the server log"
+    assert "secret" not in response.text and "Traceback" not in response.text
