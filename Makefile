@@ -97,8 +97,9 @@ load: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Go, Node and Java clients built from protos/ with their own toolchains, each run against a
-# live server (tests/interop/__main__.py). LANGS=go limits it to one.
+# Go, Node and Java clients built from protos/ with their own toolchains, and LangGraph's JS SDK
+# over HTTP/JSON (langgraph-js), each run against a live server (tests/interop/__main__.py).
+# LANGS=go limits it to one.
 interop: $(STAMP)
 	$(PY) -m tests.interop $(LANGS)
 

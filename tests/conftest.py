@@ -67,7 +67,11 @@ def own_redis(redis_binary: str, tmp_path: Path) -> Iterator[RedisProcess]:
 
 def test_settings(**overrides: Any) -> Settings:
     """Settings for an in-process server on a free port, with quick health checks."""
-    values: dict[str, Any] = {"listen": "127.0.0.1:0", "health_interval_seconds": 0.1}
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "health_interval_seconds": 0.1,
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -91,7 +91,15 @@ class ServerProcess:
         self.credentials = credentials
         self.channel_options = list(channel_options)
         self.port = free_port() if port is None else port
-        self.args = args if port is not None else ["--listen", f"127.0.0.1:{self.port}", *args]
+        # A free HTTP port too, so that servers never meet on the default 8080; a test's
+        # own --http-listen comes later in the arguments and wins.
+        self.http_port = free_port()
+        self.args = [
+            *(() if port is not None else ("--listen", f"127.0.0.1:{self.port}")),
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
+            *args,
+        ]
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -147,6 +155,10 @@ class ServerProcess:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def serving_pids(self) -> list[int]:
         """The processes that accept connections: the workers, or the server itself."""

@@ -20,6 +20,7 @@ from threads_server.config import Settings, env_name
 # Two distinct values per setting, so precedence tests can tell which source won.
 _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("listen", "127.0.0.1:7001", "127.0.0.1:7001", "0.0.0.0:7002", "0.0.0.0:7002"),
+    ("http_listen", "127.0.0.1:8081", "127.0.0.1:8081", "0.0.0.0:8082", "0.0.0.0:8082"),
     ("redis_url", "redis://h1:6379/0", "redis://h1:6379/0", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
     ("redis_cluster", "1", True, "false", False),
     ("redis_sentinel", "s1:26379", (("s1", 26379),), "a:1, [::1]:3", (("a", 1), ("::1", 3))),
@@ -364,3 +365,15 @@ def test_the_jwt_secret_stays_out_of_repr_and_help(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         Settings.load(["--help"], {"THREADS_AUTH_JWT_SECRET": secret})
     assert secret not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source", ["flag", "env"])
+def test_an_empty_http_listen_turns_http_off(source: str) -> None:
+    """Empty means "no HTTP port" for --http-listen and THREADS_HTTP_LISTEN alike (for
+    other settings an empty variable counts as unset)."""
+    if source == "flag":
+        settings = Settings.load(["--http-listen", ""], {})
+    else:
+        settings = Settings.load([], {"THREADS_HTTP_LISTEN": ""})
+    assert settings.http_listen == ""
+    assert Settings.load([], {"THREADS_LISTEN": ""}).listen == Settings().listen

@@ -1,7 +1,7 @@
 """``python -m threads_server``: run the threads gRPC server until SIGTERM/SIGINT.
 
 With ``--workers 1`` the server runs in this process. With more, this process starts the
-embedded Redis (if any), holds the port and supervises N forked workers
+embedded Redis (if any), holds the ports (gRPC and HTTP/JSON) and supervises N forked workers
 (``threads_server/workers.py``). TLS files and auth keys are checked first, so a bad one
 fails once, before anything starts.
 """
@@ -58,12 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, url, reuse_port=False)
         try:
             holder, listen = reserve_port(settings.listen)
+            stack.callback(holder.close)
+            http_listen = settings.http_listen
+            if http_listen:
+                http_holder, http_listen = reserve_port(http_listen, "--http-listen")
+                stack.callback(http_holder.close)
         except ListenError as exc:
             log.error("%s", exc)
             return 1
-        stack.callback(holder.close)
-        worker_settings = dataclasses.replace(settings, listen=listen)
-        log.info("starting %d workers on %s", settings.workers, listen)
+        worker_settings = dataclasses.replace(settings, listen=listen, http_listen=http_listen)
+        log.info(
+            "starting %d workers on %s%s",
+            settings.workers,
+            listen,
+            f" (HTTP/JSON on {http_listen})" if http_listen else "",
+        )
         return Supervisor(
             settings.workers, lambda _index: _serve(worker_settings, url, reuse_port=True)
         ).run()

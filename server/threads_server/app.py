@@ -26,6 +26,8 @@ from threads_server import rpc
 from threads_server.auth import Authenticator
 from threads_server.config import Settings
 from threads_server.errors import Unavailable
+from threads_server.http.app import build_app
+from threads_server.http.server import HttpServer
 from threads_server.limits import Limits
 from threads_server.reflection import enable_reflection
 from threads_server.service import ThreadService
@@ -159,21 +161,28 @@ class ThreadsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        rpc.add_service(
-            ThreadService(
-                self.store,
-                limits=limits,
-                authenticator=Authenticator.from_settings(settings),
-                default_ttl_seconds=settings.default_ttl_seconds,
-            ),
-            pb.DESCRIPTOR.services_by_name["ThreadService"],
-            self.grpc,
+        # Search and Count are declared in the proto; their handlers come from another
+        # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).
+        service = ThreadService(  # type: ignore[abstract, unused-ignore]
+            self.store,
+            limits=limits,
+            authenticator=Authenticator.from_settings(settings),
+            default_ttl_seconds=settings.default_ttl_seconds,
         )
+        rpc.add_service(service, pb.DESCRIPTOR.services_by_name["ThreadService"], self.grpc)
+        # The HTTP/JSON routes call the same servicer's handlers, in this process.
+        self.http: HttpServer | None = None
+        if settings.http_listen:
+            app = build_app(service, max_body_bytes=max_bytes, is_serving=lambda: self.serving)
+            self.http = HttpServer(app, settings, reuse_port=reuse_port)
+        self.serving = False
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._first_round = asyncio.Event()
         self.port = 0
+        self.http_port = 0
 
     async def start(self) -> int:
         """Binds, starts serving and returns the bound port (useful with port 0).
@@ -192,21 +201,44 @@ class ThreadsServer:
                 "the port? Pass another --listen"
             ) from exc
         await self._set_health(serving=False)
-        await self.grpc.start()
+        # One Redis check before accepting anything, so that a worker which comes up is
+        # SERVING from its first connection when Redis answers (not after its first ping).
         self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
+        await self._first_round.wait()
+        await self.grpc.start()
         mode = "plaintext"
         if credentials is not None:
             mode = "mutual TLS" if self.settings.tls_client_ca_file is not None else "TLS"
+        if self.http is not None:
+            try:
+                self.http_port = await self.http.start()
+            except BaseException:
+                await self.stop(grace=0)
+                raise
         log.info(
             "serving %s on %s (port %d, %s)", SERVICE_NAME, self.settings.listen, self.port, mode
         )
+        if self.http is not None:
+            scheme = "https" if self.http.tls else "http"
+            log.info(
+                "serving HTTP/JSON on %s (port %d, %s; %s://%s/openapi.json)",
+                self.settings.http_listen,
+                self.http_port,
+                mode,
+                scheme,
+                self.settings.http_listen.rsplit(":", 1)[0] + f":{self.http_port}",
+            )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting RPCs, lets in-flight ones finish within the grace period."""
         grace = self.settings.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        await self.grpc.stop(grace)
+        self.serving = False
+        stopping = [self.grpc.stop(grace)]
+        if self.http is not None:
+            stopping.append(self.http.stop())
+        await asyncio.gather(*stopping)
         if self._watcher is not None:
             # The flag, not only the cancel: redis-py can turn a cancellation that lands
             # mid-command into a ConnectionError, which the watcher would take for an
@@ -233,6 +265,7 @@ class ThreadsServer:
         log.info("stopped")
 
     async def _set_health(self, *, serving: bool) -> None:
+        self.serving = serving
         status = _SERVING if serving else _NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
@@ -259,4 +292,5 @@ class ThreadsServer:
                 await self._set_health(serving=serving)
                 if serving:
                     log.info("Redis reachable, health SERVING")
+            self._first_round.set()
             await asyncio.sleep(self.settings.health_interval_seconds)

@@ -91,19 +91,39 @@ def flag_name(setting: str) -> str:
     return "--" + setting.replace("_", "-")
 
 
-def _opt(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False) -> Any:
+def _opt(
+    default: Any,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    secret: bool = False,
+    empty_means_off: bool = False,
+) -> Any:
     """A setting, whose flag and environment variable are derived from its name; a
-    ``secret`` one is left out of repr() and --help's default."""
+    ``secret`` one is left out of repr() and --help's default. An empty environment
+    variable counts as unset, except for an ``empty_means_off`` setting, where it is the
+    value (as an empty flag is)."""
     return field(
         default=default,
         repr=not secret,
-        metadata={"parse": parse, "help": help, "secret": secret},
+        metadata={
+            "parse": parse,
+            "help": help,
+            "secret": secret,
+            "empty_means_off": empty_means_off,
+        },
     )
 
 
 @dataclass(frozen=True)
 class Settings:
     listen: str = _opt("127.0.0.1:50051", str, "gRPC listen address, host:port")
+    http_listen: str = _opt(
+        "127.0.0.1:8080",
+        str,
+        "HTTP/JSON listen address, host:port (LangGraph's thread routes); empty: no HTTP",
+        empty_means_off=True,
+    )
     redis_url: str | None = _opt(
         None,
         str,
@@ -287,8 +307,9 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = getattr(args, f.name)
             source = flag_name(f.name)
-            if raw is None and environ.get(env_name(f.name)):
-                raw, source = environ[env_name(f.name)], env_name(f.name)
+            variable = environ.get(env_name(f.name))
+            if raw is None and (variable or (variable == "" and f.metadata["empty_means_off"])):
+                raw, source = variable, env_name(f.name)
             if raw is None:
                 continue
             try:

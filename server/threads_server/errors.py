@@ -14,7 +14,8 @@ script's non-OK outcome becomes its error here, and only here (``from_outcome``)
     ├── FailedPrecondition   FAILED_PRECONDITION
     ├── ResourceExhausted    RESOURCE_EXHAUSTED
     ├── Unavailable          UNAVAILABLE
-    └── DeadlineExceeded     DEADLINE_EXCEEDED
+    ├── DeadlineExceeded     DEADLINE_EXCEEDED
+    └── Unimplemented        UNIMPLEMENTED (HTTP: a route without that method)
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class Reason(StrEnum):
     ENTRY_TOO_DEEP = "ENTRY_TOO_DEEP"
     METADATA_TOO_DEEP = "METADATA_TOO_DEEP"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    # INVALID_ARGUMENT, HTTP only: a LangGraph request field this service cannot honour
+    UNSUPPORTED_FIELD = "UNSUPPORTED_FIELD"
+    # HTTP only: no such route (404), a route without that method (405), a body over
+    # --max-message-bytes (413)
+    ROUTE_NOT_FOUND = "ROUTE_NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     # INVALID_ARGUMENT (the request alone) or FAILED_PRECONDITION (with the stored thread)
     HISTORY_TOO_LONG = "HISTORY_TOO_LONG"
     METADATA_TOO_LARGE = "METADATA_TOO_LARGE"
@@ -88,18 +96,21 @@ class ThreadsError(Exception):
         self.reason = reason
         self.metadata = {k: str(v) for k, v in metadata.items()}
 
-    def to_status(self) -> grpc.Status:
+    def to_status_proto(self) -> status_pb2.Status:
+        """The ``google.rpc.Status``, with the ErrorInfo in its details (gRPC and HTTP)."""
         info = error_details_pb2.ErrorInfo(
             reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
         )
         detail = any_pb2.Any()
         detail.Pack(info)
-        status = status_pb2.Status(
+        return status_pb2.Status(
             code=getattr(code_pb2, self.code.name),
             message=self.message,
             details=[detail],
         )
-        converted: grpc.Status = rpc_status.to_status(status)
+
+    def to_status(self) -> grpc.Status:
+        converted: grpc.Status = rpc_status.to_status(self.to_status_proto())
         return converted
 
 
@@ -141,6 +152,10 @@ class Unavailable(ThreadsError):
 
 class DeadlineExceeded(ThreadsError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(ThreadsError):
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 def thread_not_found(thread_id: str) -> NotFound:

@@ -1,4 +1,6 @@
-"""What every ThreadService RPC shares: deadline, error mapping and one log line.
+"""What every ThreadService RPC shares, whatever the transport: auth, deadline, error
+mapping and one log line (``run``). gRPC calls reach it through ``@rpc``, HTTP/JSON calls
+through ``threads_server.http`` (``handler_of``), in the same process: no second hop.
 
 A handler wrapped in ``@rpc`` gets the authenticated caller (its token's subject; "" with
 auth off) instead of the gRPC context, runs under the caller's deadline (so a Redis call
@@ -14,7 +16,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -54,11 +57,22 @@ class MalformedRequest:
     """Stands in for a request whose bytes do not parse, so that the handler answers
     INVALID_ARGUMENT (gRPC itself would answer UNKNOWN with a Python exception text)."""
 
-    __slots__ = ("error", "type_name")
+    __slots__ = ("error", "problem", "type_name")
 
-    def __init__(self, type_name: str, error: str) -> None:
+    def __init__(self, type_name: str, error: str, problem: ThreadsError | None = None) -> None:
         self.type_name = type_name
         self.error = error
+        # The exact error to answer with, when the transport knows better (HTTP names
+        # the JSON field that is wrong).
+        self.problem = problem
+
+    def as_error(self) -> ThreadsError:
+        if self.problem is not None:
+            return self.problem
+        return InvalidArgument(
+            f"the request is not a valid {self.type_name}: {self.error}",
+            reason=Reason.MALFORMED_REQUEST,
+        )
 
 
 def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], Any]:
@@ -96,53 +110,99 @@ def add_service(
     server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
 
 
+INTERNAL_MESSAGE = "internal error; see the server log"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a call failed, for any transport: the code and message to send, and the domain
+    error with its ErrorInfo (None for a bug: INTERNAL, whose cause stays in the log)."""
+
+    code: grpc.StatusCode
+    message: str
+    error: ThreadsError | None = None
+
+
+Handler = Callable[[S, Req, str], Awaitable[Resp]]
+
+
+async def run(
+    servicer: S,
+    handler: Handler[S, Req, Resp],
+    request: Req | MalformedRequest,
+    *,
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+    time_remaining: float | None,
+    transport: str = "grpc",
+) -> Resp | Failure:
+    """The per-call pipeline every transport shares: auth from the call's metadata (gRPC
+    metadata or HTTP headers), a malformed request as INVALID_ARGUMENT, the deadline,
+    errors to a status, one log line. Returns the response, or the Failure to send."""
+    method = handler.__name__
+    started = time.perf_counter()
+    try:
+        # Before anything else: an unauthenticated caller learns nothing, not even
+        # whether its request was well-formed.
+        owner = (
+            servicer.authenticator.caller(metadata) if servicer.authenticator is not None else ""
+        )
+        if isinstance(request, MalformedRequest):
+            raise request.as_error()
+        if time_remaining is not None and time_remaining <= 0:
+            # Do not start a write the caller has already given up on.
+            raise TimeoutError
+        async with asyncio.timeout(time_remaining):
+            response = await handler(servicer, request, owner)
+    except Exception as exc:
+        failure, error = exc, to_threads_error(exc)
+    else:
+        _log_done(method, grpc.StatusCode.OK, started, transport=transport)
+        return response
+    if error is None:
+        log.error(
+            "rpc=%s failed unexpectedly; request=%s",
+            method,
+            _brief(request),
+            exc_info=failure,
+        )
+        _log_done(method, grpc.StatusCode.INTERNAL, started, transport=transport)
+        return Failure(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    _log_done(method, error.code, started, error, transport=transport)
+    return Failure(error.code, error.message, error)
+
+
+def handler_of(bound: object) -> Handler[Any, Any, Any] | None:
+    """The transport-neutral handler behind a servicer's ``@rpc`` method; None for a method
+    the servicer does not implement (gRPC's generated base answers UNIMPLEMENTED)."""
+    found: Handler[Any, Any, Any] | None = getattr(bound, "__threads_handler__", None)
+    return found
+
+
 def rpc(
     handler: Callable[[S, Req, str], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
-    method = handler.__name__
+    """The gRPC face of a handler: ``run`` with the call's metadata and deadline, and a
+    Failure sent as the call's status (with its ErrorInfo)."""
 
     @functools.wraps(handler)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
-        started = time.perf_counter()
-        try:
-            # Before anything else: an unauthenticated caller learns nothing, not even
-            # whether its request was well-formed.
-            owner = (
-                self.authenticator.caller(context.invocation_metadata())
-                if self.authenticator is not None
-                else ""
-            )
-            if isinstance(request, MalformedRequest):
-                raise InvalidArgument(
-                    f"the request is not a valid {request.type_name}: {request.error}",
-                    reason=Reason.MALFORMED_REQUEST,
-                )
-            remaining = context.time_remaining()
-            if remaining is not None and remaining <= 0:
-                # Do not start a write the caller has already given up on.
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
-                response = await handler(self, request, owner)
-        except Exception as exc:
-            failure, error = exc, to_threads_error(exc)
+        outcome = await run(
+            self,
+            handler,
+            request,
+            metadata=context.invocation_metadata(),
+            time_remaining=context.time_remaining(),
+        )
+        if not isinstance(outcome, Failure):
+            return outcome
+        if outcome.error is None:
+            await context.abort(outcome.code, outcome.message)
         else:
-            _log_done(method, grpc.StatusCode.OK, started)
-            return response
-        if error is None:
-            log.error(
-                "rpc=%s failed unexpectedly; request=%s",
-                method,
-                _brief(request),
-                exc_info=failure,
-            )
-            _log_done(method, grpc.StatusCode.INTERNAL, started)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-            raise AssertionError("unreachable")  # pragma: no cover - abort raises
-        _log_done(method, error.code, started, error)
-        status = error.to_status()
-        await context.abort(status.code, status.details, status.trailing_metadata)
+            status = outcome.error.to_status()
+            await context.abort(status.code, status.details, status.trailing_metadata)
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
+    wrapper.__threads_handler__ = handler  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -152,19 +212,26 @@ def _brief(request: Any) -> str:
 
 
 def _log_done(
-    method: str, code: grpc.StatusCode, started: float, error: ThreadsError | None = None
+    method: str,
+    code: grpc.StatusCode,
+    started: float,
+    error: ThreadsError | None = None,
+    *,
+    transport: str,
 ) -> None:
     elapsed_ms = (time.perf_counter() - started) * 1000
+    via = "" if transport == "grpc" else f" via={transport}"
     if error is None:
-        log.info("rpc=%s code=%s ms=%.2f", method, code.name, elapsed_ms)
+        log.info("rpc=%s code=%s ms=%.2f%s", method, code.name, elapsed_ms, via)
         return
     level = logging.WARNING if code in _SERVER_SIDE else logging.INFO
     log.log(
         level,
-        "rpc=%s code=%s ms=%.2f reason=%s message=%s%s",
+        "rpc=%s code=%s ms=%.2f%s reason=%s message=%s%s",
         method,
         code.name,
         elapsed_ms,
+        via,
         error.reason,
         error.message,
         f" cause={error.__cause__!r}" if error.__cause__ else "",

@@ -5,8 +5,9 @@ server, each with its own gRPC server and Redis pool, all listening on the same 
 SO_REUSEPORT; the kernel spreads incoming connections across them. The parent forks before
 any gRPC or asyncio state exists (gRPC does not survive a fork), never serves itself, and:
 
-* holds the port: it checks nobody listens there, then keeps a bound (not listening)
-  SO_REUSEPORT socket so no non-reuseport process can take it while workers restart;
+* holds the ports (gRPC, and HTTP/JSON unless --http-listen is empty): it checks nobody
+  listens there, then keeps a bound (not listening) SO_REUSEPORT socket so no
+  non-reuseport process can take it while workers restart;
 * forwards SIGTERM/SIGINT to every worker and waits for all of them to drain;
 * restarts a worker that dies on its own, and gives up (exit 1) if they keep dying or
   cannot listen.
@@ -54,8 +55,9 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def reserve_port(listen: str) -> tuple[socket.socket, str]:
-    """Checks the address is free, then holds it with a SO_REUSEPORT socket.
+def reserve_port(listen: str, flag: str = "--listen") -> tuple[socket.socket, str]:
+    """Checks the address is free, then holds it with a SO_REUSEPORT socket (the gRPC
+    port, and the HTTP one: ``flag`` names the setting in errors).
 
     Returns the socket (close it to release the port) and the concrete listen address
     (port 0 becomes the port the kernel picked, so every worker binds the same one).
@@ -74,7 +76,7 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
         except OSError as exc:
             raise ListenError(
                 f"cannot listen on {listen} ({exc.strerror}); is another server using the "
-                "port? Pass another --listen"
+                f"port? Pass another {flag}"
             ) from exc
         port = probe.getsockname()[1]
     holder = socket.socket(family, kind, proto)

@@ -1,10 +1,12 @@
-"""``python -m tests.interop [go node java]``: other languages' generated stubs vs a live server.
+"""``python -m tests.interop [go node java langgraph-js]``: other languages' generated stubs,
+and LangGraph's own JS SDK over HTTP/JSON, vs a live server.
 
-Starts ``python -m threads_server`` (embedded Valkey, fresh data dir, free port), waits until its
-health check says SERVING, then runs ``tests/interop/<lang>/run.sh`` for each language with
-``THREADS_TARGET=127.0.0.1:<port>``. Each script generates its stubs from ``protos/`` with its
-own toolchain, runs its checks and exits non-zero on the first failure. Exits 1 if any
-language failed.
+Starts ``python -m threads_server`` (embedded Valkey, fresh data dir, free gRPC and HTTP
+ports), waits until its health check says SERVING, then runs ``tests/interop/<lang>/run.sh``
+for each language with ``THREADS_TARGET=127.0.0.1:<port>`` (gRPC) and
+``THREADS_HTTP_URL=http://127.0.0.1:<http port>`` (HTTP/JSON, for langgraph-js). Each gRPC
+script generates its stubs from ``protos/`` with its own toolchain; each script runs its
+checks and exits non-zero on the first failure. Exits 1 if any language failed.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.http_helpers import SEARCH_IMPLEMENTED
 from tests.server_process import ServerProcess, environment
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-LANGUAGES = ("go", "node", "java")
+LANGUAGES = ("go", "node", "java", "langgraph-js")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.interop", description=__doc__)
     parser.add_argument(
-        "languages", nargs="*", metavar="LANG", help="go, node, java (default: all)"
+        "languages", nargs="*", metavar="LANG", help="go, node, java, langgraph-js (default: all)"
     )
     parser.add_argument("--workers", help="server worker processes (default: the server's)")
     args = parser.parse_args(argv)
@@ -49,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             server.wait_serving()
             for lang in languages:
                 print(f"--- interop: {lang} against {server.target}", flush=True)
-                env = {**os.environ, "THREADS_TARGET": server.target}
+                env = {
+                    **os.environ,
+                    "THREADS_TARGET": server.target,
+                    "THREADS_HTTP_URL": server.http_url,
+                    # Search/Count over HTTP must work once the server has them.
+                    "THREADS_REQUIRE_SEARCH": "1" if SEARCH_IMPLEMENTED else "0",
+                }
                 started = time.monotonic()
                 code = subprocess.call(["bash", str(HERE / lang / "run.sh")], env=env)
                 results[lang] = code

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18threads/v1/threads.proto\x12\nthreads.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x06Thread\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0ehistory_length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63opied_from\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x05\x45ntry\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05index\x18\x03 \x01(\x03\"\xd6\x01\n\rCreateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x07history\x18\x03 \x03(\x0b\x32\x11.threads.v1.Entry\x12\'\n\tif_exists\x18\x04 \x01(\x0e\x32\x14.threads.v1.IfExists\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12&\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0e\x43reateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\x1f\n\nGetRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"1\n\x0bGetResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"u\n\rUpdateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0eUpdateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\"\n\rDeleteRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"x\n\rAppendRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x1c\n\x0f\x65xpected_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"(\n\x0e\x41ppendResponse\x12\x16\n\x0ehistory_length\x18\x01 \x01(\x03\"M\n\x11GetHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12GetHistoryResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb7\x01\n\x0b\x43opyRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1b\n\x0ehistory_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_history_length\"2\n\x0c\x43opyResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread*T\n\x08IfExists\x12\x19\n\x15IF_EXISTS_UNSPECIFIED\x10\x00\x12\x13\n\x0fIF_EXISTS_RAISE\x10\x01\x12\x18\n\x14IF_EXISTS_DO_NOTHING\x10\x02\x32\xe7\x03\n\rThreadService\x12?\n\x06\x43reate\x12\x19.threads.v1.CreateRequest\x1a\x1a.threads.v1.CreateResponse\x12;\n\x03Get\x12\x16.threads.v1.GetRequest\x1a\x17.threads.v1.GetResponse\"\x03\x90\x02\x01\x12\x44\n\x06Update\x12\x19.threads.v1.UpdateRequest\x1a\x1a.threads.v1.UpdateResponse\"\x03\x90\x02\x02\x12\x44\n\x06\x44\x65lete\x12\x19.threads.v1.DeleteRequest\x1a\x1a.threads.v1.DeleteResponse\"\x03\x90\x02\x02\x12?\n\x06\x41ppend\x12\x19.threads.v1.AppendRequest\x1a\x1a.threads.v1.AppendResponse\x12P\n\nGetHistory\x12\x1d.threads.v1.GetHistoryRequest\x1a\x1e.threads.v1.GetHistoryResponse\"\x03\x90\x02\x01\x12\x39\n\x04\x43opy\x12\x17.threads.v1.CopyRequest\x1a\x18.threads.v1.CopyResponseBA\n\x0e\x64\x65v.threads.v1B\x0cThreadsProtoP\x01Z\x1fthreads/gen/threadsv1;threadsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18threads/v1/threads.proto\x12\nthreads.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x06Thread\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0ehistory_length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63opied_from\x18\x06 \x01(\t\x12\r\n\x05owner\x18\x07 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x05\x45ntry\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05index\x18\x03 \x01(\x03\"\xd6\x01\n\rCreateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x07history\x18\x03 \x03(\x0b\x32\x11.threads.v1.Entry\x12\'\n\tif_exists\x18\x04 \x01(\x0e\x32\x14.threads.v1.IfExists\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12&\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0e\x43reateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\x1f\n\nGetRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"1\n\x0bGetResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"u\n\rUpdateRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0eUpdateResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\"\n\rDeleteRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"x\n\rAppendRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\"\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x1c\n\x0f\x65xpected_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"(\n\x0e\x41ppendResponse\x12\x16\n\x0ehistory_length\x18\x01 \x01(\x03\"M\n\x11GetHistoryRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12GetHistoryResponse\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.threads.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb7\x01\n\x0b\x43opyRequest\x12\x11\n\tthread_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1b\n\x0ehistory_length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_history_length\"2\n\x0c\x43opyResponse\x12\"\n\x06thread\x18\x01 \x01(\x0b\x32\x12.threads.v1.Thread\"\xea\x01\n\rSearchRequest\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nthread_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x63opied_from\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12#\n\x07sort_by\x18\x06 \x01(\x0e\x32\x12.threads.v1.SortBy\x12)\n\nsort_order\x18\x07 \x01(\x0e\x32\x15.threads.v1.SortOrder\x12\x0e\n\x06offset\x18\x08 \x01(\x05\"N\n\x0eSearchResponse\x12#\n\x07threads\x18\x01 \x03(\x0b\x32\x12.threads.v1.Thread\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x0c\x43ountRequest\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nthread_ids\x18\x02 \x03(\t\x12\x13\n\x0b\x63opied_from\x18\x03 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03*T\n\x08IfExists\x12\x19\n\x15IF_EXISTS_UNSPECIFIED\x10\x00\x12\x13\n\x0fIF_EXISTS_RAISE\x10\x01\x12\x18\n\x14IF_EXISTS_DO_NOTHING\x10\x02*h\n\x06SortBy\x12\x17\n\x13SORT_BY_UNSPECIFIED\x10\x00\x12\x16\n\x12SORT_BY_CREATED_AT\x10\x01\x12\x16\n\x12SORT_BY_UPDATED_AT\x10\x02\x12\x15\n\x11SORT_BY_THREAD_ID\x10\x03*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x13\n\x0fSORT_ORDER_DESC\x10\x01\x12\x12\n\x0eSORT_ORDER_ASC\x10\x02\x32\xb2\x07\n\rThreadService\x12\\\n\x06\x43reate\x12\x19.threads.v1.CreateRequest\x1a\x1a.threads.v1.CreateResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x08/threads:\x01*b\x06thread\x12_\n\x03Get\x12\x16.threads.v1.GetRequest\x1a\x17.threads.v1.GetResponse\"\'\x90\x02\x01\x82\xd3\xe4\x93\x02\x1e\x12\x14/threads/{thread_id}b\x06thread\x12k\n\x06Update\x12\x19.threads.v1.UpdateRequest\x1a\x1a.threads.v1.UpdateResponse\"*\x90\x02\x02\x82\xd3\xe4\x93\x02!2\x14/threads/{thread_id}:\x01*b\x06thread\x12`\n\x06\x44\x65lete\x12\x19.threads.v1.DeleteRequest\x1a\x1a.threads.v1.DeleteResponse\"\x1f\x90\x02\x02\x82\xd3\xe4\x93\x02\x16*\x14/threads/{thread_id}\x12h\n\x06\x41ppend\x12\x19.threads.v1.AppendRequest\x1a\x1a.threads.v1.AppendResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/threads/{thread_id}/entries:\x01*\x12t\n\nGetHistory\x12\x1d.threads.v1.GetHistoryRequest\x1a\x1e.threads.v1.GetHistoryResponse\"\'\x90\x02\x01\x82\xd3\xe4\x93\x02\x1e\x12\x1c/threads/{thread_id}/entries\x12g\n\x04\x43opy\x12\x17.threads.v1.CopyRequest\x1a\x18.threads.v1.CopyResponse\",\x82\xd3\xe4\x93\x02&\"\x19/threads/{thread_id}/copy:\x01*b\x06thread\x12g\n\x06Search\x12\x19.threads.v1.SearchRequest\x1a\x1a.threads.v1.SearchResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\"\x0f/threads/search:\x01*b\x07threads\x12\x61\n\x05\x43ount\x12\x18.threads.v1.CountRequest\x1a\x19.threads.v1.CountResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\"\x0e/threads/count:\x01*b\x05\x63ountBA\n\x0e\x64\x65v.threads.v1B\x0cThreadsProtoP\x01Z\x1fthreads/gen/threadsv1;threadsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,48 +36,70 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'threads.v1.threads_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.threads.v1B\014ThreadsProtoP\001Z\037threads/gen/threadsv1;threadsv1'
+  _globals['_THREADSERVICE'].methods_by_name['Create']._loaded_options = None
+  _globals['_THREADSERVICE'].methods_by_name['Create']._serialized_options = b'\202\323\344\223\002\025\"\010/threads:\001*b\006thread'
   _globals['_THREADSERVICE'].methods_by_name['Get']._loaded_options = None
-  _globals['_THREADSERVICE'].methods_by_name['Get']._serialized_options = b'\220\002\001'
+  _globals['_THREADSERVICE'].methods_by_name['Get']._serialized_options = b'\220\002\001\202\323\344\223\002\036\022\024/threads/{thread_id}b\006thread'
   _globals['_THREADSERVICE'].methods_by_name['Update']._loaded_options = None
-  _globals['_THREADSERVICE'].methods_by_name['Update']._serialized_options = b'\220\002\002'
+  _globals['_THREADSERVICE'].methods_by_name['Update']._serialized_options = b'\220\002\002\202\323\344\223\002!2\024/threads/{thread_id}:\001*b\006thread'
   _globals['_THREADSERVICE'].methods_by_name['Delete']._loaded_options = None
-  _globals['_THREADSERVICE'].methods_by_name['Delete']._serialized_options = b'\220\002\002'
+  _globals['_THREADSERVICE'].methods_by_name['Delete']._serialized_options = b'\220\002\002\202\323\344\223\002\026*\024/threads/{thread_id}'
+  _globals['_THREADSERVICE'].methods_by_name['Append']._loaded_options = None
+  _globals['_THREADSERVICE'].methods_by_name['Append']._serialized_options = b'\202\323\344\223\002!\"\034/threads/{thread_id}/entries:\001*'
   _globals['_THREADSERVICE'].methods_by_name['GetHistory']._loaded_options = None
-  _globals['_THREADSERVICE'].methods_by_name['GetHistory']._serialized_options = b'\220\002\001'
-  _globals['_IFEXISTS']._serialized_start=1670
-  _globals['_IFEXISTS']._serialized_end=1754
-  _globals['_THREAD']._serialized_start=136
-  _globals['_THREAD']._serialized_end=411
-  _globals['_ENTRY']._serialized_start=413
-  _globals['_ENTRY']._serialized_end=522
-  _globals['_CREATEREQUEST']._serialized_start=525
-  _globals['_CREATEREQUEST']._serialized_end=739
-  _globals['_CREATERESPONSE']._serialized_start=741
-  _globals['_CREATERESPONSE']._serialized_end=793
-  _globals['_GETREQUEST']._serialized_start=795
-  _globals['_GETREQUEST']._serialized_end=826
-  _globals['_GETRESPONSE']._serialized_start=828
-  _globals['_GETRESPONSE']._serialized_end=877
-  _globals['_UPDATEREQUEST']._serialized_start=879
-  _globals['_UPDATEREQUEST']._serialized_end=996
-  _globals['_UPDATERESPONSE']._serialized_start=998
-  _globals['_UPDATERESPONSE']._serialized_end=1050
-  _globals['_DELETEREQUEST']._serialized_start=1052
-  _globals['_DELETEREQUEST']._serialized_end=1086
-  _globals['_DELETERESPONSE']._serialized_start=1088
-  _globals['_DELETERESPONSE']._serialized_end=1104
-  _globals['_APPENDREQUEST']._serialized_start=1106
-  _globals['_APPENDREQUEST']._serialized_end=1226
-  _globals['_APPENDRESPONSE']._serialized_start=1228
-  _globals['_APPENDRESPONSE']._serialized_end=1268
-  _globals['_GETHISTORYREQUEST']._serialized_start=1270
-  _globals['_GETHISTORYREQUEST']._serialized_end=1347
-  _globals['_GETHISTORYRESPONSE']._serialized_start=1349
-  _globals['_GETHISTORYRESPONSE']._serialized_end=1430
-  _globals['_COPYREQUEST']._serialized_start=1433
-  _globals['_COPYREQUEST']._serialized_end=1616
-  _globals['_COPYRESPONSE']._serialized_start=1618
-  _globals['_COPYRESPONSE']._serialized_end=1668
-  _globals['_THREADSERVICE']._serialized_start=1757
-  _globals['_THREADSERVICE']._serialized_end=2244
+  _globals['_THREADSERVICE'].methods_by_name['GetHistory']._serialized_options = b'\220\002\001\202\323\344\223\002\036\022\034/threads/{thread_id}/entries'
+  _globals['_THREADSERVICE'].methods_by_name['Copy']._loaded_options = None
+  _globals['_THREADSERVICE'].methods_by_name['Copy']._serialized_options = b'\202\323\344\223\002&\"\031/threads/{thread_id}/copy:\001*b\006thread'
+  _globals['_THREADSERVICE'].methods_by_name['Search']._loaded_options = None
+  _globals['_THREADSERVICE'].methods_by_name['Search']._serialized_options = b'\220\002\001\202\323\344\223\002\035\"\017/threads/search:\001*b\007threads'
+  _globals['_THREADSERVICE'].methods_by_name['Count']._loaded_options = None
+  _globals['_THREADSERVICE'].methods_by_name['Count']._serialized_options = b'\220\002\001\202\323\344\223\002\032\"\016/threads/count:\001*b\005count'
+  _globals['_IFEXISTS']._serialized_start=2149
+  _globals['_IFEXISTS']._serialized_end=2233
+  _globals['_SORTBY']._serialized_start=2235
+  _globals['_SORTBY']._serialized_end=2339
+  _globals['_SORTORDER']._serialized_start=2341
+  _globals['_SORTORDER']._serialized_end=2421
+  _globals['_THREAD']._serialized_start=166
+  _globals['_THREAD']._serialized_end=441
+  _globals['_ENTRY']._serialized_start=443
+  _globals['_ENTRY']._serialized_end=552
+  _globals['_CREATEREQUEST']._serialized_start=555
+  _globals['_CREATEREQUEST']._serialized_end=769
+  _globals['_CREATERESPONSE']._serialized_start=771
+  _globals['_CREATERESPONSE']._serialized_end=823
+  _globals['_GETREQUEST']._serialized_start=825
+  _globals['_GETREQUEST']._serialized_end=856
+  _globals['_GETRESPONSE']._serialized_start=858
+  _globals['_GETRESPONSE']._serialized_end=907
+  _globals['_UPDATEREQUEST']._serialized_start=909
+  _globals['_UPDATEREQUEST']._serialized_end=1026
+  _globals['_UPDATERESPONSE']._serialized_start=1028
+  _globals['_UPDATERESPONSE']._serialized_end=1080
+  _globals['_DELETEREQUEST']._serialized_start=1082
+  _globals['_DELETEREQUEST']._serialized_end=1116
+  _globals['_DELETERESPONSE']._serialized_start=1118
+  _globals['_DELETERESPONSE']._serialized_end=1134
+  _globals['_APPENDREQUEST']._serialized_start=1136
+  _globals['_APPENDREQUEST']._serialized_end=1256
+  _globals['_APPENDRESPONSE']._serialized_start=1258
+  _globals['_APPENDRESPONSE']._serialized_end=1298
+  _globals['_GETHISTORYREQUEST']._serialized_start=1300
+  _globals['_GETHISTORYREQUEST']._serialized_end=1377
+  _globals['_GETHISTORYRESPONSE']._serialized_start=1379
+  _globals['_GETHISTORYRESPONSE']._serialized_end=1460
+  _globals['_COPYREQUEST']._serialized_start=1463
+  _globals['_COPYREQUEST']._serialized_end=1646
+  _globals['_COPYRESPONSE']._serialized_start=1648
+  _globals['_COPYRESPONSE']._serialized_end=1698
+  _globals['_SEARCHREQUEST']._serialized_start=1701
+  _globals['_SEARCHREQUEST']._serialized_end=1935
+  _globals['_SEARCHRESPONSE']._serialized_start=1937
+  _globals['_SEARCHRESPONSE']._serialized_end=2015
+  _globals['_COUNTREQUEST']._serialized_start=2017
+  _globals['_COUNTREQUEST']._serialized_end=2115
+  _globals['_COUNTRESPONSE']._serialized_start=2117
+  _globals['_COUNTRESPONSE']._serialized_end=2147
+  _globals['_THREADSERVICE']._serialized_start=2424
+  _globals['_THREADSERVICE']._serialized_end=3370
 # @@protoc_insertion_point(module_scope)

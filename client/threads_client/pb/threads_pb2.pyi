@@ -9,6 +9,12 @@ status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
 With auth on, every call carries `authorization: Bearer <JWT>` metadata (else
 UNAUTHENTICATED); the token's subject owns the threads it creates, and another
 caller's thread answers NOT_FOUND, exactly like a missing one.
+
+Each RPC is also served as HTTP/JSON (AIP-127): its google.api.http option is the
+route, on LangGraph's paths where LangGraph has the call. `response_body` names the
+field that is the whole reply (LangGraph answers with the thread itself, a bare list
+for Search and a bare number for Count). The server builds its routes and its OpenAPI
+document from these options; any gRPC-JSON transcoder can serve the same routes.
 """
 
 from collections import abc as _abc
@@ -53,6 +59,51 @@ IF_EXISTS_RAISE: IfExists.ValueType  # 1
 IF_EXISTS_DO_NOTHING: IfExists.ValueType  # 2
 """Return the existing thread unchanged."""
 Global___IfExists: _TypeAlias = IfExists  # noqa: Y015
+
+class _SortBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SortByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SortBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SORT_BY_UNSPECIFIED: _SortBy.ValueType  # 0
+    """Same as SORT_BY_CREATED_AT."""
+    SORT_BY_CREATED_AT: _SortBy.ValueType  # 1
+    SORT_BY_UPDATED_AT: _SortBy.ValueType  # 2
+    """Thread.updated_at: moves on Create, Update, Append and (for the copy) Copy."""
+    SORT_BY_THREAD_ID: _SortBy.ValueType  # 3
+
+class SortBy(_SortBy, metaclass=_SortByEnumTypeWrapper):
+    """The key Search sorts threads by; ties break on thread_id."""
+
+SORT_BY_UNSPECIFIED: SortBy.ValueType  # 0
+"""Same as SORT_BY_CREATED_AT."""
+SORT_BY_CREATED_AT: SortBy.ValueType  # 1
+SORT_BY_UPDATED_AT: SortBy.ValueType  # 2
+"""Thread.updated_at: moves on Create, Update, Append and (for the copy) Copy."""
+SORT_BY_THREAD_ID: SortBy.ValueType  # 3
+Global___SortBy: _TypeAlias = SortBy  # noqa: Y015
+
+class _SortOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SortOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SortOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SORT_ORDER_UNSPECIFIED: _SortOrder.ValueType  # 0
+    """Same as SORT_ORDER_DESC."""
+    SORT_ORDER_DESC: _SortOrder.ValueType  # 1
+    """Largest first (newest first for the timestamps)."""
+    SORT_ORDER_ASC: _SortOrder.ValueType  # 2
+
+class SortOrder(_SortOrder, metaclass=_SortOrderEnumTypeWrapper): ...
+
+SORT_ORDER_UNSPECIFIED: SortOrder.ValueType  # 0
+"""Same as SORT_ORDER_DESC."""
+SORT_ORDER_DESC: SortOrder.ValueType  # 1
+"""Largest first (newest first for the timestamps)."""
+SORT_ORDER_ASC: SortOrder.ValueType  # 2
+Global___SortOrder: _TypeAlias = SortOrder  # noqa: Y015
 
 @_typing.final
 class Thread(_message.Message):
@@ -527,3 +578,137 @@ class CopyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CopyResponse: _TypeAlias = CopyResponse  # noqa: Y015
+
+@_typing.final
+class SearchRequest(_message.Message):
+    """Filters combine with AND; an unset filter matches every thread of the caller."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    THREAD_IDS_FIELD_NUMBER: _builtins.int
+    COPIED_FROM_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SORT_BY_FIELD_NUMBER: _builtins.int
+    SORT_ORDER_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    copied_from: _builtins.str
+    """Only direct copies of this thread."""
+    page_size: _builtins.int
+    """0 means 10; values above 1000 are treated as 1000; negative is invalid."""
+    page_token: _builtins.str
+    """`next_page_token` from a previous call with the same filters and sort; empty for the
+    first page.
+    """
+    sort_by: Global___SortBy.ValueType
+    """Unspecified: created_at."""
+    sort_order: Global___SortOrder.ValueType
+    """Unspecified: descending (newest first)."""
+    offset: _builtins.int
+    """Skip this many matches first (LangGraph's offset); not together with page_token."""
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Each given top-level key must be present with an equal value, compared as stored
+        (numbers, strings, booleans, null, and nested lists and structs compared whole).
+        """
+
+    @_builtins.property
+    def thread_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these threads (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        metadata: _struct_pb2.Struct | None = ...,
+        thread_ids: _abc.Iterable[_builtins.str] | None = ...,
+        copied_from: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        sort_by: Global___SortBy.ValueType = ...,
+        sort_order: Global___SortOrder.ValueType = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_from", b"copied_from", "metadata", b"metadata", "offset", b"offset", "page_size", b"page_size", "page_token", b"page_token", "sort_by", b"sort_by", "sort_order", b"sort_order", "thread_ids", b"thread_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class SearchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THREADS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def threads(self) -> _containers.RepeatedCompositeFieldContainer[Global___Thread]: ...
+    def __init__(
+        self,
+        *,
+        threads: _abc.Iterable[Global___Thread] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "threads", b"threads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchResponse: _TypeAlias = SearchResponse  # noqa: Y015
+
+@_typing.final
+class CountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    THREAD_IDS_FIELD_NUMBER: _builtins.int
+    COPIED_FROM_FIELD_NUMBER: _builtins.int
+    copied_from: _builtins.str
+    """As SearchRequest.copied_from."""
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """As SearchRequest.metadata."""
+
+    @_builtins.property
+    def thread_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As SearchRequest.thread_ids."""
+
+    def __init__(
+        self,
+        *,
+        metadata: _struct_pb2.Struct | None = ...,
+        thread_ids: _abc.Iterable[_builtins.str] | None = ...,
+        copied_from: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_from", b"copied_from", "metadata", b"metadata", "thread_ids", b"thread_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountRequest: _TypeAlias = CountRequest  # noqa: Y015
+
+@_typing.final
+class CountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """The number of threads Search pages through with the same filters."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountResponse: _TypeAlias = CountResponse  # noqa: Y015

@@ -70,6 +70,16 @@ class ThreadServiceStub:
                 request_serializer=threads_dot_v1_dot_threads__pb2.CopyRequest.SerializeToString,
                 response_deserializer=threads_dot_v1_dot_threads__pb2.CopyResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/threads.v1.ThreadService/Search',
+                request_serializer=threads_dot_v1_dot_threads__pb2.SearchRequest.SerializeToString,
+                response_deserializer=threads_dot_v1_dot_threads__pb2.SearchResponse.FromString,
+                _registered_method=True)
+        self.Count = channel.unary_unary(
+                '/threads.v1.ThreadService/Count',
+                request_serializer=threads_dot_v1_dot_threads__pb2.CountRequest.SerializeToString,
+                response_deserializer=threads_dot_v1_dot_threads__pb2.CountResponse.FromString,
+                _registered_method=True)
 
 
 class ThreadServiceServicer:
@@ -125,6 +135,20 @@ class ThreadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Count(self, request, context):
+        """Counts the caller's threads that Search would page through with the same filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ThreadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +186,16 @@ def add_ThreadServiceServicer_to_server(servicer, server):
                     servicer.Copy,
                     request_deserializer=threads_dot_v1_dot_threads__pb2.CopyRequest.FromString,
                     response_serializer=threads_dot_v1_dot_threads__pb2.CopyResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=threads_dot_v1_dot_threads__pb2.SearchRequest.FromString,
+                    response_serializer=threads_dot_v1_dot_threads__pb2.SearchResponse.SerializeToString,
+            ),
+            'Count': grpc.unary_unary_rpc_method_handler(
+                    servicer.Count,
+                    request_deserializer=threads_dot_v1_dot_threads__pb2.CountRequest.FromString,
+                    response_serializer=threads_dot_v1_dot_threads__pb2.CountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +388,60 @@ class ThreadService:
             '/threads.v1.ThreadService/Copy',
             threads_dot_v1_dot_threads__pb2.CopyRequest.SerializeToString,
             threads_dot_v1_dot_threads__pb2.CopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/threads.v1.ThreadService/Search',
+            threads_dot_v1_dot_threads__pb2.SearchRequest.SerializeToString,
+            threads_dot_v1_dot_threads__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Count(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/threads.v1.ThreadService/Count',
+            threads_dot_v1_dot_threads__pb2.CountRequest.SerializeToString,
+            threads_dot_v1_dot_threads__pb2.CountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,12 @@ status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
 With auth on, every call carries `authorization: Bearer <JWT>` metadata (else
 UNAUTHENTICATED); the token's subject owns the threads it creates, and another
 caller's thread answers NOT_FOUND, exactly like a missing one.
+
+Each RPC is also served as HTTP/JSON (AIP-127): its google.api.http option is the
+route, on LangGraph's paths where LangGraph has the call. `response_body` names the
+field that is the whole reply (LangGraph answers with the thread itself, a bare list
+for Search and a bare number for Count). The server builds its routes and its OpenAPI
+document from these options; any gRPC-JSON transcoder can serve the same routes.
 """
 
 from collections import abc as _abc
@@ -55,6 +61,10 @@ class ThreadServiceStub:
     """Reads one page of a thread's history, oldest first (AIP-158)."""
     Copy: _grpc.UnaryUnaryMultiCallable[_threads_pb2.CopyRequest, _threads_pb2.CopyResponse]
     """Creates an independent copy of a thread, atomically, in one Redis script."""
+    Search: _grpc.UnaryUnaryMultiCallable[_threads_pb2.SearchRequest, _threads_pb2.SearchResponse]
+    """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+    Count: _grpc.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]
+    """Counts the caller's threads that Search would page through with the same filters."""
 
 @_typing.type_check_only
 class ThreadServiceAsyncStub(ThreadServiceStub):
@@ -75,6 +85,10 @@ class ThreadServiceAsyncStub(ThreadServiceStub):
     """Reads one page of a thread's history, oldest first (AIP-158)."""
     Copy: _aio.UnaryUnaryMultiCallable[_threads_pb2.CopyRequest, _threads_pb2.CopyResponse]  # type: ignore[assignment]
     """Creates an independent copy of a thread, atomically, in one Redis script."""
+    Search: _aio.UnaryUnaryMultiCallable[_threads_pb2.SearchRequest, _threads_pb2.SearchResponse]  # type: ignore[assignment]
+    """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+    Count: _aio.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]  # type: ignore[assignment]
+    """Counts the caller's threads that Search would page through with the same filters."""
 
 class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores threads and their append-only histories; Copy forks a thread atomically."""
@@ -134,5 +148,21 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.CopyResponse, _abc.Awaitable[_threads_pb2.CopyResponse]]:
         """Creates an independent copy of a thread, atomically, in one Redis script."""
+
+    @_abc_1.abstractmethod
+    def Search(
+        self,
+        request: _threads_pb2.SearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_threads_pb2.SearchResponse, _abc.Awaitable[_threads_pb2.SearchResponse]]:
+        """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
+
+    @_abc_1.abstractmethod
+    def Count(
+        self,
+        request: _threads_pb2.CountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_threads_pb2.CountResponse, _abc.Awaitable[_threads_pb2.CountResponse]]:
+        """Counts the caller's threads that Search would page through with the same filters."""
 
 def add_ThreadServiceServicer_to_server(servicer: ThreadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

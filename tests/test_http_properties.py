@@ -1,0 +1,70 @@
+"""Property tests of the HTTP surface, driven by the served ``/openapi.json``: schemathesis
+generates requests from the document (valid and invalid), sends them to a live server
+process and checks that no reply is a 5xx and every reply matches its documented status,
+content type and schema. Bounded: a fixed number of examples per operation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.http_helpers import SEARCH_IMPLEMENTED, needs_search
+from tests.redis_process import RedisProcess
+from tests.server_process import ServerProcess, Spawn
+
+CHECKS = (
+    "not_a_server_error,response_schema_conformance,status_code_conformance,"
+    "content_type_conformance"
+)
+EXAMPLES_PER_OPERATION = "25"
+_SEARCH_OPERATIONS = ("Search", "Count")
+
+
+def _schemathesis(server: ServerProcess, work: Path, *operation_args: str) -> None:
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{server.http_url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        EXAMPLES_PER_OPERATION,
+        "--request-timeout",
+        "30",
+        "--no-color",
+        *operation_args,
+    ]
+    result = subprocess.run(
+        command, cwd=work, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, (
+        f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}{server.tail()}"
+    )
+
+
+def test_every_route_keeps_to_its_schema_and_never_answers_5xx(
+    spawn: Spawn, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    server = spawn("--workers", "1", "--redis-url", redis_server.url, "--log-level", "WARNING")
+    server.wait_serving()
+    excluded: list[str] = []
+    if not SEARCH_IMPLEMENTED:  # 501 until branch `search` lands; tested below
+        for name in _SEARCH_OPERATIONS:
+            excluded += ["--exclude-operation-id", name]
+    _schemathesis(server, tmp_path, *excluded)
+    assert "Traceback" not in server.log(), server.tail()
+    assert server.stop() == 0, server.tail()
+
+
+@needs_search
+def test_search_and_count_keep_to_their_schema(
+    spawn: Spawn, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    server = spawn("--workers", "1", "--redis-url", redis_server.url, "--log-level", "WARNING")
+    server.wait_serving()
+    included: list[str] = []
+    for name in _SEARCH_OPERATIONS:
+        included += ["--include-operation-id", name]
+    _schemathesis(server, tmp_path, *included)
+    assert server.stop() == 0, server.tail()
