@@ -141,6 +141,7 @@ class Row:
     errors: int = 0
     first_error: str = ""
     cpu_percent: float = 0.0
+    client_cpu_percent: float = 0.0
     note: str = ""
 
     @property
@@ -177,6 +178,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def _own_cpu_seconds() -> float:
+    """This process's CPU seconds: the client shares the 2 cores with the servers."""
+    times = os.times()
+    return times.user + times.system
+
+
 async def drive(
     copy: Callable[[], Awaitable[str]], limits: Limits, row: Row, cpu_pid: int
 ) -> list[str]:
@@ -203,11 +210,12 @@ async def drive(
         await asyncio.gather(*(worker() for _ in range(limits.concurrency)))
 
     await run(limits.warmup, time.monotonic() + limits.duration, record=False)
-    cpu_before = tree_cpu_seconds(cpu_pid)
+    cpu_before, client_before = tree_cpu_seconds(cpu_pid), _own_cpu_seconds()
     began = time.perf_counter()
     await run(limits.count, time.monotonic() + limits.duration, record=True)
     row.seconds = time.perf_counter() - began
     row.cpu_percent = 100 * (tree_cpu_seconds(cpu_pid) - cpu_before) / row.seconds
+    row.client_cpu_percent = 100 * (_own_cpu_seconds() - client_before) / row.seconds
     return copied
 
 
@@ -523,11 +531,11 @@ def report(rows: list[Row], limits: Limits) -> None:
     print(
         f"\nconcurrency {limits.concurrency}; each row {limits.count:,} copies or"
         f" {limits.duration:g} s, whichever first, after {limits.warmup} warm-up copies;"
-        " server CPU in % of one core (ours: server + embedded Valkey)"
+        " CPU in % of one core, of the server (ours: with its embedded Valkey) and of this client"
     )
     print(
         "| N | server | transport (client) | copies | copies/s | p50 | p99 | errors"
-        " | server CPU | HTTP/gRPC | ours/LangGraph |"
+        " | CPU server/client | HTTP/gRPC | ours/LangGraph |"
     )
     print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     order = {("threads", grpc): 0, ("threads", http): 1, ("LangGraph", lg): 2}
@@ -545,7 +553,8 @@ def report(rows: list[Row], limits: Limits) -> None:
         vs_lg = _ratio(r.copies_per_s, lg_cps) if r.server == "threads" else ""
         print(
             f"{head} {len(r.latencies_ms):,} | {r.copies_per_s:,.1f} | {r.percentile(0.5):.2f} ms"
-            f" | {r.percentile(0.99):.2f} ms | {r.errors} | {r.cpu_percent:.0f} % | {vs_grpc}"
+            f" | {r.percentile(0.99):.2f} ms | {r.errors}"
+            f" | {r.cpu_percent:.0f}/{r.client_cpu_percent:.0f} % | {vs_grpc}"
             f" | {vs_lg} |"
         )
     for r in rows:
@@ -563,12 +572,15 @@ def report(rows: list[Row], limits: Limits) -> None:
             continue
         print(f"N={n:,}: HTTP Copy {_ratio(h, g)}x gRPC's copies/s, {_ratio(h, lgc)}x LangGraph's")
         if n == 10:
-            print(f"target: N=10, HTTP >= 50 % of gRPC: {_verdict(bool(g) and h >= 0.5 * g)}")
-            print(f"target: N=10, HTTP >= 20x LangGraph: {_verdict(bool(lgc) and h >= 20 * lgc)}")
+            print(f"target: N=10, HTTP >= 50 % of gRPC copies/s: {_verdict(h, 0.5 * g)}")
+            print(f"target: N=10, HTTP >= 20x LangGraph's copies/s: {_verdict(h, 20 * lgc)}")
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
+def _verdict(got: float, bound: float) -> str:
+    """Reported, never asserted: the machine is shared and has 2 cores."""
+    if not bound:
+        return "not measured"
+    return "met" if got >= bound else "MISSED"
 
 
 def main() -> None:
