@@ -150,6 +150,11 @@ class Row:
     def copies_per_s(self) -> float:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
+    def cpu_per_copy(self) -> str:
+        """CPU ms per copy, server/client: what a transport costs, whoever saturates first."""
+        per = 10 * self.seconds / len(self.latencies_ms)  # % of a core x s / copies, in ms
+        return f"{self.cpu_percent * per:.2f}/{self.client_cpu_percent * per:.2f} ms"
+
     def drift(self) -> str:
         """p50 of the first and of the last 10 % of the copies, in completion order."""
         tenth = max(1, len(self.latencies_ms) // 10)
@@ -544,18 +549,22 @@ def report(rows: list[Row], limits: Limits) -> None:
     print(
         f"\nconcurrency {limits.concurrency}; each row {limits.count:,} copies or"
         f" {limits.duration:g} s, whichever first, after {limits.warmup} warm-up copies;"
-        " CPU in % of one core, of the server (ours: with its embedded Valkey) and of this client"
+        " CPU of the server (ours: with its embedded Valkey) and of this client, in % of one core"
+        " and in ms per copy"
     )
     print(
         "| N | server | transport (client) | copies | copies/s | p50 | p99 | errors"
-        " | p50 first → last 10 % | CPU server/client | HTTP/gRPC | ours/LangGraph |"
+        " | p50 first → last 10 % | CPU server/client | CPU per copy | HTTP/gRPC"
+        " | ours/LangGraph |"
     )
-    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
     order = {("threads", grpc): 0, ("threads", http): 1, ("LangGraph", lg): 2}
     for r in sorted(rows, key=lambda r: (r.n, order[r.server, r.transport])):
         head = f"| {r.n:,} | {r.server} | {r.transport} |"
         if not r.latencies_ms:
-            print(f"{head} {r.note or r.first_error or 'no copies'} | | | | | | | | |")
+            print(f"{head} {r.note or r.first_error or 'no copies'} | | | | | | | | | |")
             continue
         lg_cps = _cps(rows, r.n, "LangGraph", lg)
         vs_grpc = (
@@ -567,7 +576,7 @@ def report(rows: list[Row], limits: Limits) -> None:
         print(
             f"{head} {len(r.latencies_ms):,} | {r.copies_per_s:,.1f} | {r.percentile(0.5):.2f} ms"
             f" | {r.percentile(0.99):.2f} ms | {r.errors} | {r.drift()}"
-            f" | {r.cpu_percent:.0f}/{r.client_cpu_percent:.0f} % | {vs_grpc}"
+            f" | {r.cpu_percent:.0f}/{r.client_cpu_percent:.0f} % | {r.cpu_per_copy()} | {vs_grpc}"
             f" | {vs_lg} |"
         )
     for r in rows:
