@@ -19,11 +19,12 @@ Two servers run side by side on 127.0.0.1, and the same client code drives them:
 
 Each row keeps ``--concurrency`` copies in flight until ``--count`` copies or
 ``--duration`` seconds, whichever comes first (after ``--warmup`` uncounted ones), then
-deletes what it copied. It prints one Markdown table: copies/s, p50, p99, the p50 of the
-first and last 10 % of copies, the server's and this client's CPU, and the ratios HTTP/gRPC
-and ours/LangGraph, then the issue's targets (reported, never
-asserted). A build without ``--http-listen`` (before the HTTP front door is merged) gets a
-"not available" line for its HTTP rows; the gRPC and LangGraph rows still run.
+deletes what it copied (LangGraph's copies go with its server). It prints one Markdown
+table: copies/s, p50, p99, the p50 of the first and last 10 % of copies, the server's and
+this client's CPU (% of a core, and ms per copy), and the ratios HTTP/gRPC and
+ours/LangGraph, then the issue's targets (reported, never asserted). A build without
+``--http-listen`` (before the HTTP front door is merged) gets a "not available" line for
+its HTTP rows; the gRPC and LangGraph rows still run.
 
 This driver runs in build/bench-http-venv (this project, the client and langgraph-sdk), not
 the dev venv: the SDK is imported by name at run time, so mypy and ruff need none of it.
@@ -85,7 +86,6 @@ class SdkThreads(Protocol):
     async def create(self, **kwargs: Any) -> Mapping[str, Any]: ...
     async def get(self, thread_id: str) -> Mapping[str, Any]: ...
     async def copy(self, thread_id: str) -> Any: ...
-    async def delete(self, thread_id: str) -> None: ...
     async def get_history(
         self, thread_id: str, *, limit: int, before: Any = None
     ) -> list[Mapping[str, Any]]: ...
