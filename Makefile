@@ -11,7 +11,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http
 
 install: $(STAMP)
 
@@ -86,6 +86,34 @@ bench-auth: $(STAMP)
 # the option costs in Append/Copy latency and RPS (tests/load/bench_failover.py).
 bench-failover: $(STAMP)
 	$(PY) -m tests.load.bench_failover $(BENCH_ARGS)
+
+# Copy over HTTP (the LangGraph SDK) vs gRPC (threads_client) on this server, and vs LangGraph's
+# own `langgraph dev`, in one run (tests/load/bench_http.py). Two venvs of its own, so no pin
+# of LangGraph's meets ours: $(LANGGRAPH_VENV) serves LangGraph (langgraph-cli[inmem] pins
+# protobuf 6, the client 7); $(BENCH_HTTP_VENV) runs the driver: this project, the client,
+# langgraph-sdk, and pytest (tests/server_process.py imports it).
+# BENCH_HTTP_ARGS="--sizes 10 --duration 5" narrows it.
+LANGGRAPH_VENV := build/langgraph-venv
+BENCH_HTTP_VENV := build/bench-http-venv
+LANGGRAPH_PINS := 'langgraph-cli[inmem]==0.4.40' langgraph-api==0.16.7 \
+	langgraph-runtime-inmem==0.36.7 langgraph==1.2.24
+LANGGRAPH_SDK_PIN := langgraph-sdk==0.4.14
+
+$(LANGGRAPH_VENV)/.installed-stamp: Makefile
+	test -x $(LANGGRAPH_VENV)/bin/python || python3 -m venv $(LANGGRAPH_VENV)
+	$(LANGGRAPH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LANGGRAPH_VENV)/bin/python -m pip install --quiet $(LANGGRAPH_PINS)
+	touch $@
+
+$(BENCH_HTTP_VENV)/.installed-stamp: Makefile pyproject.toml client/pyproject.toml
+	test -x $(BENCH_HTTP_VENV)/bin/python || python3 -m venv $(BENCH_HTTP_VENV)
+	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet -e ./client -e . $(LANGGRAPH_SDK_PIN) \
+		'pytest>=8.3,<10'
+	touch $@
+
+bench-http: $(LANGGRAPH_VENV)/.installed-stamp $(BENCH_HTTP_VENV)/.installed-stamp
+	$(BENCH_HTTP_VENV)/bin/python -m tests.load.bench_http $(BENCH_HTTP_ARGS)
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
 # unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).
