@@ -23,11 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from threads_server import redis_errors
 from threads_server.app import connect_redis
 from threads_server.config import Settings
 from threads_server.keys import KEY_PREFIX, NO_OWNER_NAMESPACE, SHARDS, ThreadKeys, namespace_prefix
 from threads_server.scripts import Scripts
+from threads_server.store import run_per_node
 
 log = logging.getLogger("threads.migrate")
 
@@ -129,13 +132,20 @@ async def _reindex(redis: Any, scripts: Scripts, report: Report) -> None:
     batch: list[tuple[str, str]] = []  # (index prefix's shard prefix, thread id)
 
     async def index(threads: list[tuple[str, str]]) -> None:
+        """migrate.lua calls that only index: a pipeline, or on a cluster each node's in
+        turn (redis-py refuses EVALSHA in a cluster pipeline)."""
+        calls = [
+            ([f"{prefix}{thread_id}:meta"], [prefix + "idx:", thread_id])
+            for prefix, thread_id in threads
+        ]
         with redis_errors.store_errors(script):
-            await asyncio.gather(
-                *(
-                    script(keys=[f"{prefix}{thread_id}:meta"], args=[prefix + "idx:", thread_id])
-                    for prefix, thread_id in threads
-                )
-            )
+            if isinstance(redis, RedisCluster):
+                await run_per_node(redis, script, calls)
+            elif calls:
+                pipe = redis.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, 1, *keys, *args)
+                await pipe.execute()
 
     namespaces = set()
     async for raw in redis.scan_iter(match=f"{KEY_PREFIX}:{{*.?}}:*:meta", count=1000):

@@ -398,24 +398,18 @@ class ThreadStore:
     async def _run_many(
         self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[tuple[Outcome, list[Any]]]:
-        """Runs read-only scripts (each on one slot) at once: on a single Redis in one
-        pipeline (one round trip), on a cluster as concurrent calls (each node's in
-        parallel). Reads, so a NOSCRIPT is answered by loading the script and running the
-        pipeline again."""
+        """Runs read-only scripts, each on one slot, as one batch. On a single Redis: one
+        pipeline, one round trip. On a cluster (redis-py refuses EVALSHA in a cluster
+        pipeline): the nodes in parallel, each node's calls one after another over one
+        connection. One concurrent call per shard would take a pooled connection each, and
+        a busy server then runs out of them (MaxConnectionsError). Reads, so a NOSCRIPT (a
+        restarted Redis) loads the script and sends them again."""
         script = self._scripts[name]
         if not calls:
             return []
-        replies: list[Any]
         with store_errors(script):
             if self._cluster:
-                replies = await asyncio.gather(
-                    *(script(keys=keys, args=args) for keys, args in calls),
-                    return_exceptions=True,
-                )
-                for reply in replies:
-                    if isinstance(reply, BaseException):
-                        raise reply
-                replies = list(replies)
+                replies = await run_per_node(self._redis, script, calls)
             else:
                 replies = await self._pipelined(script, calls)
         return [parse(reply) for reply in replies]
@@ -439,6 +433,26 @@ class ThreadStore:
     def _call(self, script: str, thread_id: str) -> ScriptCall:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
+
+
+async def run_per_node(
+    cluster: RedisCluster, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """Cluster: the calls' replies, in order; the nodes work in parallel, each node's calls
+    go one after another (one connection per node)."""
+    by_node: dict[str, list[int]] = {}
+    for position, (keys, _) in enumerate(calls):
+        node = cluster.get_node_from_key(keys[0])
+        by_node.setdefault(node.name if node else "", []).append(position)
+    replies: list[Any] = [None] * len(calls)
+
+    async def run(positions: list[int]) -> None:
+        for position in positions:
+            keys, args = calls[position]
+            replies[position] = await script(keys=keys, args=args)
+
+    await asyncio.gather(*(run(positions) for positions in by_node.values()))
+    return replies
 
 
 async def run_script(
