@@ -7,6 +7,7 @@ indexing off, and a model-based property test.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -65,9 +66,11 @@ async def test_expired_and_deleted_threads_are_never_found_or_counted(caller: Ca
 async def test_expired_threads_leave_the_index_on_the_next_read(caller: Caller, redis: Any) -> None:
     """Purge before reading: the index keeps no entry of an expired thread once a query
     has read its shard."""
-    thread = await caller.create(ttl_ms=1, user="gone")
+    thread = await caller.create(ttl_ms=200, user="gone")
     shard = ThreadKeys(thread.thread_id, caller.sub).shard
-    await asyncio.sleep(0.01)
+    assert await redis.zscore(shard.expiring, thread.thread_id) is not None
+    await asyncio.sleep(max(0.0, thread.expire_time.ToMicroseconds() / 1e6 - time.time()) + 0.02)
+    assert await redis.zscore(shard.by_created, thread.thread_id) is not None  # left behind
     assert await caller.count() == 0
     for key in (shard.by_created, shard.by_updated, shard.by_id, shard.expiring):
         assert await redis.zscore(key, thread.thread_id) is None, key
