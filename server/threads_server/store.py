@@ -337,13 +337,13 @@ class ThreadStore:
         order = "desc" if query.descending else "asc"
         calls = [
             (
-                self._filter_keys(shard, query.filters),
+                self.filter_keys(shard, query.filters),
                 [shard.prefix, shard.index, query.sort, order, score, after, limit, *ids],
             )
-            for shard, ids in self._shards(owner, query.filters)
+            for shard, ids in self.shards(owner, query.filters)
         ]
         rows: list[list[tuple[int, str]]] = []
-        for _, values in await self._run_many("search", calls):
+        for _, values in await self.run_many("search", calls):
             flat = values[0]
             rows.append([(int(s), i.decode()) for i, s in zip(flat[::2], flat[1::2], strict=True)])
         merged = list(heapq.merge(*rows, reverse=query.descending))[:limit]
@@ -354,13 +354,13 @@ class ThreadStore:
     async def count(self, owner: str, filters: Filters) -> int:
         """How many of the caller's threads match: what Search pages through."""
         calls = [
-            (self._filter_keys(shard, filters), [shard.prefix, shard.index, *ids])
-            for shard, ids in self._shards(owner, filters)
+            (self.filter_keys(shard, filters), [shard.prefix, shard.index, *ids])
+            for shard, ids in self.shards(owner, filters)
         ]
-        return sum(int(values[0]) for _, values in await self._run_many("count", calls))
+        return sum(int(values[0]) for _, values in await self.run_many("count", calls))
 
     @staticmethod
-    def _shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, list[str]]]:
+    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, list[str]]]:
         """The shards a query reads, each with its share of ``thread_ids``: with ids, the
         shards holding them; with ``copied_from``, the source's (copies stay in it)."""
         if filters.thread_ids:
@@ -373,7 +373,7 @@ class ThreadStore:
         return [(shard, []) for shard in all_shards(owner)]
 
     @staticmethod
-    def _filter_keys(shard: ShardKeys, filters: Filters) -> list[str]:
+    def filter_keys(shard: ShardKeys, filters: Filters) -> list[str]:
         """search.lua/count.lua's KEYS: the shard's sorted sets, then one set per filter."""
         keys = [shard.by_created, shard.by_updated, shard.by_id, shard.expiring]
         keys += [shard.metadata(field, value) for field, value in filters.metadata]
@@ -389,13 +389,13 @@ class ThreadStore:
         ]
         threads = []
         for thread_id, (outcome, values) in zip(
-            thread_ids, await self._run_many("get", calls), strict=True
+            thread_ids, await self.run_many("get", calls), strict=True
         ):
             if outcome is Outcome.OK:
                 threads.append(codec.thread_from_fields(thread_id, *values[0]))
         return threads
 
-    async def _run_many(
+    async def run_many(
         self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[tuple[Outcome, list[Any]]]:
         """Runs read-only scripts, each on one slot, as one batch. On a single Redis: one

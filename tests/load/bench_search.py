@@ -38,9 +38,11 @@ from tests.rpc_helpers import struct
 from tests.server_process import ServerProcess, environment
 from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
-from threads_server import codec
+from threads_server import codec, search
 from threads_server.keys import SHARDS, ShardKeys, ThreadKeys
+from threads_server.limits import Limits
 from threads_server.scripts import Scripts
+from threads_server.store import ThreadStore
 
 USERS, KINDS = 1000, 10
 SEED_BATCH = 1000
@@ -135,6 +137,42 @@ async def read_latencies(port: int, calls: int) -> dict[str, list[float]]:
         return {name: await timed(call, calls) for name, call in checks.items()}
 
 
+async def redis_part(url: str, calls: int) -> dict[str, list[float]]:
+    """The same queries' Redis part alone: the per-shard scripts in one pipeline from a
+    plain client (what grows, or not, with the number of threads), no gRPC, no merge."""
+    client = aioredis.from_url(url)
+    store = ThreadStore(client)
+    await store.prepare()
+    user = search.filters(struct(user="user-0042"), [], "", Limits())
+    everything = search.filters(struct(), [], "", Limits())
+    checks: dict[str, Callable[[], Awaitable[Any]]] = {
+        "first page of 10, no filter": lambda: _scripts(store, "search", everything),
+        "first page of 10, user = one value": lambda: _scripts(store, "search", user),
+        "Count, user = one value": lambda: _scripts(store, "count", user),
+    }
+    try:
+        result = {}
+        for name, call in checks.items():
+            await client.config_resetstat()
+            result[name] = await timed(call, calls)
+            stats = (await client.info("commandstats"))["cmdstat_evalsha"]
+            queries = min(50, calls) + calls  # timed() warms up with 50 calls first
+            result[name + " redis"] = [float(stats["usec"]) / queries / 1000]
+        return result
+    finally:
+        await client.aclose()
+
+
+async def _scripts(store: ThreadStore, name: str, filters: search.Filters) -> Any:
+    calls = []
+    for shard, _ in store.shards("", filters):
+        args: list[Any] = [shard.prefix, shard.index]
+        if name == "search":
+            args += ["c", "desc", "", "", 11]
+        calls.append((store.filter_keys(shard, filters), args))
+    return await store.run_many(name, calls)
+
+
 def start_server(url: str, workdir: Path, name: str, *flags: str) -> ServerProcess:
     server = ServerProcess(
         ["--workers", "1", "--redis-url", url, "--log-level", "WARNING", *flags],
@@ -160,32 +198,118 @@ def read_benchmark(
                 results = asyncio.run(read_latencies(server.port, calls))
             finally:
                 server.stop()
+            raw = asyncio.run(redis_part(redis.url, calls))
             for name, latencies in results.items():
                 median, p95 = _stats(latencies)
-                print(f"  {name:<38} median {median:6.2f} ms   p95 {p95:6.2f} ms   ({calls} calls)")
+                redis_median, _ = _stats(raw[name])
+                inside = raw[name + " redis"][0]
+                print(
+                    f"  {name:<38} median {median:6.2f} ms   p95 {p95:6.2f} ms   ({calls} calls)"
+                    f"\n  {'':<38} its shard scripts from a plain client: median "
+                    f"{redis_median:5.2f} ms, of which inside Redis {inside:5.3f} ms"
+                )
             used = asyncio.run(index_bytes(redis.url))
             print(f"  index memory: {used / size:.0f} bytes per thread ({used / 2**20:.0f} MiB)")
         finally:
             redis.stop()
 
 
-async def write_latencies(port: int, calls: int) -> dict[str, list[float]]:
-    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = pb_grpc.ThreadServiceStub(channel)
+async def write_latencies(ports: dict[str, int], calls: int) -> dict[str, dict[str, list[float]]]:
+    """Per mode and call type, latencies of sequential calls, paired: each call goes to
+    one server and then the same call to the other, so drift hits both alike."""
+    channels = {mode: aio.insecure_channel(f"127.0.0.1:{port}") for mode, port in ports.items()}
+    try:
         meta = struct(user="user-0001", kind="kind-1")
-        source = (await stub.Create(pb.CreateRequest(metadata=meta))).thread
-        counter = iter(range(10**9))
-        checks: dict[str, Callable[[], Awaitable[Any]]] = {
-            "Create": lambda: stub.Create(pb.CreateRequest(metadata=meta)),
-            "Copy": lambda: stub.Copy(pb.CopyRequest(thread_id=source.thread_id)),
-            "Update": lambda: stub.Update(
-                pb.UpdateRequest(
-                    thread_id=source.thread_id,
-                    metadata=struct(user=f"user-{next(counter) % USERS:04d}"),
-                )
-            ),
-        }
-        return {name: await timed(call, calls) for name, call in checks.items()}
+        result: dict[str, dict[str, list[float]]] = {mode: {} for mode in ports}
+        plans: dict[str, dict[str, Callable[[], Awaitable[Any]]]] = {}
+        for mode, channel in channels.items():
+            stub = pb_grpc.ThreadServiceStub(channel)
+            source = (await stub.Create(pb.CreateRequest(metadata=meta))).thread
+            plans[mode] = _rpc_writes(stub, source.thread_id)
+        for name in ("Create", "Copy", "Update"):
+            for mode in ports:
+                for _ in range(50):  # warm-up
+                    await plans[mode][name]()
+                result[mode][name] = []
+            for _ in range(calls):
+                for mode in ports:
+                    started = time.perf_counter()
+                    await plans[mode][name]()
+                    result[mode][name].append((time.perf_counter() - started) * 1000)
+        return result
+    finally:
+        for channel in channels.values():
+            await channel.close(None)
+
+
+def _rpc_writes(
+    stub: pb_grpc.ThreadServiceAsyncStub, source_id: str
+) -> dict[str, Callable[[], Awaitable[Any]]]:
+    meta = struct(user="user-0001", kind="kind-1")
+    counter = iter(range(10**9))
+
+    def create() -> Awaitable[Any]:
+        return stub.Create(pb.CreateRequest(metadata=meta))
+
+    def copy() -> Awaitable[Any]:
+        return stub.Copy(pb.CopyRequest(thread_id=source_id))
+
+    def update() -> Awaitable[Any]:
+        user = f"user-{next(counter) % USERS:04d}"
+        return stub.Update(pb.UpdateRequest(thread_id=source_id, metadata=struct(user=user)))
+
+    return {"Create": create, "Copy": copy, "Update": update}
+
+
+def _store_writes(store: ThreadStore, source_id: str) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    def create(i: int) -> Awaitable[Any]:
+        meta = struct(user=f"user-{i % USERS:04d}", kind="kind-1")
+        return store.create("", str(uuid.uuid4()), meta, [], return_existing=False, ttl_ms=0)
+
+    def copy(i: int) -> Awaitable[Any]:
+        return store.copy(
+            "", source_id, request_id="", history_length=None, metadata=struct(), ttl_ms=0
+        )
+
+    def update(i: int) -> Awaitable[Any]:
+        return store.update("", source_id, struct(user=f"user-{i % USERS:04d}"), ttl_ms=None)
+
+    return {"Create": create, "Copy": copy, "Update": update}
+
+
+async def redis_cost(url: str, calls: int) -> dict[str, dict[str, float]]:
+    """Redis's own time per write script (INFO commandstats, usec_per_call of EVALSHA),
+    index on vs off: the index's cost inside Redis, free of gRPC and client noise."""
+    client = aioredis.from_url(url)
+    result: dict[str, dict[str, float]] = {}
+    try:
+        for mode, on in (
+            ("index on", True),
+            ("index off", False),
+            ("index on", True),
+            ("index off", False),
+        ):
+            store = ThreadStore(client, search_index=on)
+            await store.prepare()
+            source = await store.create(
+                "",
+                str(uuid.uuid4()),
+                struct(user="u", kind="k"),
+                [],
+                return_existing=False,
+                ttl_ms=0,
+            )
+            writes = _store_writes(store, source.thread_id)
+            for name, write in writes.items():
+                await client.config_resetstat()
+                for i in range(calls):
+                    await write(i)
+                stats = (await client.info("commandstats"))["cmdstat_evalsha"]
+                result.setdefault(mode, {}).setdefault(name, 0.0)
+                result[mode][name] += float(stats["usec_per_call"]) / 2  # two rounds
+    finally:
+        await client.aclose()
+    return result
 
 
 async def throughput(port: int, seconds: float, in_flight: int = 32) -> dict[str, float]:
@@ -223,17 +347,20 @@ def write_benchmark(binary: str, calls: int, rounds: int, seconds: float, workdi
     redis.start()
     try:
         asyncio.run(seed(redis.url, 10_000, 300))
+        cost = asyncio.run(redis_cost(redis.url, 1000))
         servers = {
             "index on": start_server(redis.url, workdir, "on", "--search-index", "1"),
             "index off": start_server(redis.url, workdir, "off", "--search-index", "0"),
         }
         try:
+            ports = {mode: server.port for mode, server in servers.items()}
             latencies: dict[str, dict[str, list[float]]] = {m: {} for m in servers}
             rates: dict[str, dict[str, list[float]]] = {m: {} for m in servers}
             for _ in range(rounds):  # alternate, so drift on a shared machine hits both
+                for mode, values in asyncio.run(write_latencies(ports, calls)).items():
+                    for name, latency in values.items():
+                        latencies[mode].setdefault(name, []).extend(latency)
                 for mode, server in servers.items():
-                    for name, values in asyncio.run(write_latencies(server.port, calls)).items():
-                        latencies[mode].setdefault(name, []).extend(values)
                     for name, rate in asyncio.run(throughput(server.port, seconds)).items():
                         rates[mode].setdefault(name, []).append(rate)
         finally:
@@ -241,9 +368,10 @@ def write_benchmark(binary: str, calls: int, rounds: int, seconds: float, workdi
                 server.stop()
     finally:
         redis.stop()
-    print(f"\nWrite cost of the index: same build, same Redis, {rounds} alternating rounds")
+    print(f"\nWrite cost of the index: same build, same Redis, {rounds} rounds (calls paired)")
     print(f"  {'call':<8}{'median on':>11}{'median off':>12}{'off/on':>8}   "
-          f"{'RPS on':>8}{'RPS off':>9}{'on/off':>8}")  # fmt: skip
+          f"{'RPS on':>8}{'RPS off':>9}{'on/off':>8}   "
+          f"{'Redis µs/script on':>19}{'off':>6}")  # fmt: skip
     for name in latencies["index on"]:
         on, _ = _stats(latencies["index on"][name])
         off, _ = _stats(latencies["index off"][name])
@@ -251,7 +379,8 @@ def write_benchmark(binary: str, calls: int, rounds: int, seconds: float, workdi
         rps_off = statistics.median(rates["index off"][name])
         print(
             f"  {name:<8}{on:>9.3f}ms{off:>10.3f}ms{off / on:>7.0%}   "
-            f"{rps_on:>8.0f}{rps_off:>9.0f}{rps_on / rps_off:>7.0%}"
+            f"{rps_on:>8.0f}{rps_off:>9.0f}{rps_on / rps_off:>7.0%}   "
+            f"{cost['index on'][name]:>19.1f}{cost['index off'][name]:>6.1f}"
         )
 
 

@@ -112,10 +112,14 @@ local function unindex_thread(idx, id)
   redis.call('ZREM', idx .. 'e', id)
 end
 
--- (Re)indexes a thread from its meta HASH as it is now: into the sets of its current
--- metadata values, copied_from, timestamps and expiry, and out of the sets it has left.
+-- Indexes a thread from its meta HASH as it is now. `change` says what the write was, so
+-- that it touches only what can have changed (every call a script makes costs):
+--   'new'      Create, Copy: nothing of the thread is indexed yet;
+--   'update'   Update: metadata values and updated_at moved, the expiry moved as
+--              expire_ms says ('' kept, '0' removed, else the new one);
+--   'rebuild'  migrate: anything may be indexed, or not, or stale.
 -- A thread whose meta is gone (an expiry already past) leaves the index.
-local function index_thread(idx, id, meta_key)
+local function index_thread(idx, id, meta_key, change, expire_ms)
   if idx == '' then
     return
   end
@@ -142,32 +146,51 @@ local function index_thread(idx, id, meta_key)
   if source then
     sets[#sets + 1] = 'f:' .. source
   end
+  if change == 'update' and redis.call('ZADD', idx .. 'u', 'XX', 'CH', updated, id) == 0 then
+    change = 'rebuild' -- not indexed (written while indexing was off), or nothing moved
+  end
+  local before = {}
+  if change ~= 'new' then
+    local listed = redis.call('HGET', idx .. 'x', id)
+    for name in string.gmatch(listed or '', '[^ ]+') do
+      before[name] = true
+    end
+  end
   local now_in = {}
   for _, name in ipairs(sets) do
     now_in[name] = true
-  end
-  local before = redis.call('HGET', idx .. 'x', id)
-  if before then
-    for name in string.gmatch(before, '[^ ]+') do
-      if not now_in[name] then
-        redis.call('ZREM', idx .. name, id)
-      end
+    if not before[name] then
+      redis.call('ZADD', idx .. name, created, id)
     end
   end
-  for _, name in ipairs(sets) do
-    redis.call('ZADD', idx .. name, created, id)
+  local changed = change == 'new'
+  for name in pairs(before) do
+    if not now_in[name] then
+      redis.call('ZREM', idx .. name, id)
+      changed = true
+    end
   end
-  if #sets > 0 then
-    redis.call('HSET', idx .. 'x', id, table.concat(sets, ' '))
-  elseif before then
-    redis.call('HDEL', idx .. 'x', id)
+  for name in pairs(now_in) do
+    changed = changed or not before[name]
   end
-  redis.call('ZADD', idx .. 'c', created, id)
-  redis.call('ZADD', idx .. 'u', updated, id)
-  redis.call('ZADD', idx .. 'i', 0, id)
+  if changed then
+    if #sets > 0 then
+      redis.call('HSET', idx .. 'x', id, table.concat(sets, ' '))
+    else
+      redis.call('HDEL', idx .. 'x', id)
+    end
+  end
+  if change ~= 'update' then
+    redis.call('ZADD', idx .. 'c', created, id)
+    redis.call('ZADD', idx .. 'u', updated, id)
+    redis.call('ZADD', idx .. 'i', 0, id)
+  end
+  if change == 'update' and expire_ms == '' then
+    return -- the expiry is as it was
+  end
   if expire then
     redis.call('ZADD', idx .. 'e', expire, id)
-  else
+  elseif change ~= 'new' then
     redis.call('ZREM', idx .. 'e', id)
   end
 end
@@ -192,16 +215,18 @@ local function purge_expired(prefix, idx)
   return now_ms, #due < PURGE_BUDGET
 end
 
--- Whether thread `id` of the shard is alive and in every set of KEYS[first..], except
--- KEYS[skip] (the set it came from). The existence check makes a read exact whatever the
--- index still holds: inside a script Redis judges expiry at the script's start, as Get does.
-local function thread_matches(prefix, id, first, skip)
+-- Whether thread `id` of the shard is in every set of KEYS[first..] but KEYS[skip] (the set
+-- it came from) and, when `check` is set, alive: the existence check makes a read exact
+-- whatever the index still holds (inside a script Redis judges expiry at the script's
+-- start, as Get does). After a purge that left nothing due, every entry is a live thread
+-- (Delete unindexes in its own script), so the check is skipped then.
+local function thread_matches(prefix, id, first, skip, check)
   for k = first, #KEYS do
     if k ~= skip and not redis.call('ZSCORE', KEYS[k], id) then
       return false
     end
   end
-  return redis.call('EXISTS', prefix .. id .. ':meta') == 1
+  return not check or redis.call('EXISTS', prefix .. id .. ':meta') == 1
 end
 
 -- The index of the smallest set among KEYS[first..] (nil when there is none).
@@ -218,7 +243,8 @@ end
 
 -- One shard's part of a Search (search.lua): the first q.limit matches past the cursor,
 -- as a flat {id, score, ...} sorted by (sort key, id) in q's order. q holds: prefix (of
--- the shard's thread keys), sort ('c', 'u' or 'i'), desc, cursor_score (number or nil),
+-- the shard's thread keys), check (whether to check each thread exists: purge_expired
+-- left entries due), sort ('c', 'u' or 'i'), desc, cursor_score (number or nil),
 -- cursor_id ('' for none), limit, first_filter (index in KEYS of the first filter set),
 -- sets ({c =, u =, i =} sorted-set names) and ids (thread_ids, or nil for every thread).
 local function search_shard(q)
@@ -244,7 +270,7 @@ local function search_shard(q)
   -- Walks a sorted set in order from the cursor until `limit` matches are kept. Members
   -- scored by the sort key come in (score, id) order, as Redis orders ties.
   local function walk(key, skip)
-    local offset, batch = 0, 32
+    local offset, batch = 0, math.max(q.limit, 8)
     while true do
       local page
       if q.sort == 'i' then
@@ -255,7 +281,7 @@ local function search_shard(q)
           page = redis.call('ZRANGE', key, from, '+', 'BYLEX', 'LIMIT', offset, batch)
         end
         for _, id in ipairs(page) do
-          if thread_matches(q.prefix, id, q.first_filter, skip) and keep(id, '0') then
+          if thread_matches(q.prefix, id, q.first_filter, skip, q.check) and keep(id, '0') then
             return
           end
         end
@@ -274,7 +300,7 @@ local function search_shard(q)
         for i = 1, #page, 2 do
           local id, score = page[i], page[i + 1]
           if past_cursor(tonumber(score), id)
-            and thread_matches(q.prefix, id, q.first_filter, skip) and keep(id, score) then
+            and thread_matches(q.prefix, id, q.first_filter, skip, q.check) and keep(id, score) then
             return
           end
         end
@@ -292,7 +318,7 @@ local function search_shard(q)
   local function sort_candidates(ids, skip)
     local rows = {}
     for _, id in ipairs(ids) do
-      if thread_matches(q.prefix, id, q.first_filter, skip) then
+      if thread_matches(q.prefix, id, q.first_filter, skip, q.check) then
         local score = '0'
         if q.sort ~= 'i' then
           score = redis.call('ZSCORE', q.sets[q.sort], id)
@@ -320,6 +346,7 @@ local function search_shard(q)
   end
 
   if q.ids then
+    q.check = true -- the caller's ids, not the index's: any may name no thread
     sort_candidates(q.ids, nil)
   elseif #KEYS < q.first_filter then
     walk(q.sets[q.sort], nil)
@@ -338,7 +365,7 @@ end
 local function count_matching(prefix, ids, first, skip)
   local count = 0
   for _, id in ipairs(ids) do
-    if thread_matches(prefix, id, first, skip) then
+    if thread_matches(prefix, id, first, skip, true) then
       count = count + 1
     end
   end

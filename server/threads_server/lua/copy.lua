@@ -71,7 +71,7 @@ end
 record_expiry(dst_meta, expire_ms)
 local state = thread_state(dst_meta, dst_hist)
 apply_expiry(dst_meta, dst_hist, expire_ms)
-index_thread(idx, copy_id, dst_meta)
+index_thread(idx, copy_id, dst_meta, 'new')
 
 if request_key then
   redis.call('HSET', request_key, 'copy_id', copy_id, 'fingerprint', fingerprint)

@@ -40,7 +40,7 @@ call_sliced('HSET', meta, ARGV, first_field, first_entry - 1)
 call_sliced('RPUSH', hist, ARGV, first_entry, #ARGV)
 record_expiry(meta, expire_ms)
 apply_expiry(meta, hist, expire_ms)
-index_thread(idx, id, meta)
+index_thread(idx, id, meta, 'new')
 if record then
   redis.call('HSET', record, 'request_id', request_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', record, record_ttl)

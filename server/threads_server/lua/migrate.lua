@@ -21,5 +21,5 @@ for k = 1, (#ARGV - first_dump + 1) / 2 do
     restored = restored + 1
   end
 end
-index_thread(idx, id, meta)
+index_thread(idx, id, meta, 'rebuild')
 return {'OK', restored}

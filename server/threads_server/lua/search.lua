@@ -17,9 +17,10 @@ local first_id = 8
 if sort == 'i' and cursor_id ~= '' then
   cursor_score = 0 -- in id order every score is 0, and the id alone places the cursor
 end
-purge_expired(prefix, idx)
+local _, clean = purge_expired(prefix, idx)
 local found = search_shard({
   prefix = prefix,
+  check = not clean,
   sort = sort,
   desc = order == 'desc',
   cursor_score = cursor_score,

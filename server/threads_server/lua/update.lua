@@ -23,5 +23,5 @@ call_sliced('HSET', meta, ARGV, first_field, #ARGV)
 record_expiry(meta, expire_ms)
 local state = thread_state(meta, hist)
 apply_expiry(meta, hist, expire_ms)
-index_thread(idx, id, meta)
+index_thread(idx, id, meta, 'update', expire_ms)
 return {'OK', state}
