@@ -123,6 +123,8 @@ async def _move(
         report.threads += 1
         report.restored += int(reply[1])
         report.deleted += int(await redis.delete(*names))
+        if report.threads % 10_000 == 0:
+            log.info("moved %d threads so far", report.threads)
 
 
 async def _reindex(redis: Any, scripts: Scripts, report: Report) -> None:
