@@ -273,3 +273,22 @@ async def test_random_writes_match_a_model(auth_server: Started, ops: list[Any])
         assert [t.thread_id for t in got] == brute_force(await caller.live(), **query)
         assert {t.thread_id for t in got} == expected
         assert await caller.count(**query) == len(expected)
+
+
+async def test_an_id_reused_after_expiry_is_indexed_as_the_new_thread(caller: Caller) -> None:
+    """Create may reuse the id of a thread that expired; if no query purged the old one's
+    entries yet, the new thread must not inherit them."""
+    thread_id = str(uuid.uuid4())
+    request = pb.CreateRequest(thread_id=thread_id, metadata=struct(user="old"))
+    request.ttl.FromMilliseconds(100)
+    old = (await caller.stub.Create(request, metadata=caller.md)).thread
+    await asyncio.sleep(max(0.0, old.expire_time.ToMicroseconds() / 1e6 - time.time()) + 0.02)
+    again = pb.CreateRequest(thread_id=thread_id, metadata=struct(user="new"))
+    await caller.stub.Create(again, metadata=caller.md)
+    caller.made.append(thread_id)
+    assert await caller.search_all(10, metadata=struct(user="old")) == []
+    assert await caller.count(metadata=struct(user="old")) == 0
+    assert [t.thread_id for t in await caller.search_all(10, metadata=struct(user="new"))] == [
+        thread_id
+    ]
+    assert await caller.count() == 1

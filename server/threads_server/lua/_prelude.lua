@@ -114,7 +114,8 @@ end
 
 -- Indexes a thread from its meta HASH as it is now. `change` says what the write was, so
 -- that it touches only what can have changed (every call a script makes costs):
---   'new'      Create, Copy: nothing of the thread is indexed yet;
+--   'new'      Create, Copy: nothing of the thread is indexed yet (unless an expired
+--              thread of the same id still is: Create may reuse an id);
 --   'update'   Update: metadata values and updated_at moved, the expiry moved as
 --              expire_ms says ('' kept, '0' removed, else the new one);
 --   'rebuild'  migrate: anything may be indexed, or not, or stale.
@@ -148,6 +149,8 @@ local function index_thread(idx, id, meta_key, change, expire_ms)
   end
   if change == 'update' and redis.call('ZADD', idx .. 'u', 'XX', 'CH', updated, id) == 0 then
     change = 'rebuild' -- not indexed (written while indexing was off), or nothing moved
+  elseif change == 'new' and redis.call('ZSCORE', idx .. 'c', id) then
+    change = 'rebuild' -- an earlier thread of this id expired and is not purged yet
   end
   local before = {}
   if change ~= 'new' then
