@@ -334,10 +334,12 @@ async def test_cluster_write_follows_ask_to_a_slot_being_migrated(
     ha_cluster.redis_cli(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
     ha_cluster.redis_cli(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
     try:
+        # Every key of the slot: the thread's and its shard's search index (same slot).
+        in_slot = ha_cluster.redis_cli(source, "CLUSTER", "GETKEYSINSLOT", slot, "1000").split()
+        assert keys.meta in in_slot and keys.history in in_slot
         ha_cluster.redis_cli(
-            source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000",
-            "KEYS", keys.meta, keys.history,
-        )  # fmt: skip
+            source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *in_slot
+        )
         request = pb.AppendRequest(thread_id=thread_id, entries=batch(0, 1), expected_length=BATCH)
         assert (await stub.Append(request, timeout=DEADLINE)).history_length == 2 * BATCH
         assert ha_cluster.redis_cli(source, "CLUSTER", "COUNTKEYSINSLOT", slot).strip() == "0"

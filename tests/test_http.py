@@ -399,8 +399,12 @@ async def test_search_and_count_in_langgraphs_shapes(http: httpx.AsyncClient) ->
     assert response.status_code == 200, response.text
     found = response.json()
     assert isinstance(found, list) and [t["thread_id"] for t in found] == made[:2]
-    rest = await http.post("/threads/search", json={"metadata": {"tag": tag}, "offset": 2})
+    rest = await http.post(
+        "/threads/search", json={"metadata": {"tag": tag}, "offset": 2, "sort_order": "asc"}
+    )
     assert [t["thread_id"] for t in rest.json()] == made[2:]
+    newest_first = await http.post("/threads/search", json={"metadata": {"tag": tag}})
+    assert [t["thread_id"] for t in newest_first.json()] == made[::-1]
     by_ids = await http.post("/threads/search", json={"ids": made[:1]})
     assert [t["thread_id"] for t in by_ids.json()] == made[:1]
     count = await http.post("/threads/count", json={"metadata": {"tag": tag}})

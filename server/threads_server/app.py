@@ -144,6 +144,7 @@ class ThreadsServer:
         self.store = ThreadStore(
             self.redis,
             limits=limits,
+            search_index=settings.search_index,
             min_replica_acks=settings.min_replica_acks,
             replica_ack_timeout_ms=settings.replica_ack_timeout_ms,
         )
@@ -163,7 +164,7 @@ class ThreadsServer:
         )
         # Search and Count are declared in the proto; their handlers come from another
         # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).
-        service = ThreadService(  # type: ignore[abstract, unused-ignore]
+        service = ThreadService(
             self.store,
             limits=limits,
             authenticator=Authenticator.from_settings(settings),
