@@ -12,6 +12,7 @@ builds the result from OK, acts on the outcomes that steer it, and raises
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import codec, errors
+from threads_server import codec, errors, metrics
 from threads_server.keys import ThreadKeys, new_copy_id
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
@@ -126,6 +127,7 @@ class ThreadStore:
                 raise RuntimeError(
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
+        metrics.redis_server(infos[0])
         for script in self._scripts.values():  # SCRIPT LOAD: the first calls hit by SHA
             with store_errors(script):
                 await self._redis.script_load(script.script)
@@ -263,6 +265,7 @@ class ThreadStore:
                 adding=len(entries),
             )
             raise errors.from_outcome(outcome, values, call)
+        metrics.appended(len(entries))
         return int(values[0])
 
     async def read_history(
@@ -328,7 +331,9 @@ class ThreadStore:
         else:  # pragma: no cover - three 108-bit random collisions in a row
             raise RuntimeError("could not find a free id for the copy")
         if outcome is Outcome.OK:
-            return codec.thread_from_fields(copy_id, *values[0])
+            copied = codec.thread_from_fields(copy_id, *values[0])
+            metrics.copied(copied.history_length)
+            return copied
         call = ScriptCall(
             script="copy",
             thread_id=source_id,
@@ -357,8 +362,12 @@ async def run_script(
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
     values after the tag."""
-    with store_errors(script):
-        reply = await script(keys=keys, args=args)
+    started = time.perf_counter()
+    try:
+        with store_errors(script):
+            reply = await script(keys=keys, args=args)
+    finally:
+        metrics.script_call(script, started)
     return parse(reply)
 
 
