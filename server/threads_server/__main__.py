@@ -48,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with contextlib.ExitStack() as stack:
         # Before any fork and any import of prometheus_client: the workers' metric files.
-        stack.enter_context(metrics_dir())
+        log.info(
+            "metrics files (every process's, summed by /metrics) in %s",
+            stack.enter_context(metrics_dir()),
+        )
         url = settings.redis_url
         if not url and settings.redis_sentinel is None:
             try:
@@ -84,14 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Supervisor(
             settings.workers,
             lambda _index: _serve(worker_settings, url, reuse_port=True),
-            on_exit=_worker_exited,
         ).run()
-
-
-def _worker_exited(pid: int) -> None:
-    from threads_server import metrics  # noqa: PLC0415 - after metrics_dir set the variable
-
-    metrics.mark_process_dead(pid)
 
 
 def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> int:

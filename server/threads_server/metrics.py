@@ -203,12 +203,6 @@ def redis_server(info: Mapping[str, Any]) -> None:
     build_info.labels(VERSION, *server).set(1)
 
 
-def mark_process_dead(pid: int) -> None:
-    """A worker died: drop its live gauges (its counters stay, so sums never go back)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-
-
 def exposition() -> tuple[bytes, str]:
     """The text ``/metrics`` serves: every worker's values summed in multiprocess mode."""
     if os.environ.get(MULTIPROC_ENV):

@@ -69,6 +69,17 @@ def metrics_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def forget_live_metrics(pid: int) -> None:
+    """A worker exited: its files of live gauges (health) go, so that they stop counting;
+    its counters' files stay, so that sums never go back. Imports prometheus_client only
+    here, in the parent: importing threads_server.metrics would create the parent's own
+    values (a health of 0 that never dies)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 class ListenError(RuntimeError):
     """The gRPC listen address is malformed or taken by another process."""
 
@@ -126,8 +137,6 @@ class Supervisor:
 
     count: int
     serve: Callable[[int], int]
-    # Called in the parent with the pid of every worker that exits (metrics' clean-up).
-    on_exit: Callable[[int], None] = lambda _pid: None
     max_restarts: int = MAX_RESTARTS
     restart_window: float = RESTART_WINDOW
     _workers: dict[int, int] = field(default_factory=dict)  # pid -> worker index
@@ -186,7 +195,7 @@ class Supervisor:
             if done == 0:
                 continue
             del self._workers[pid]
-            self.on_exit(pid)
+            forget_live_metrics(pid)
             code = os.waitstatus_to_exitcode(status)
             if self._stopping:
                 if code != 0:
