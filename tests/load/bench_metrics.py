@@ -8,8 +8,10 @@ Starts one embedded Valkey (``tests.load.ghz_load.redis_for_run``) and two serve
 one with metrics and one without, both with the same ``--workers`` and the metrics
 multiprocess directory the CLI always sets up. Then, per round and scenario, runs ghz
 against each in turn (the order swaps every round, so drift on a shared machine hits both),
-and prints each run's RPS, the medians, and on/off. Then times each recorder alone in a
-fresh interpreter, in multiprocess mode as the server runs it.
+and prints each run's RPS and server CPU per call, their medians, and on/off. On a busy
+machine RPS swings with the neighbours' load; CPU time per call does much less, and for a
+CPU-bound server off/on CPU per call is the share of RPS that metrics leave. Then times
+each recorder alone in a fresh interpreter, in multiprocess mode as the server runs it.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from pathlib import Path
 
 import redis
 
-from tests.load.ghz_load import REPO, delete_copies, redis_for_run, run_scenario
+from tests.load.ghz_load import REPO, cpu_seconds, delete_copies, redis_for_run, run_scenario
 from tests.load.seed import seed
 from tests.server_process import ServerProcess, environment
 
 SCENARIOS = ("get", "copy_10")
 
-# Each recorder as the server calls it, timed alone (ns per call), in multiprocess mode.
+# Each recorder as the server calls it, timed alone (ns per call); argv[1]: the mode.
 _MICRO = """
 import os, sys, tempfile, time, timeit
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+if sys.argv[1] == "multiprocess":
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 import grpc
 from threads_server import metrics
 class Script:
@@ -59,6 +62,22 @@ print(f"  {'gRPC, with --metrics off':<40} {best * 1e9:7.0f} ns")
 """
 
 
+def print_summary(
+    rps: dict[tuple[str, str], list[float]], cpu_us: dict[tuple[str, str], list[float]]
+) -> None:
+    print()
+    for scenario in SCENARIOS:
+        on = statistics.median(rps[(scenario, "on")])
+        off = statistics.median(rps[(scenario, "off")])
+        cpu_on = statistics.median(cpu_us[(scenario, "on")])
+        cpu_off = statistics.median(cpu_us[(scenario, "off")])
+        print(
+            f"{scenario:<8} median RPS: metrics on {on:8.0f}, off {off:8.0f}: "
+            f"on/off {on / off:.1%}; server CPU per call: on {cpu_on:.0f} us, "
+            f"off {cpu_off:.0f} us: off/on {cpu_off / cpu_on:.1%}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
@@ -76,6 +95,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rps: dict[tuple[str, str], list[float]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}
     with redis_for_run(args, out) as url, redis.Redis.from_url(url) as store:
         redis_pid = int(store.info("server")["process_id"])
         servers = {
@@ -104,6 +124,7 @@ def main() -> None:
                         server = servers[mode]
                         run_dir = out / f"r{round_}-{mode}"
                         run_dir.mkdir(exist_ok=True)
+                        cpu_before = cpu_seconds(server.serving_pids())
                         result = run_scenario(
                             Path(args.ghz),
                             scenario,
@@ -114,10 +135,15 @@ def main() -> None:
                         )
                         if result.failure or result.errors:
                             sys.exit(f"{scenario} ({mode}): {result.failure or result.statuses}")
+                        per_call = (
+                            1e6 * (cpu_seconds(server.serving_pids()) - cpu_before) / result.count
+                        )
                         rps.setdefault((scenario, mode), []).append(result.rps)
+                        cpu_us.setdefault((scenario, mode), []).append(per_call)
                         print(
                             f"    metrics {mode:<3}: {result.rps:8.0f} RPS "
-                            f"p50 {result.p50:.2f} ms p99 {result.p99:.2f} ms",
+                            f"p50 {result.p50:.2f} ms p99 {result.p99:.2f} ms, "
+                            f"server CPU {per_call:.0f} us/call",
                             flush=True,
                         )
                         delete_copies(store, server.target)
@@ -127,16 +153,12 @@ def main() -> None:
                     server.stop()
                 finally:
                     server.kill_all()
-    print()
-    for scenario in SCENARIOS:
-        on = statistics.median(rps[(scenario, "on")])
-        off = statistics.median(rps[(scenario, "off")])
-        print(
-            f"{scenario:<8} median RPS: metrics on {on:8.0f}, off {off:8.0f}: on/off {on / off:.1%}"
-        )
-    print("\neach recorder alone (ns per call, multiprocess mode):", flush=True)
+    print_summary(rps, cpu_us)
     with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run([sys.executable, "-c", textwrap.dedent(_MICRO)], cwd=scratch, check=True)
+        for mode in ("multiprocess", "single-process"):
+            print(f"\neach recorder alone, ns per call ({mode} mode):", flush=True)
+            micro = [sys.executable, "-c", textwrap.dedent(_MICRO), mode]
+            subprocess.run(micro, cwd=scratch, check=True)
 
 
 if __name__ == "__main__":
