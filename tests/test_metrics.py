@@ -6,6 +6,7 @@ ThreadsServers whose counts are read as deltas (the test process keeps one regis
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -21,7 +22,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import test_settings as settings_for_test
-from tests.inprocess_server import StartServer
+from tests.inprocess_server import NOT_SERVING, SERVING, StartServer
 from tests.redis_process import RedisProcess, free_port
 from tests.rpc_helpers import entry
 from tests.server_process import (
@@ -344,3 +345,17 @@ def test_a_real_prometheus_scrapes_the_sums(
             bound=90,
         )
     assert server.stop() == 0, server.tail()
+
+
+async def test_health_gauge_follows_redis(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    app = await start_server(settings_for_test(), own_redis.url)
+    await app.wait_health(SERVING)
+    assert _sample("threads_health_serving") == 1
+    await asyncio.to_thread(own_redis.stop)
+    await app.wait_health(NOT_SERVING)
+    assert _sample("threads_health_serving") == 0
+    await asyncio.to_thread(own_redis.start)
+    await app.wait_health(SERVING)
+    assert _sample("threads_health_serving") == 1
