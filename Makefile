@@ -1,5 +1,6 @@
 # Every target does its own set-up: a fresh clone needs only python3 (and, for the
-# Redis 7 half of the test matrix, Debian's redis-server; .ci/run installs it).
+# Redis 7 half of the test matrix, Debian's redis-server, and for the real-scraper test of
+# /metrics, Debian's prometheus; .ci/run installs both, a dev box: apt-get install them).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics
 
 install: $(STAMP)
 
@@ -127,6 +128,13 @@ load: $(STAMP)
 	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
 		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
 	$(PY) -m tests.load.ghz_load $(LOAD_ARGS)
+
+# What Prometheus metrics cost: ghz Get and Copy@10 RPS with metrics on vs --metrics off,
+# side by side, and each recorder's ns per call (tests/load/bench_metrics.py).
+bench-metrics: $(STAMP)
+	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
+		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+	$(PY) -m tests.load.bench_metrics $(BENCH_METRICS_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -38,6 +38,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("grace_seconds", "2.5", 2.5, "30", 30.0),
     ("redis_timeout_seconds", "0.25", 0.25, "7", 7.0),
     ("health_interval_seconds", "0.1", 0.1, "3", 3.0),
+    ("metrics", "off", False, "1", True),
     ("max_message_bytes", "65536", 65536, "1048576", 1048576),
     ("max_entries_per_request", "5", 5, "20000", 20000),
     ("max_entry_bytes", "1000", 1000, "2048", 2048),

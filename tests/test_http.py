@@ -319,7 +319,7 @@ async def test_openapi_describes_every_route_from_the_descriptors(http: httpx.As
     document = response.json()
     assert document == openapi.document()
     served = {(verb.upper(), path) for path, ops in document["paths"].items() for verb in ops}
-    assert {(r.verb, r.path) for r in ROUTES} | {("GET", "/ok")} == served
+    assert {(r.verb, r.path) for r in ROUTES} | {("GET", "/ok"), ("GET", "/metrics")} == served
     thread = document["components"]["schemas"]["threads.v1.Thread"]["properties"]
     assert set(thread) == THREAD_KEYS | {"expire_time"}
     delete = document["paths"]["/threads/{thread_id}"]["delete"]["responses"]

@@ -20,7 +20,13 @@ from threads_server.auth import AuthConfigError, Authenticator
 from threads_server.config import Settings
 from threads_server.embedded import EmbeddedServer, EmbeddedServerError
 from threads_server.tls import TLSConfigError, load_tls
-from threads_server.workers import EXIT_LISTEN_FAILED, ListenError, Supervisor, reserve_port
+from threads_server.workers import (
+    EXIT_LISTEN_FAILED,
+    ListenError,
+    Supervisor,
+    metrics_dir,
+    reserve_port,
+)
 
 log = logging.getLogger("threads.server")
 
@@ -47,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     with contextlib.ExitStack() as stack:
+        # Before any fork and any import of prometheus_client: the workers' metric files.
+        log.info(
+            "metrics files (every process's, summed by /metrics) in %s",
+            stack.enter_context(metrics_dir()),
+        )
         url = settings.redis_url
         if not url and settings.redis_sentinel is None:
             try:
@@ -80,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" (HTTP/JSON on {http_listen})" if http_listen else "",
         )
         return Supervisor(
-            settings.workers, lambda _index: _serve(worker_settings, url, reuse_port=True)
+            settings.workers,
+            lambda _index: _serve(worker_settings, url, reuse_port=True),
         ).run()
 
 

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import rpc
+from threads_server import metrics, rpc
 from threads_server.auth import Authenticator
 from threads_server.config import Settings
 from threads_server.errors import Unavailable
@@ -139,6 +139,7 @@ class ThreadsServer:
         """``reuse_port``: share the port with sibling workers (``--workers``) via SO_REUSEPORT.
         ``redis_url``: None with ``settings.redis_sentinel``."""
         self.settings = settings
+        metrics.configure(enabled=settings.metrics)
         self.redis = connect_redis(redis_url, settings)
         limits = Limits.from_settings(settings)
         self.store = ThreadStore(
@@ -267,6 +268,7 @@ class ThreadsServer:
 
     async def _set_health(self, *, serving: bool) -> None:
         self.serving = serving
+        metrics.health(serving=serving)
         status = _SERVING if serving else _NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)

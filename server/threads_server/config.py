@@ -214,6 +214,11 @@ class Settings:
         _positive_float,
         "how often Redis is pinged to drive the gRPC health status",
     )
+    metrics: bool = _opt(
+        True,
+        _bool,
+        "record Prometheus metrics (GET /metrics); off only to measure what they cost",
+    )
     max_message_bytes: int = _opt(
         16 * 1024 * 1024,
         _positive_int,

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
+from threads_server import metrics
 from threads_server.auth import Authenticator
 from threads_server.errors import DeadlineExceeded, InvalidArgument, Reason, ThreadsError
 
@@ -182,17 +183,27 @@ def rpc(
     handler: Callable[[S, Req, str], Awaitable[Resp]],
 ) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """The gRPC face of a handler: ``run`` with the call's metadata and deadline, and a
-    Failure sent as the call's status (with its ErrorInfo)."""
+    Failure sent as the call's status (with its ErrorInfo). Counted here, for gRPC only
+    (go-grpc-prometheus's metrics); HTTP calls are counted by route in ``http.app``."""
+
+    method = handler.__name__
 
     @functools.wraps(handler)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
-        outcome = await run(
-            self,
-            handler,
-            request,
-            metadata=context.invocation_metadata(),
-            time_remaining=context.time_remaining(),
-        )
+        started = metrics.grpc_started_call(method)
+        try:
+            outcome = await run(
+                self,
+                handler,
+                request,
+                metadata=context.invocation_metadata(),
+                time_remaining=context.time_remaining(),
+            )
+        except asyncio.CancelledError:  # the caller went away
+            metrics.grpc_handled_call(method, grpc.StatusCode.CANCELLED, started)
+            raise
+        code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
+        metrics.grpc_handled_call(method, code, started)
         if not isinstance(outcome, Failure):
             return outcome
         if outcome.error is None:

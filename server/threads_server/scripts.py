@@ -68,6 +68,12 @@ def register(redis: Any, name: str, body: str | None = None) -> AsyncScript:
     return script
 
 
+def name_of(script: AsyncScript) -> str:
+    """The file name (``copy``) of a registered script, for its metrics' label."""
+    source = _BY_SHA.get(script.sha)
+    return source.name if source is not None else script.sha
+
+
 def name_lines(exc: BaseException, script: AsyncScript) -> None:
     """Rewrites, in place, the ``user_script:N`` of an error ``script`` raised into its
     file and line (in place: the class, traceback and cause stay as they are)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import codec, errors
+from threads_server import codec, errors, metrics
 from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
@@ -81,14 +82,18 @@ class ThreadStore:
         script = self._scripts[name]
         if self._replicated is None:
             return await run_script(script, keys, args)
-        with store_errors(script):
-            reply = await self._replicated.run(
-                script,
-                keys,
-                args,
-                fence=keys[0].removesuffix(":meta") + ":fence",
-                reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
-            )
+        started = time.perf_counter()
+        try:
+            with store_errors(script):
+                reply = await self._replicated.run(
+                    script,
+                    keys,
+                    args,
+                    fence=keys[0].removesuffix(":meta") + ":fence",
+                    reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
+                )
+        finally:
+            metrics.script_call(script, started)  # the script and its WAIT, as a call
         return parse(reply)
 
     async def ping(self) -> None:
@@ -133,6 +138,7 @@ class ThreadStore:
                 raise RuntimeError(
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
+        metrics.redis_server(infos[0])
         for script in self._scripts.values():  # SCRIPT LOAD: the first calls hit by SHA
             with store_errors(script):
                 await self._redis.script_load(script.script)
@@ -282,6 +288,7 @@ class ThreadStore:
                 adding=len(entries),
             )
             raise errors.from_outcome(outcome, values, call)
+        metrics.appended(len(entries))
         return int(values[0])
 
     async def read_history(
@@ -348,7 +355,9 @@ class ThreadStore:
         else:  # pragma: no cover - three 108-bit random collisions in a row
             raise RuntimeError("could not find a free id for the copy")
         if outcome is Outcome.OK:
-            return codec.thread_from_fields(copy_id, *values[0])
+            copied = codec.thread_from_fields(copy_id, *values[0])
+            metrics.copied(copied.history_length)
+            return copied
         call = ScriptCall(
             script="copy",
             thread_id=source_id,
@@ -506,8 +515,12 @@ async def run_script(
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
     values after the tag."""
-    with store_errors(script):
-        reply = await script(keys=keys, args=args)
+    started = time.perf_counter()
+    try:
+        with store_errors(script):
+            reply = await script(keys=keys, args=args)
+    finally:
+        metrics.script_call(script, started)
     return parse(reply)
 
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from threads_server.embedded import die_with_parent
 
@@ -41,6 +44,40 @@ RESTART_WINDOW = 60.0
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _WATCHED = {*_STOP_SIGNALS, signal.SIGCHLD}
+
+
+# prometheus_client's multiprocess mode: where every process writes its metric values.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_dir() -> Iterator[Path]:
+    """A fresh, empty directory for the processes' metric files, named in the environment
+    for as long as the server runs, then removed. Enter it before anything imports
+    prometheus_client (which reads the variable at import) and before forking, so every
+    worker, first or replacement, writes there and ``/metrics`` sums them all."""
+    path = Path(tempfile.mkdtemp(prefix="threads-metrics-"))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_live_metrics(pid: int) -> None:
+    """A worker exited: its files of live gauges (health) go, so that they stop counting;
+    its counters' files stay, so that sums never go back. Imports prometheus_client only
+    here, in the parent: importing threads_server.metrics would create the parent's own
+    values (a health of 0 that never dies)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class ListenError(RuntimeError):
@@ -158,6 +195,7 @@ class Supervisor:
             if done == 0:
                 continue
             del self._workers[pid]
+            forget_live_metrics(pid)
             code = os.waitstatus_to_exitcode(status)
             if self._stopping:
                 if code != 0:

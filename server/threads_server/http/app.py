@@ -15,17 +15,20 @@ Without it, as for a gRPC call without a deadline, each Redis call is bounded by
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from threads_server import rpc
+from threads_server import metrics, rpc
 from threads_server.errors import (
     InvalidArgument,
     NotFound,
@@ -42,6 +45,8 @@ from threads_server.http.status import HTTP_STATUS, status_body
 TIMEOUT_HEADER = "x-request-timeout"
 HEALTH_PATH = "/ok"
 OPENAPI_PATH = "/openapi.json"
+METRICS_PATH = "/metrics"
+UNMATCHED_ROUTE = "(unmatched)"
 
 
 class _TooLargeError(Exception):
@@ -199,13 +204,42 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(grpc.StatusCode.INTERNAL, rpc.INTERNAL_MESSAGE)
 
 
+class _CountRequests:
+    """Counts every HTTP request by the template of the route Starlette matched (which it
+    leaves in the scope), never the raw path, so ids never become label values."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before it answers
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            template = route.path if isinstance(route, Route) else UNMATCHED_ROUTE
+            metrics.http_request(template, scope["method"], status, time.perf_counter() - started)
+
+
 def build_app(
     servicer: rpc.Authenticating,
     *,
     max_body_bytes: int,
     is_serving: Callable[[], bool],
 ) -> Starlette:
-    """The ASGI app: one route per RPC (from the proto), ``/ok`` and ``/openapi.json``."""
+    """The ASGI app: one route per RPC (from the proto), ``/ok``, ``/openapi.json`` and
+    ``/metrics`` (Prometheus; like ``/ok``, open without a token)."""
     document = openapi.document()
 
     async def health(request: Request) -> Response:
@@ -217,9 +251,14 @@ def build_app(
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def metrics_text(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, headers={"Content-Type": content_type})
+
     routes: list[BaseRoute] = [
         Route(HEALTH_PATH, health, methods=["GET"]),
         Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
+        Route(METRICS_PATH, metrics_text, methods=["GET"]),
     ]
     # One Starlette route per path, dispatching on the method, so that a 405's Allow
     # header names every method the path takes.
@@ -232,6 +271,7 @@ def build_app(
     ]
     return Starlette(
         routes=routes,
+        middleware=[Middleware(_CountRequests)],
         exception_handlers={
             404: _not_found,
             HTTPException: _http_exception,

@@ -145,6 +145,19 @@ def document() -> Json:
     paths: Json = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.verb.lower()] = _operation(route, schemas)
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "Metrics",
+            "summary": "Prometheus metrics, summed over every worker; no token needed",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
     paths["/ok"] = {
         "get": {
             "operationId": "Health",
