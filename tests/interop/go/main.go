@@ -212,7 +212,7 @@ func (s *session) searchChecks(ctx context.Context) (*structpb.Struct, string) {
 		SortOrder: threadsv1.SortOrder_SORT_ORDER_ASC})
 	s.check(fmt.Sprintf("Search by the run's tag, created_at ascending, page_size %d: the %d threads in creation order",
 		searchPage, len(tagged)), sameIDs(found, tagged))
-	s.check("Search by the run's tag: threads as created (metadata, copied_from)",
+	s.check("Search by the run's tag: the threads as Create and Copy returned them",
 		sameThreads(found, tagged))
 
 	searchResp, err := s.client.Search(ctx, &threadsv1.SearchRequest{
@@ -398,15 +398,13 @@ func sameIDs(got, want []*threadsv1.Thread) error {
 	return nil
 }
 
-// sameThreads checks that got's threads carry want's metadata, copied_from and created_at.
+// sameThreads checks that got equals want thread for thread, in order.
 func sameThreads(got, want []*threadsv1.Thread) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d threads, want %d", len(got), len(want))
 	}
 	for i := range got {
-		if !proto.Equal(got[i].GetMetadata(), want[i].GetMetadata()) ||
-			got[i].GetCopiedFrom() != want[i].GetCopiedFrom() ||
-			!proto.Equal(got[i].GetCreatedAt(), want[i].GetCreatedAt()) {
+		if !proto.Equal(got[i], want[i]) {
 			return fmt.Errorf("thread %d: got %v, want %v", i, got[i], want[i])
 		}
 	}
