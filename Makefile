@@ -11,7 +11,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth load
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-search load
 
 install: $(STAMP)
 
@@ -80,6 +80,12 @@ bench: $(STAMP)
 # with auth off vs HS256/RS256/ES256 (tests/load/bench_auth.py).
 bench-auth: $(STAMP)
 	$(PY) -m tests.load.bench_auth
+
+# Search and Count latency at 10,000 and 1,000,000 threads, the index's write cost (A/B,
+# --search-index 1 vs 0) and memory per thread (tests/load/bench_search.py).
+# BENCH_ARGS="--sizes 10000" narrows it.
+bench-search: $(STAMP)
+	$(PY) -m tests.load.bench_search $(BENCH_ARGS)
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
 # unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).

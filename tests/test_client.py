@@ -566,3 +566,43 @@ async def test_create_with_a_request_id_is_idempotent(client: Client) -> None:
     assert again == first
     other = await client.threads.create(metadata={"a": 1}, request_id=str(uuid.uuid4()))
     assert other.thread_id != first.thread_id
+
+
+async def test_search_count_and_iter_search_with_langgraphs_names(client: Client) -> None:
+    """LangGraph's parameter names and sort strings; the enums work too; iter_search walks
+    every page."""
+    tag = str(uuid.uuid4())  # the suite shares one space of threads: filter on our own
+    made = [await client.threads.create(metadata={"tag": tag, "n": i}) for i in range(5)]
+    copied = await client.threads.copy(made[0].thread_id)
+    newest_first = [t.thread_id for t in reversed([*made, copied])]
+    page = await client.threads.search(metadata={"tag": tag}, limit=2)
+    assert [t.thread_id for t in page.threads] == newest_first[:2]
+    assert page.next_page_token
+    page = await client.threads.search(
+        metadata={"tag": tag}, limit=2, offset=4, sort_by="created_at", sort_order="desc"
+    )
+    assert [t.thread_id for t in page.threads] == newest_first[4:]
+    ascending = await client.threads.search(
+        metadata={"tag": tag}, limit=10, sort_by=pb.SORT_BY_CREATED_AT, sort_order="asc"
+    )
+    assert [t.thread_id for t in ascending.threads] == newest_first[::-1]
+    by_id = await client.threads.search(metadata={"tag": tag}, sort_by="thread_id", limit=10)
+    assert [t.thread_id for t in by_id.threads] == sorted(newest_first, reverse=True)
+    assert [
+        t.thread_id async for t in client.threads.iter_search(metadata={"tag": tag}, limit=2)
+    ] == newest_first
+    ids: list[str | uuid.UUID] = [made[1].thread_id, uuid.UUID(made[2].thread_id)]
+    found = await client.threads.search(ids=ids, sort_by="updated_at")
+    assert {t.thread_id for t in found.threads} == {made[1].thread_id, made[2].thread_id}
+    assert await client.threads.count(metadata={"tag": tag}) == 6
+    assert await client.threads.count(copied_from=made[0].thread_id) == 1
+    assert await client.threads.count(ids=ids, metadata={"n": 1}) == 1
+    with pytest.raises(ValueError, match="sort_by"):
+        await client.threads.search(sort_by="newest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sort_order"):
+        await client.threads.search(sort_order="up")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ids"):
+        await client.threads.count(ids=made[0].thread_id)
+    with pytest.raises(exceptions.InvalidArgumentError) as raised:
+        await client.threads.search(offset=1, page_token=page.next_page_token or "x")
+    assert raised.value.reason == "INVALID_OFFSET"

@@ -170,6 +170,8 @@ _EXPECTED_RULES = {
     "Append": ("IDEMPOTENCY_UNKNOWN", False, RetryRule.NEVER),
     "GetHistory": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
     "Copy": ("IDEMPOTENCY_UNKNOWN", True, RetryRule.WITH_REQUEST_ID),
+    "Search": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
+    "Count": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
 }
 
 

@@ -275,9 +275,10 @@ def test_the_generated_blocking_client_mirrors_the_asyncio_one() -> None:
             ], name
             assert not inspect.iscoroutinefunction(sync_method), name
             assert not inspect.isasyncgenfunction(sync_method), name
-            if name not in ("__init__", "iter_history"):
+            if name not in ("__init__", "iter_history", "iter_search"):
                 assert inspect.iscoroutinefunction(async_method), name
     assert inspect.isgeneratorfunction(SyncThreadsClient.iter_history)
+    assert inspect.isgeneratorfunction(SyncThreadsClient.iter_search)
 
 
 def test_threads_sharing_a_new_client_open_one_channel(
@@ -306,3 +307,15 @@ def test_threads_sharing_a_new_client_open_one_channel(
             got = list(pool.map(lambda _: first_use(), range(workers)))
     assert got == [thread] * workers
     assert opened == [target]
+
+
+def test_search_count_and_iter_search(client: SyncClient) -> None:
+    tag = str(uuid.uuid4())
+    made = [client.threads.create(metadata={"tag": tag}) for _ in range(3)]
+    newest_first = [t.thread_id for t in reversed(made)]
+    page = client.threads.search(metadata={"tag": tag}, limit=2)
+    assert [t.thread_id for t in page.threads] == newest_first[:2]
+    assert [t.thread_id for t in client.threads.iter_search(metadata={"tag": tag}, limit=1)] == (
+        newest_first
+    )
+    assert client.threads.count(metadata={"tag": tag}) == 3

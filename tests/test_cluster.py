@@ -21,15 +21,17 @@ from google.protobuf import duration_pb2
 from grpc import aio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
-from tests import conftest
+from tests import conftest, search_checks
 from tests.inprocess_server import SERVING, Started
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.rpc_helpers import entries, history, struct
 from tests.test_copy import appends_race_copies, copy, threads_in_slot
+from tests.test_migrate import check_migrated, seed_old_layout
 from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.app import ThreadsServer
-from threads_server.keys import ThreadKeys, new_thread_id
+from threads_server.keys import ThreadKeys, all_shards, new_thread_id
+from threads_server.migrate import migrate
 from threads_server.scripts import Scripts
 
 if TYPE_CHECKING:
@@ -250,3 +252,53 @@ async def test_auth_ttl_and_create_retries_on_a_cluster(
                 await client.aclose()
     finally:
         await server.stop(grace=1)
+
+
+# --- Search and Count on the cluster: 16 shards per caller, spread over the primaries ----
+
+
+@pytest.fixture(scope="module")
+async def search_server(redis_cluster: RedisCluster) -> AsyncIterator[Started]:
+    settings = conftest.test_settings(redis_cluster=True, auth_jwt_secret=search_checks.SECRET)
+    server = ThreadsServer(settings, redis_cluster.url)
+    port = await server.start()
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        started = Started(server, channel)
+        await started.wait_health(SERVING)
+        yield started
+    await server.stop(grace=1)
+
+
+async def test_a_callers_shards_spread_over_every_primary(cluster: ClusterClient) -> None:
+    for owner in ("", "alice"):
+        nodes = {node_of(cluster, shard.by_created).name for shard in all_shards(owner)}
+        assert len(nodes) == 3, owner
+
+
+async def test_search_every_filter_and_sort_on_a_cluster(search_server: Started) -> None:
+    await search_checks.check_every_filter_and_sort(search_checks.Caller(search_server.stub))
+
+
+async def test_search_offset_on_a_cluster(search_server: Started) -> None:
+    await search_checks.check_offset(search_checks.Caller(search_server.stub))
+
+
+async def test_search_paging_while_others_write_on_a_cluster(search_server: Started) -> None:
+    caller = search_checks.Caller(search_server.stub)
+    await search_checks.check_paging_while_others_write(caller, rounds=20)
+
+
+async def test_search_expiry_and_delete_on_a_cluster(search_server: Started) -> None:
+    await search_checks.check_expiry_and_delete(search_checks.Caller(search_server.stub))
+
+
+async def test_migrate_on_a_cluster(search_server: Started, cluster: ClusterClient) -> None:
+    """0.1 threads (old slots) are moved into their shards' slots, indexed, expiry kept;
+    a second run changes nothing."""
+    owner = f"mig-{uuid.uuid4()}"
+    seeded = await seed_old_layout(cluster, owner)
+    first = await migrate(cluster)
+    assert first.threads >= len(seeded)
+    second = await migrate(cluster)
+    assert (second.threads, second.restored, second.deleted) == (0, 0, 0)
+    await check_migrated(search_checks.Caller(search_server.stub, sub=owner), seeded)

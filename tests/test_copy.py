@@ -22,10 +22,17 @@ async def copy(stub: Stub, thread_id: str, **fields: Any) -> pb.Thread:
 
 
 async def threads_in_slot(redis: Any, thread_id: str) -> set[str]:
-    """Ids of every thread stored under this id's hash tag (its copy family and neighbours)."""
+    """Ids of the thread and its copies (and theirs), as stored under its hash tag (its
+    shard, which other threads share: they are left out by their copied_from)."""
     tag = ThreadKeys(thread_id).tag
     pattern = f"thr:{tag.replace('{', '[{]').replace('}', '[}]')}:*:meta"
-    return {key.decode().split(":")[2] async for key in redis.scan_iter(match=pattern)}
+    sources = {}
+    async for key in redis.scan_iter(match=pattern):
+        sources[key.decode().split(":")[2]] = (await redis.hget(key, "copied_from") or b"").decode()
+    family = {thread_id} & set(sources)
+    while grown := {i for i, source in sources.items() if source in family} - family:
+        family |= grown
+    return family
 
 
 async def test_copy_duplicates_thread_and_history_byte_for_byte(stub: Stub, redis: Any) -> None:
@@ -52,7 +59,7 @@ async def test_copy_lands_in_the_source_hash_slot(stub: Stub) -> None:
     source = await new_thread(stub, 1)
     copied = await copy(stub, source.thread_id)
     assert ThreadKeys(copied.thread_id).tag == ThreadKeys(source.thread_id).tag
-    assert copied.thread_id[-4:] == source.thread_id[-4:]
+    assert copied.thread_id[-1] == source.thread_id[-1]  # the shard digit
 
 
 async def test_copy_merges_request_metadata_over_the_source(stub: Stub) -> None:
@@ -105,7 +112,7 @@ async def test_copy_of_a_copy(stub: Stub) -> None:
     assert second.copied_from == first.thread_id
     assert first.copied_from == source.thread_id
     assert second.metadata["generation"] == 2
-    assert second.thread_id[-4:] == source.thread_id[-4:]
+    assert second.thread_id[-1] == source.thread_id[-1]
     assert await history(stub, second.thread_id) == await history(stub, source.thread_id)
 
 

@@ -172,12 +172,19 @@ Snapshot = tuple[frozenset[bytes], dict[bytes, Any]]
 
 
 async def snapshot(redis: Any, *thread_ids: str) -> Snapshot:
-    """Every ``thr:*`` key name, plus type and content of every key in the ids' hash tags
-    (a thread, its copies and its Copy request records all share the tag)."""
+    """Every ``thr:*`` key name, plus type and content of every key of the ids (a thread
+    and its Copy request records), their entries in their shard's search index, and the
+    number of threads the index holds (a new copy would add one)."""
     names = frozenset(await redis.keys("thr:*"))
     contents: dict[bytes, Any] = {}
-    for tag in {ThreadKeys(t).tag for t in thread_ids}:
-        for key in await redis.keys(f"thr:{tag}:*"):
+    for thread_id in thread_ids:
+        shard = ThreadKeys(thread_id).shard
+        for index in (shard.by_created, shard.by_updated, shard.by_id, shard.expiring):
+            contents[f"{index} {thread_id}".encode()] = await redis.zscore(index, thread_id)
+        contents[shard.entries.encode()] = await redis.hget(shard.entries, thread_id)
+        contents[f"{shard.by_created} size".encode()] = await redis.zcard(shard.by_created)
+        base = ThreadKeys(thread_id).meta.removesuffix("meta")
+        for key in await redis.keys(base.replace("{", "[{]").replace("}", "[}]") + "*"):
             kind = await redis.type(key)
             if kind == b"hash":
                 value: Any = await redis.hgetall(key)

@@ -16,7 +16,17 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from threads_server.app import ThreadsServer
 from threads_server.reflection import MethodResolvingPool
 
-THREAD_METHODS = {"Create", "Get", "Update", "Delete", "Append", "GetHistory", "Copy"}
+THREAD_METHODS = {
+    "Create",
+    "Get",
+    "Update",
+    "Delete",
+    "Append",
+    "GetHistory",
+    "Copy",
+    "Search",
+    "Count",
+}
 
 
 async def _reflect(

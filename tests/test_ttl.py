@@ -189,7 +189,9 @@ async def test_an_expiry_already_past_when_the_script_runs_leaves_no_stray_key(
         await stub.Create(pb.CreateRequest(history=entries({}), metadata=struct(a=1)))
     ).thread
     keys = ThreadKeys(updated.thread_id)
-    reply = await scripts["update"](keys=[keys.meta, keys.history], args=[1, past, 65536])
+    reply = await scripts["update"](
+        keys=[keys.meta, keys.history], args=["", updated.thread_id, 1, past, 65536]
+    )
     assert reply[0] == b"OK"
     assert codec.thread_from_fields(updated.thread_id, *reply[1]).metadata == struct(a=1)
     assert await redis.exists(keys.meta, keys.history) == 0
@@ -199,7 +201,7 @@ async def test_an_expiry_already_past_when_the_script_runs_leaves_no_stray_key(
     src, dst = ThreadKeys(source.thread_id), ThreadKeys(copy_id)
     reply = await scripts["copy"](
         keys=[src.meta, src.history, dst.meta, dst.history],
-        args=[copy_id, source.thread_id, 1, "", "", 60, past, 10, 65536],
+        args=["", copy_id, source.thread_id, 1, "", "", 60, past, 10, 65536],
     )
     assert reply[0] == b"OK"
     assert reply[1][0] == 2  # the copy's history length, read before the keys went

@@ -29,6 +29,8 @@ from threads_client._requests import (
     EntryInput,
     IfExists,
     Metadata,
+    SortBy,
+    SortOrder,
     ThreadId,
     Timeout,
     Ttl,
@@ -232,6 +234,92 @@ class ThreadsClient:
             ttl=req.ttl_duration(ttl),
         )
         return (await self._call(lambda s: s.Copy, request, timeout)).thread
+
+    async def search(
+        self,
+        *,
+        metadata: Metadata | None = None,
+        ids: Iterable[ThreadId] | None = None,
+        copied_from: ThreadId | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        sort_by: SortBy = "created_at",
+        sort_order: SortOrder = "desc",
+        page_token: str = "",
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> pb.SearchResponse:
+        """One page of your threads matching every filter given, newest first by default.
+
+        ``metadata``: each key must be stored with an equal value; ``ids``: only these (at
+        most 1,000); ``copied_from``: only direct copies of that thread. ``limit`` is the
+        page size (at most 1,000). Pass the response's ``next_page_token`` back as
+        ``page_token``, with the same filters and sort, for the next page (empty on the
+        last); ``offset`` skips that many matches instead (not with a ``page_token``).
+        ``sort_by`` is "created_at", "updated_at" or "thread_id" (ties break on the id),
+        ``sort_order`` "desc" or "asc"; the ``SortBy``/``SortOrder`` enums work too.
+        """
+        request = pb.SearchRequest(
+            metadata=req.struct(metadata),
+            thread_ids=req.thread_ids(ids),
+            copied_from=req.thread_id(copied_from) if copied_from is not None else "",
+            page_size=limit,
+            page_token=page_token,
+            sort_by=req.sort_by(sort_by),
+            sort_order=req.sort_order(sort_order),
+            offset=offset,
+        )
+        return await self._call(lambda s: s.Search, request, timeout)
+
+    async def iter_search(
+        self,
+        *,
+        metadata: Metadata | None = None,
+        ids: Iterable[ThreadId] | None = None,
+        copied_from: ThreadId | None = None,
+        limit: int = 100,
+        sort_by: SortBy = "created_at",
+        sort_order: SortOrder = "desc",
+        page_token: str = "",
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> AsyncIterator[pb.Thread]:
+        """Every matching thread from ``page_token`` on, fetched lazily ``limit`` a page.
+
+        Keyset paging: while others write, every thread that exists and matches for the
+        whole walk comes exactly once. ``timeout`` applies to each page's call.
+        """
+        ids = list(ids) if ids is not None else None
+        while True:
+            page = await self.search(
+                metadata=metadata,
+                ids=ids,
+                copied_from=copied_from,
+                limit=limit,
+                sort_by=sort_by,
+                sort_order=sort_order,
+                page_token=page_token,
+                timeout=timeout,
+            )
+            for thread in page.threads:
+                yield thread
+            page_token = page.next_page_token
+            if not page_token:
+                return
+
+    async def count(
+        self,
+        *,
+        metadata: Metadata | None = None,
+        ids: Iterable[ThreadId] | None = None,
+        copied_from: ThreadId | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> int:
+        """How many of your threads match (what ``iter_search`` would yield)."""
+        request = pb.CountRequest(
+            metadata=req.struct(metadata),
+            thread_ids=req.thread_ids(ids),
+            copied_from=req.thread_id(copied_from) if copied_from is not None else "",
+        )
+        return (await self._call(lambda s: s.Count, request, timeout)).count
 
 
 class Client:

@@ -35,6 +35,9 @@ ThreadId: TypeAlias = str | uuid.UUID
 Metadata: TypeAlias = Mapping[str, Any] | struct_pb2.Struct
 EntryInput: TypeAlias = Mapping[str, Any] | struct_pb2.Struct | pb.Entry
 IfExists: TypeAlias = Literal["raise", "do_nothing"]
+# LangGraph's spellings, or the enum values themselves.
+SortBy: TypeAlias = Literal["created_at", "updated_at", "thread_id"] | pb.SortBy.ValueType
+SortOrder: TypeAlias = Literal["desc", "asc"] | pb.SortOrder.ValueType
 # Seconds (int or float) or a timedelta; 0 means "never expire".
 Ttl: TypeAlias = float | datetime.timedelta
 
@@ -45,6 +48,17 @@ MAX_TTL_SECONDS = 315_576_000_000
 _IF_EXISTS: dict[str, pb.IfExists.ValueType] = {
     "raise": pb.IF_EXISTS_RAISE,
     "do_nothing": pb.IF_EXISTS_DO_NOTHING,
+}
+
+
+_SORT_BY: dict[str, pb.SortBy.ValueType] = {
+    "created_at": pb.SORT_BY_CREATED_AT,
+    "updated_at": pb.SORT_BY_UPDATED_AT,
+    "thread_id": pb.SORT_BY_THREAD_ID,
+}
+_SORT_ORDER: dict[str, pb.SortOrder.ValueType] = {
+    "desc": pb.SORT_ORDER_DESC,
+    "asc": pb.SORT_ORDER_ASC,
 }
 
 
@@ -154,3 +168,26 @@ def if_exists(value: IfExists) -> pb.IfExists.ValueType:
     if value not in _IF_EXISTS:
         raise ValueError(f"if_exists must be 'raise' or 'do_nothing', got {value!r}")
     return _IF_EXISTS[value]
+
+
+def sort_by(value: SortBy) -> pb.SortBy.ValueType:
+    if isinstance(value, str):
+        if value not in _SORT_BY:
+            raise ValueError(f"sort_by must be one of {', '.join(_SORT_BY)}, got {value!r}")
+        return _SORT_BY[value]
+    return value
+
+
+def sort_order(value: SortOrder) -> pb.SortOrder.ValueType:
+    if isinstance(value, str):
+        if value not in _SORT_ORDER:
+            raise ValueError(f"sort_order must be 'desc' or 'asc', got {value!r}")
+        return _SORT_ORDER[value]
+    return value
+
+
+def thread_ids(values: Iterable[ThreadId] | None) -> list[str]:
+    # A lone id is iterable (over its characters): catch it rather than send them as ids.
+    if isinstance(values, str | uuid.UUID):
+        raise TypeError("ids must be an iterable of thread ids; wrap a single id in a list")
+    return [str(value) for value in values or ()]

@@ -1,4 +1,5 @@
-"""``python -m threads_server``: run the threads gRPC server until SIGTERM/SIGINT.
+"""``python -m threads_server``: run the threads gRPC server until SIGTERM/SIGINT;
+``python -m threads_server migrate ...``: move 0.1 data into the sharded layout (migrate.py).
 
 With ``--workers 1`` the server runs in this process. With more, this process starts the
 embedded Redis (if any), holds the port and supervises N forked workers
@@ -25,6 +26,11 @@ log = logging.getLogger("threads.server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["migrate"]:
+        from threads_server import migrate  # noqa: PLC0415
+
+        return migrate.main(args[1:])
     settings = Settings.load(argv)
     logging.basicConfig(
         level=settings.log_level,

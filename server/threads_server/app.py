@@ -87,7 +87,7 @@ class ThreadsServer:
         self.settings = settings
         self.redis = connect_redis(redis_url, settings)
         limits = Limits.from_settings(settings)
-        self.store = ThreadStore(self.redis, limits=limits)
+        self.store = ThreadStore(self.redis, limits=limits, search_index=settings.search_index)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
         self.grpc = aio.server(

@@ -158,6 +158,11 @@ class Settings:
         _positive_int,
         "largest metadata of a thread (keys plus serialized values), after any merge",
     )
+    search_index: bool = _opt(
+        True,
+        _bool,
+        "writes maintain the search index (Search, Count); 0 turns both off (docs/search.md)",
+    )
     default_ttl_seconds: int = _opt(
         0,
         _non_negative_int,

@@ -55,6 +55,10 @@ class Reason(StrEnum):
     INVALID_IF_EXISTS = "INVALID_IF_EXISTS"
     INVALID_REQUEST_ID = "INVALID_REQUEST_ID"
     INVALID_TTL = "INVALID_TTL"
+    INVALID_OFFSET = "INVALID_OFFSET"
+    INVALID_SORT_BY = "INVALID_SORT_BY"
+    INVALID_SORT_ORDER = "INVALID_SORT_ORDER"
+    TOO_MANY_THREAD_IDS = "TOO_MANY_THREAD_IDS"
     NO_ENTRIES = "NO_ENTRIES"
     TOO_MANY_ENTRIES = "TOO_MANY_ENTRIES"
     ENTRY_TOO_LARGE = "ENTRY_TOO_LARGE"
@@ -72,6 +76,7 @@ class Reason(StrEnum):
     # FAILED_PRECONDITION
     THREAD_DELETED = "THREAD_DELETED"
     COPY_DELETED = "COPY_DELETED"
+    SEARCH_DISABLED = "SEARCH_DISABLED"
     # RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED
     STORE_OUT_OF_MEMORY = "STORE_OUT_OF_MEMORY"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
@@ -145,6 +150,15 @@ class DeadlineExceeded(ThreadsError):
 def thread_not_found(thread_id: str) -> NotFound:
     return NotFound(
         f"thread {thread_id} does not exist", reason=Reason.THREAD_NOT_FOUND, thread_id=thread_id
+    )
+
+
+def search_disabled() -> FailedPrecondition:
+    return FailedPrecondition(
+        "Search and Count are off on this server (--search-index 0): its writes do not "
+        "maintain the search index. Turn it on and run `threads-server migrate` to index "
+        "threads written meanwhile",
+        reason=Reason.SEARCH_DISABLED,
     )
 
 

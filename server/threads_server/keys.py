@@ -1,13 +1,16 @@
-"""Thread ids and the Redis key layout.
+"""Thread ids and the Redis key layout (docs/search.md).
 
-Every key of a thread carries the hash tag ``{xxxx}``: the last four hex digits of its
-UUID. Copy gives the new thread the source's last four digits, so a thread and all its
-copies share one Redis Cluster slot and every script touches a single slot.
+Every key of a thread carries the hash tag ``{<ns>.<s>}``: the caller's namespace ``<ns>``
+(``-`` with auth off, ``o.<hash of the caller>`` with auth on) and the **shard** ``<s>``,
+the id's last hex digit. So each caller's threads spread over 16 shards (16 Redis Cluster
+slots), and the search index of a shard (``thr:{<ns>.<s>}:idx:...``) lives in the slot of
+the threads it indexes: every write script changes a thread and its index entries in one
+slot, atomically. Copy gives the new thread the source's last hex digit, so a thread and
+all its copies share one shard and Redis's COPY stays inside one slot.
 
-With auth on, each caller's threads live in a namespace of their own
-(``thr:{xxxx}:o.<hash of the caller>:<id>:...``): a caller can only name keys of its own,
-so another's thread is not merely refused but absent, and even Create with an id another
-caller uses makes a separate thread instead of revealing that the id is taken.
+A caller can only name keys of its own namespace, so another's thread is not merely
+refused but absent, and even Create with an id another caller uses makes a separate thread
+instead of revealing that the id is taken.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from threads_server.errors import InvalidArgument, Reason
 _UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
 )
-_TAG_DIGITS = 4
 KEY_PREFIX = "thr"
+SHARDS = "0123456789abcdef"
+"""The shards of one caller's threads: the possible last hex digits of an id."""
+NO_OWNER_NAMESPACE = "-"
 
 
 def parse_thread_id(raw: str, *, field: str = "thread_id") -> str:
@@ -61,10 +66,89 @@ def owner_namespace(owner: str) -> str:
     return "o." + hashlib.sha256(owner.encode()).hexdigest()[:32]
 
 
+def namespace(owner: str) -> str:
+    """The namespace part of a caller's hash tags (``-`` with auth off)."""
+    return owner_namespace(owner) if owner else NO_OWNER_NAMESPACE
+
+
+def shard_of(thread_id: str) -> str:
+    """The shard of a thread: its id's last hex digit."""
+    return thread_id[-1]
+
+
 def new_copy_id(source_id: str) -> str:
-    """A fresh random UUID whose hash-tag digits equal the source's (same slot)."""
+    """A fresh random UUID whose shard digit equals the source's (same slot)."""
     fresh = str(uuid.uuid4())
-    return fresh[:-_TAG_DIGITS] + source_id[-_TAG_DIGITS:]
+    return fresh[:-1] + shard_of(source_id)
+
+
+def shard_prefix(owner: str, shard: str) -> str:
+    """``thr:{<ns>.<s>}:``, the start of every key of one shard of one caller."""
+    return namespace_prefix(namespace(owner), shard)
+
+
+def namespace_prefix(ns: str, shard: str) -> str:
+    """``shard_prefix`` by namespace (the migration knows a namespace, not its caller)."""
+    return f"{KEY_PREFIX}:{{{ns}.{shard}}}:"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardKeys:
+    """The search index of one shard of one caller (docs/search.md, "Index keys")."""
+
+    owner: str
+    shard: str
+    ns: str = ""  # the namespace, when the caller is not known (migration)
+
+    @property
+    def prefix(self) -> str:
+        """What the scripts put before ``<id>:meta`` to name a thread of this shard."""
+        if self.ns:
+            return namespace_prefix(self.ns, self.shard)
+        return shard_prefix(self.owner, self.shard)
+
+    @property
+    def index(self) -> str:
+        """What the scripts put before ``c``, ``u``, ``m:<h>``, ... to name index keys."""
+        return self.prefix + "idx:"
+
+    @property
+    def by_created(self) -> str:
+        return self.index + "c"
+
+    @property
+    def by_updated(self) -> str:
+        return self.index + "u"
+
+    @property
+    def by_id(self) -> str:
+        return self.index + "i"
+
+    @property
+    def expiring(self) -> str:
+        return self.index + "e"
+
+    @property
+    def entries(self) -> str:
+        return self.index + "x"
+
+    def metadata(self, field: bytes, value: bytes) -> str:
+        """The set of threads whose metadata field (``m:<key>``) holds ``value`` (serialized
+        ``Value``), as ``_prelude.lua``'s ``metadata_index`` names it."""
+        return self.index + "m:" + metadata_digest(field, value)
+
+    def copies_of(self, source_id: str) -> str:
+        return self.index + "f:" + source_id
+
+
+def metadata_digest(field: bytes, value: bytes) -> str:
+    """SHA1 of the length-prefixed field and the value: a fixed-size name, whatever the
+    key and value, and no key/value pair can forge another's (the Lua side is the same)."""
+    return hashlib.sha1(str(len(field)).encode() + b":" + field + value).hexdigest()
+
+
+def all_shards(owner: str) -> list[ShardKeys]:
+    return [ShardKeys(owner, shard) for shard in SHARDS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +157,19 @@ class ThreadKeys:
 
     thread_id: str
     owner: str = ""
+    ns: str = ""  # the namespace, when the caller is not known (migration)
 
     @property
     def tag(self) -> str:
-        return "{" + self.thread_id[-_TAG_DIGITS:] + "}"
+        return "{" + f"{self.ns or namespace(self.owner)}.{shard_of(self.thread_id)}" + "}"
+
+    @property
+    def shard(self) -> ShardKeys:
+        return ShardKeys(self.owner, shard_of(self.thread_id), self.ns)
 
     @property
     def _base(self) -> str:
-        if not self.owner:
-            return f"{KEY_PREFIX}:{self.tag}:{self.thread_id}"
-        return f"{KEY_PREFIX}:{self.tag}:{owner_namespace(self.owner)}:{self.thread_id}"
+        return f"{KEY_PREFIX}:{self.tag}:{self.thread_id}"
 
     @property
     def meta(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
-from threads_server import page_tokens, validation
+from threads_server import errors, page_tokens, search, validation
 from threads_server.auth import Authenticator
 from threads_server.errors import InvalidArgument, Reason
 from threads_server.keys import new_thread_id, parse_thread_id, request_thread_id
@@ -128,3 +128,35 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             ttl_ms=self._ttl_ms(request),
         )
         return pb.CopyResponse(thread=thread)
+
+    @rpc
+    async def Search(self, request: pb.SearchRequest, owner: str) -> pb.SearchResponse:
+        query = search.query(request, self._limits)
+        page_size = search.page_size(request)
+        offset = search.offset(request)
+        self._require_index()
+        digest = query.digest()
+        cursor = (
+            page_tokens.decode_search(request.page_token, digest) if request.page_token else None
+        )
+        threads, next_cursor = await self._store.search(
+            owner, query, cursor=cursor, offset=offset, page_size=page_size
+        )
+        return pb.SearchResponse(
+            threads=threads,
+            next_page_token=page_tokens.encode_search(digest, next_cursor) if next_cursor else "",
+        )
+
+    @rpc
+    async def Count(self, request: pb.CountRequest, owner: str) -> pb.CountResponse:
+        filters = search.filters(
+            request.metadata, request.thread_ids, request.copied_from, self._limits
+        )
+        self._require_index()
+        return pb.CountResponse(count=await self._store.count(owner, filters))
+
+    def _require_index(self) -> None:
+        """With indexing off (--search-index 0) the index is stale: no answer at all
+        rather than a wrong one."""
+        if not self._store.search_index:
+            raise errors.search_disabled()

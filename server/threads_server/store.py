@@ -11,21 +11,25 @@ builds the result from OK, acts on the outcomes that steer it, and raises
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import heapq
 from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from threads_client.pb import threads_pb2 as pb
 from threads_server import codec, errors
-from threads_server.keys import ThreadKeys, new_copy_id
+from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
 from threads_server.redis_errors import store_errors
 from threads_server.scripts import Scripts
+from threads_server.search import Cursor, Filters, Query
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)
@@ -39,9 +43,12 @@ class ThreadStore:
         *,
         limits: Limits | None = None,
         request_ttl: int = REQUEST_RECORD_TTL_SECONDS,
+        search_index: bool = True,
     ) -> None:
-        """``request_ttl``: how long (s) a Create/Copy request_id is remembered."""
+        """``request_ttl``: how long (s) a Create/Copy request_id is remembered;
+        ``search_index``: whether writes maintain the search index (docs/search.md)."""
         self._redis = redis
+        self.search_index = search_index
         self._scripts = Scripts.register(redis)
         self._limits = limits or Limits()
         self._request_ttl = request_ttl
@@ -119,6 +126,8 @@ class ThreadStore:
             self._scripts["create"],
             keys=[keys.meta, keys.history, *record_keys],
             args=[
+                self._index(keys),
+                thread_id,
                 now,
                 owner,
                 expire_ms,
@@ -149,6 +158,10 @@ class ThreadStore:
             ),
         )
 
+    def _index(self, keys: ThreadKeys) -> str:
+        """The scripts' index argument: the thread's shard index prefix, '' when off."""
+        return keys.shard.index if self.search_index else ""
+
     def _metadata_args(self, metadata: struct_pb2.Struct) -> list[bytes]:
         """The request's metadata as HSET arguments, refused when it alone is over the
         limit (serialized once, here, for both the check and the script)."""
@@ -174,6 +187,8 @@ class ThreadStore:
             self._scripts["update"],
             [keys.meta, keys.history],
             [
+                self._index(keys),
+                thread_id,
                 now,
                 "" if ttl_ms is None else _expire_ms(now, ttl_ms),
                 self._limits.max_metadata_bytes,
@@ -186,7 +201,9 @@ class ThreadStore:
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(self._scripts["delete"], [keys.meta, keys.history])
+        outcome, values = await run_script(
+            self._scripts["delete"], [keys.meta, keys.history], [self._index(keys), thread_id]
+        )
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
 
@@ -203,6 +220,8 @@ class ThreadStore:
             self._scripts["append"],
             [keys.meta, keys.history],
             [
+                self._index(keys),
+                thread_id,
                 "" if expected_length is None else expected_length,
                 now,
                 self._limits.max_history_length,
@@ -265,6 +284,7 @@ class ThreadStore:
                 self._scripts["copy"],
                 [source.meta, source.history, target.meta, target.history, *request_keys],
                 [
+                    self._index(target),
                     copy_id,
                     source_id,
                     now,
@@ -301,9 +321,138 @@ class ThreadStore:
             pass
         raise errors.copy_deleted(call, copy_id)
 
+    async def search(
+        self, owner: str, query: Query, *, cursor: Cursor | None, offset: int, page_size: int
+    ) -> tuple[list[pb.Thread], Cursor | None]:
+        """One page of the caller's threads matching ``query``, past ``cursor``, and the
+        cursor of the next page (None on the last).
+
+        Each shard returns its first ``offset + page_size + 1`` matches in order (one
+        script per shard, all sent at once); their merge gives the page and tells whether
+        more follow. The page's threads are then read with the Get script: one deleted in
+        between is left out, as it no longer exists.
+        """
+        limit = offset + page_size + 1
+        score, after = cursor if cursor is not None else ("", "")
+        order = "desc" if query.descending else "asc"
+        calls = [
+            (
+                self.filter_keys(shard, query.filters),
+                [shard.prefix, shard.index, query.sort, order, score, after, limit, *ids],
+            )
+            for shard, ids in self.shards(owner, query.filters)
+        ]
+        rows: list[list[tuple[int, str]]] = []
+        for _, values in await self.run_many("search", calls):
+            flat = values[0]
+            rows.append([(int(s), i.decode()) for i, s in zip(flat[::2], flat[1::2], strict=True)])
+        merged = list(heapq.merge(*rows, reverse=query.descending))[:limit]
+        page = merged[offset : offset + page_size]
+        threads = await self._get_many(owner, [thread_id for _, thread_id in page])
+        return threads, (page[-1] if len(merged) == limit else None)
+
+    async def count(self, owner: str, filters: Filters) -> int:
+        """How many of the caller's threads match: what Search pages through."""
+        calls = [
+            (self.filter_keys(shard, filters), [shard.prefix, shard.index, *ids])
+            for shard, ids in self.shards(owner, filters)
+        ]
+        return sum(int(values[0]) for _, values in await self.run_many("count", calls))
+
+    @staticmethod
+    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, list[str]]]:
+        """The shards a query reads, each with its share of ``thread_ids``: with ids, the
+        shards holding them; with ``copied_from``, the source's (copies stay in it)."""
+        if filters.thread_ids:
+            by_shard: dict[str, list[str]] = {}
+            for thread_id in filters.thread_ids:
+                by_shard.setdefault(shard_of(thread_id), []).append(thread_id)
+            return [(ShardKeys(owner, shard), ids) for shard, ids in sorted(by_shard.items())]
+        if filters.copied_from:
+            return [(ShardKeys(owner, shard_of(filters.copied_from)), [])]
+        return [(shard, []) for shard in all_shards(owner)]
+
+    @staticmethod
+    def filter_keys(shard: ShardKeys, filters: Filters) -> list[str]:
+        """search.lua/count.lua's KEYS: the shard's sorted sets, then one set per filter."""
+        keys = [shard.by_created, shard.by_updated, shard.by_id, shard.expiring]
+        keys += [shard.metadata(field, value) for field, value in filters.metadata]
+        if filters.copied_from:
+            keys.append(shard.copies_of(filters.copied_from))
+        return keys
+
+    async def _get_many(self, owner: str, thread_ids: Sequence[str]) -> list[pb.Thread]:
+        """The threads that still exist, in the order given."""
+        calls: list[tuple[list[str], list[Any]]] = [
+            ([keys.meta, keys.history], [])
+            for keys in (ThreadKeys(thread_id, owner) for thread_id in thread_ids)
+        ]
+        threads = []
+        for thread_id, (outcome, values) in zip(
+            thread_ids, await self.run_many("get", calls), strict=True
+        ):
+            if outcome is Outcome.OK:
+                threads.append(codec.thread_from_fields(thread_id, *values[0]))
+        return threads
+
+    async def run_many(
+        self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[tuple[Outcome, list[Any]]]:
+        """Runs read-only scripts, each on one slot, as one batch. On a single Redis: one
+        pipeline, one round trip. On a cluster (redis-py refuses EVALSHA in a cluster
+        pipeline): the nodes in parallel, each node's calls one after another over one
+        connection. One concurrent call per shard would take a pooled connection each, and
+        a busy server then runs out of them (MaxConnectionsError). Reads, so a NOSCRIPT (a
+        restarted Redis) loads the script and sends them again."""
+        script = self._scripts[name]
+        if not calls:
+            return []
+        with store_errors(script):
+            if self._cluster:
+                replies = await run_per_node(self._redis, script, calls)
+            else:
+                replies = await self._pipelined(script, calls)
+        return [parse(reply) for reply in replies]
+
+    async def _pipelined(
+        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                replies: list[Any] = await pipe.execute()
+                return replies
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _call(self, script: str, thread_id: str) -> ScriptCall:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
+
+
+async def run_per_node(
+    cluster: RedisCluster, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """Cluster: the calls' replies, in order; the nodes work in parallel, each node's calls
+    go one after another (one connection per node)."""
+    by_node: dict[str, list[int]] = {}
+    for position, (keys, _) in enumerate(calls):
+        node = cluster.get_node_from_key(keys[0])
+        by_node.setdefault(node.name if node else "", []).append(position)
+    replies: list[Any] = [None] * len(calls)
+
+    async def run(positions: list[int]) -> None:
+        for position in positions:
+            keys, args = calls[position]
+            replies[position] = await script(keys=keys, args=args)
+
+    await asyncio.gather(*(run(positions) for positions in by_node.values()))
+    return replies
 
 
 async def run_script(

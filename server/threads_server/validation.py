@@ -22,7 +22,7 @@ MAX_TTL_SECONDS = 100 * 366 * 24 * 60 * 60
 MAX_NESTING_DEPTH = 64
 
 
-def page_size(raw: int) -> int:
+def page_size(raw: int, *, default: int = DEFAULT_PAGE_SIZE) -> int:
     """AIP-158: 0 means the default, larger than the maximum is clamped, negative is an error."""
     if raw < 0:
         raise InvalidArgument(
@@ -30,7 +30,7 @@ def page_size(raw: int) -> int:
             reason=Reason.INVALID_PAGE_SIZE,
             page_size=raw,
         )
-    return min(raw or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return min(raw or default, MAX_PAGE_SIZE)
 
 
 def request_id(raw: str) -> str:

@@ -1,6 +1,6 @@
 -- Append entries to a thread's history, all or nothing.
 -- KEYS: meta, history
--- ARGV: expected_length ('' when unset), now_us, max_history_length,
+-- ARGV: index prefix ('' = indexing off), thread id, expected_length ('' when unset), now_us, max_history_length,
 --       entry1, entry2, ...
 -- Replies:
 --   {'OK', new_length}
@@ -8,8 +8,9 @@
 --   {'LENGTH_MISMATCH', length}     expected_length is set and is not the length
 --   {'TOO_LONG', length}            the entries would pass max_history_length
 local meta, hist = KEYS[1], KEYS[2]
-local expected_length, now, max_length = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local first_entry = 4
+local idx, id = ARGV[1], ARGV[2]
+local expected_length, now, max_length = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local first_entry = 6
 
 if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
@@ -27,4 +28,7 @@ if length == 0 then
   apply_expiry(meta, hist, redis.call('HGET', meta, 'expire_at_ms') or '')
 end
 redis.call('HSET', meta, 'updated_at', now)
+if idx ~= '' then
+  redis.call('ZADD', idx .. 'u', 'XX', now, id) -- only updated_at moves
+end
 return {'OK', new_length}

@@ -3,7 +3,8 @@
 -- The history is duplicated inside Redis with COPY (O(N) in C); nothing is read out.
 --
 -- KEYS: source meta, source history, copy meta, copy history[, request record]
--- ARGV: copy_id, source_id, now_us, history_length ('' = all), request fingerprint,
+-- ARGV: index prefix ('' = indexing off), copy_id, source_id, now_us,
+--       history_length ('' = all), request fingerprint,
 --       request record TTL (seconds), copy's expire_ms ('0' = none),
 --       max_history_length, max_metadata_bytes,
 --       field1, value1, ... (metadata merged over the source's)
@@ -18,10 +19,11 @@
 --   {'ID_TAKEN'}                          copy_id exists (caller retries with another id)
 local src_meta, src_hist, dst_meta, dst_hist = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local request_key = KEYS[5]
+local idx = ARGV[1]
 local copy_id, source_id, now, want, fingerprint, request_ttl, expire_ms =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_length, max_metadata = tonumber(ARGV[8]), tonumber(ARGV[9])
-local first_field = 10
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local max_length, max_metadata = tonumber(ARGV[9]), tonumber(ARGV[10])
+local first_field = 11
 
 if request_key then
   local prior = redis.call('HMGET', request_key, 'copy_id', 'fingerprint')
@@ -69,6 +71,7 @@ end
 record_expiry(dst_meta, expire_ms)
 local state = thread_state(dst_meta, dst_hist)
 apply_expiry(dst_meta, dst_hist, expire_ms)
+index_thread(idx, copy_id, dst_meta, 'new')
 
 if request_key then
   redis.call('HSET', request_key, 'copy_id', copy_id, 'fingerprint', fingerprint)

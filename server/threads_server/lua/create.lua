@@ -1,6 +1,6 @@
 -- Create a thread with its metadata and initial history, all or nothing.
 -- KEYS: meta, history[, create request record]
--- ARGV: now_us, owner ('' with auth off), expire_ms ('0' = none), request_id,
+-- ARGV: index prefix ('' = indexing off), thread id, now_us, owner ('' with auth off), expire_ms ('0' = none), request_id,
 --       fingerprint, record TTL (seconds), n (number of metadata args that follow),
 --       field1, value1, ..., entry1, entry2, ...
 -- Replies:
@@ -10,10 +10,11 @@
 --   {'REQUEST_ID_REUSED'}           this request_id created it with other parameters
 --   {'DELETED'}                     this request_id created it; deleted or expired since
 local meta, hist, record = KEYS[1], KEYS[2], KEYS[3]
+local idx, id = ARGV[1], ARGV[2]
 local now, owner, expire_ms, request_id, fingerprint, record_ttl =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n_meta = tonumber(ARGV[7])
-local first_field = 8
+  ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local n_meta = tonumber(ARGV[9])
+local first_field = 10
 local first_entry = first_field + n_meta
 
 if record then
@@ -39,6 +40,7 @@ call_sliced('HSET', meta, ARGV, first_field, first_entry - 1)
 call_sliced('RPUSH', hist, ARGV, first_entry, #ARGV)
 record_expiry(meta, expire_ms)
 apply_expiry(meta, hist, expire_ms)
+index_thread(idx, id, meta, 'new')
 if record then
   redis.call('HSET', record, 'request_id', request_id, 'fingerprint', fingerprint)
   redis.call('EXPIRE', record, record_ttl)

@@ -1,14 +1,15 @@
 -- Merge metadata fields over a thread's stored ones, and/or change its expiry.
 -- KEYS: meta, history
--- ARGV: now_us, expire_ms ('' = keep, '0' = remove), max_metadata_bytes,
+-- ARGV: index prefix ('' = indexing off), thread id, now_us, expire_ms ('' = keep, '0' = remove), max_metadata_bytes,
 --       field1, value1, ...
 -- Replies:
 --   {'OK', state}                   the updated thread
 --   {'NOT_FOUND'}                   no such thread
 --   {'METADATA_TOO_LARGE', size}    the merged metadata would pass max_metadata_bytes
 local meta, hist = KEYS[1], KEYS[2]
-local now, expire_ms, max_metadata = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local first_field = 4
+local idx, id = ARGV[1], ARGV[2]
+local now, expire_ms, max_metadata = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local first_field = 6
 
 if redis.call('EXISTS', meta) == 0 then
   return {'NOT_FOUND'}
@@ -22,4 +23,5 @@ call_sliced('HSET', meta, ARGV, first_field, #ARGV)
 record_expiry(meta, expire_ms)
 local state = thread_state(meta, hist)
 apply_expiry(meta, hist, expire_ms)
+index_thread(idx, id, meta, 'update', expire_ms)
 return {'OK', state}

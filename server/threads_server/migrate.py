@@ -1,0 +1,203 @@
+"""``threads-server migrate``: move threads of the 0.1 key layout into the sharded one
+(docs/search.md, "Migration") and index them; also (re)indexes threads already in the new
+layout, after a time with ``--search-index 0``.
+
+0.1 keys are ``thr:{xxxx}[:o.<ns>]:<id>:meta|hist|createreq|copyreq:<request_id>``, where
+``xxxx`` is the id's last four hex digits (``OldKeys`` below is a frozen copy of 0.1's key
+function). Each thread moves in three steps: read its old keys (DUMP, with their expiry),
+restore and index them in the new shard in one script (``lua/migrate.lua``: a key already
+there is kept), then delete the old keys. So a run that stopped anywhere is finished by
+the next, and a second run changes nothing. On a cluster the old and new keys live in
+different slots, which is why the steps are separate; run it before the new version takes
+writes (a thread not moved yet is invisible to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+from threads_server import redis_errors
+from threads_server.app import connect_redis
+from threads_server.config import Settings
+from threads_server.keys import KEY_PREFIX, NO_OWNER_NAMESPACE, SHARDS, ThreadKeys, namespace_prefix
+from threads_server.scripts import Scripts
+from threads_server.store import run_per_node
+
+log = logging.getLogger("threads.migrate")
+
+# An old key: its tag (four hex digits: new tags hold a '.'), namespace, id and suffix.
+OLD_KEY = re.compile(
+    rb"^thr:\{[0-9a-f]{4}\}:(?:(o\.[0-9a-f]{32}):)?"
+    rb"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):"
+    rb"(meta|hist|createreq|copyreq:.+)$"
+)
+OLD_PATTERN = f"{KEY_PREFIX}:{{????}}:*"
+_CONCURRENCY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OldKeys:
+    """The 0.1 layout's key names (frozen: keys.py has moved on)."""
+
+    thread_id: str
+    ns: str = ""  # "o.<hash>" with auth on, "" without
+
+    def name(self, suffix: str) -> str:
+        middle = f"{self.ns}:" if self.ns else ""
+        return f"{KEY_PREFIX}:{{{self.thread_id[-4:]}}}:{middle}{self.thread_id}:{suffix}"
+
+
+@dataclass
+class Report:
+    threads: int = 0  # threads whose keys were read (moved now, or before)
+    restored: int = 0  # keys restored into the new layout
+    deleted: int = 0  # old keys removed
+    reindexed: int = 0  # threads of the new layout indexed again
+
+
+async def migrate(redis: Any, *, search_index: bool = True, batch: int = 200) -> Report:
+    """Moves every 0.1 thread, then indexes every thread of the new layout. Idempotent."""
+    scripts = Scripts.register(redis)
+    for script in scripts.values():
+        await redis.script_load(script.script)
+    report = Report()
+    pending: dict[tuple[str, str], set[str]] = {}
+    async for raw in redis.scan_iter(match=OLD_PATTERN, count=1000):
+        match = OLD_KEY.match(raw)
+        if match is None:
+            continue
+        ns, thread_id, suffix = (part.decode() if part else "" for part in match.groups())
+        extra = pending.setdefault((ns, thread_id), set())
+        if suffix.startswith("copyreq:"):
+            extra.add(suffix)
+        if len(pending) >= batch:
+            await _move(redis, scripts, pending, search_index, report)
+            pending = {}
+    await _move(redis, scripts, pending, search_index, report)
+    if search_index:
+        await _reindex(redis, scripts, report)
+    return report
+
+
+async def _move(
+    redis: Any,
+    scripts: Scripts,
+    threads: dict[tuple[str, str], set[str]],
+    search_index: bool,
+    report: Report,
+) -> None:
+    for (ns, thread_id), extra in threads.items():
+        old = OldKeys(thread_id, ns)
+        suffixes = ["meta", "hist", "createreq", *sorted(extra)]
+        names = [old.name(suffix) for suffix in suffixes]
+        pipe = redis.pipeline(transaction=False)
+        for name in names:
+            pipe.dump(name)
+            pipe.pttl(name)
+        pipe.hget(names[0], "expire_at_ms")
+        replies = await pipe.execute()
+        now_ms = int(time.time() * 1000)
+        thread_expiry = int(replies[-1] or 0)
+        new = ThreadKeys(thread_id, ns=ns or NO_OWNER_NAMESPACE)
+        args: list[Any] = [new.shard.index if search_index else "", thread_id]
+        for i, suffix in enumerate(suffixes):
+            dump, pttl = replies[2 * i], replies[2 * i + 1]
+            if suffix in ("meta", "hist"):  # the thread's one absolute expiry
+                expire_ms = thread_expiry
+            else:
+                expire_ms = now_ms + pttl if pttl > 0 else 0
+            args += [dump or "", expire_ms]
+        keys = [new.meta, new.history, new.create_request]
+        keys += [new.copy_request(s.removeprefix("copyreq:")) for s in suffixes[3:]]
+        with redis_errors.store_errors(scripts["migrate"]):
+            reply = await scripts["migrate"](keys=keys, args=args)
+        report.threads += 1
+        report.restored += int(reply[1])
+        report.deleted += int(await redis.delete(*names))
+        if report.threads % 10_000 == 0:
+            log.info("moved %d threads so far", report.threads)
+
+
+async def _reindex(redis: Any, scripts: Scripts, report: Report) -> None:
+    """Indexes every thread of the new layout (writes made with indexing off), and drops
+    index entries of threads that are gone (deleted while indexing was off)."""
+    script = scripts["migrate"]
+    batch: list[tuple[str, str]] = []  # (index prefix's shard prefix, thread id)
+
+    async def index(threads: list[tuple[str, str]]) -> None:
+        """migrate.lua calls that only index: a pipeline, or on a cluster each node's in
+        turn (redis-py refuses EVALSHA in a cluster pipeline)."""
+        calls = [
+            ([f"{prefix}{thread_id}:meta"], [prefix + "idx:", thread_id])
+            for prefix, thread_id in threads
+        ]
+        with redis_errors.store_errors(script):
+            if isinstance(redis, RedisCluster):
+                await run_per_node(redis, script, calls)
+            elif calls:
+                pipe = redis.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, 1, *keys, *args)
+                await pipe.execute()
+
+    namespaces = set()
+    async for raw in redis.scan_iter(match=f"{KEY_PREFIX}:{{*.?}}:*:meta", count=1000):
+        _, tag, thread_id, _ = raw.decode().split(":")
+        namespaces.add(tag[1:-3])
+        batch.append((namespace_prefix(tag[1:-3], thread_id[-1]), thread_id))
+        report.reindexed += 1
+        if len(batch) >= _CONCURRENCY:
+            await index(batch)
+            batch = []
+    await index(batch)
+    for ns in namespaces:
+        for shard in SHARDS:
+            prefix = namespace_prefix(ns, shard)
+            members = [m.decode() for m in await redis.zrange(prefix + "idx:c", 0, -1)]
+            for start in range(0, len(members), _CONCURRENCY):
+                chunk = members[start : start + _CONCURRENCY]
+                pipe = redis.pipeline(transaction=False)
+                for thread_id in chunk:
+                    pipe.exists(f"{prefix}{thread_id}:meta")
+                gone = [
+                    t for t, alive in zip(chunk, await pipe.execute(), strict=True) if not alive
+                ]
+                await index([(prefix, thread_id) for thread_id in gone])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="threads-server migrate",
+        description="Move threads of the 0.1 key layout into the sharded one and index "
+        "every thread (docs/search.md). Idempotent: run it again until it moves nothing.",
+    )
+    parser.add_argument("--redis-url", required=True, help="redis://, rediss:// or unix:// URL")
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="the URL names a node of a Redis Cluster"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings(redis_url=args.redis_url, redis_cluster=args.redis_cluster)
+
+    async def run() -> Report:
+        redis = connect_redis(args.redis_url, settings)
+        try:
+            return await migrate(redis)
+        finally:
+            await redis.aclose()
+
+    report = asyncio.run(run())
+    print(
+        f"migrate: {report.threads} threads of the 0.1 layout read, {report.restored} keys "
+        f"restored, {report.deleted} old keys deleted; {report.reindexed} threads indexed"
+    )
+    return 0
