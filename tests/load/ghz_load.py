@@ -2,16 +2,19 @@
 
     make load                                  # installs ghz into build/bin, then runs this
     .venv/bin/python -m tests.load.ghz_load [--workers N] [--duration 5s] [--connections C]
+        [--scenarios get,search_filtered]
 
 Starts one Redis for the whole run (an embedded Valkey in build/load/valkey, AOF on with
 appendfsync everysec, maxmemory 10gb as a safety net; or ``--redis-url``), then for 1 and N
 workers (N = usable CPUs): starts the server on a free port, waits for health SERVING, seeds
-the fixed threads (``tests.load.seed``), warms Redis's memory up (see ``warm_up``) and runs
-every scenario of ``SCENARIOS`` with ghz from its config file in tests/load/ (the command
-line adds host, connections and output), against server reflection. The copies a scenario
-made are deleted (Delete RPC) before the next one, so Redis memory stays bounded (~4 GiB at
-the peak, during copy_100000). ghz's JSON reports go to build/load/w<K>/<scenario>.json, the
-server's log to build/load/server-w<K>.log.
+the fixed threads (``tests.load.seed``; with a Search/Count scenario, its 10,000 search
+threads too), warms Redis's memory up (see ``warm_up``; with copy_100000 only) and runs
+every scenario of ``SCENARIOS`` (or ``--scenarios``) with ghz from its config file in
+tests/load/ (the command line adds host, connections and output), against server
+reflection. The copies a scenario made are deleted (Delete RPC) before the next one, and the
+search threads after the last worker count's scenarios, so Redis memory stays bounded
+(~4 GiB at the peak, during copy_100000). ghz's JSON reports go to
+build/load/w<K>/<scenario>.json, the server's log to build/load/server-w<K>.log.
 
 Prints one table (RPS, p50/p95/p99, non-OK responses, RPS / Health.Check RPS of the same
 server, CPU of server/Redis/ghz) and the N-worker / 1-worker RPS ratio of each scenario.
@@ -40,7 +43,7 @@ from typing import Any
 import redis
 from grpc import aio
 
-from tests.load.seed import seed
+from tests.load.seed import SEARCH_THREADS, delete_search, seed, seed_search
 from tests.server_process import ServerProcess, connections_per_process, environment
 from threads_client.pb import threads_pb2 as pb
 from threads_client.pb import threads_pb2_grpc as pb_grpc
@@ -49,8 +52,24 @@ from threads_server.embedded import EmbeddedServer
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "tests" / "load"
 # Order matters only for readability: the floor first, then reads, writes and copies.
-SCENARIOS = ("health", "get", "get_history", "append", "copy_10", "copy_1000", "copy_100000")
+SCENARIOS = (
+    "health",
+    "get",
+    "get_history",
+    "search_first_page",
+    "search_filtered",
+    "count_filtered",
+    "append",
+    "copy_10",
+    "copy_1000",
+    "copy_100000",
+)
 FLOOR = "health"
+# The scenarios that need tests.load.seed's search threads.
+SEARCH_SCENARIOS = frozenset({"search_first_page", "search_filtered", "count_filtered"})
+# The scenario warm_up prepares for (and the only one it is worth its ~4 GiB of copies for).
+WARMED = "copy_100000"
+NAME_WIDTH = max(len(s) for s in SCENARIOS)
 DELETE_CONCURRENCY = 64
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A safety net for the embedded Redis: a runaway copy scenario gets non-OK responses
@@ -157,7 +176,7 @@ def run_scenario(
     report_path = out_dir / f"{scenario}.json"
     command = ghz_command(ghz, scenario, server.target, args, report_path)
     result = Result(scenario, len(server.serving_pids()))
-    print(f"  {scenario:<12} {' '.join(command[1:])}", flush=True)
+    print(f"  {scenario:<{NAME_WIDTH}} {' '.join(command[1:])}", flush=True)
     done = threading.Event()
 
     def sample() -> None:
@@ -260,10 +279,12 @@ def run(args: argparse.Namespace) -> list[Result]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     worker_counts = sorted({1, args.workers})
+    scenarios: list[str] = args.scenarios
+    search = not SEARCH_SCENARIOS.isdisjoint(scenarios)
     results: list[Result] = []
     print(
         f"ghz {ghz_version(ghz)} ({ghz}); workers {worker_counts}; connections "
-        f"{args.connections}; reports in {out}/w<K>/",
+        f"{args.connections}; scenarios {','.join(scenarios)}; reports in {out}/w<K>/",
         flush=True,
     )
     with redis_for_run(args, out) as url, redis.Redis.from_url(url) as store:
@@ -286,15 +307,20 @@ def run(args: argparse.Namespace) -> list[Result]:
                 began = time.monotonic()
                 server.wait_serving()
                 seed(server.target)
-                warm_up(ghz, server, args, out_dir)
-                delete_copies(store, server.target)
+                if search:
+                    seed_search(server.target)  # kept from the last worker count: quick
+                if WARMED in scenarios:
+                    warm_up(ghz, server, args, out_dir)
+                    delete_copies(store, server.target)
                 print(
-                    f"--workers {workers}: serving, seeded and warmed up in "
-                    f"{time.monotonic() - began:.1f}s "
+                    f"--workers {workers}: serving, seeded"
+                    + (f" (and {SEARCH_THREADS:,} search threads)" if search else "")
+                    + (" and warmed up" if WARMED in scenarios else "")
+                    + f" in {time.monotonic() - began:.1f}s "
                     f"(python -m threads_server {' '.join(server.args)})",
                     flush=True,
                 )
-                for scenario in SCENARIOS:
+                for scenario in scenarios:
                     result = run_scenario(
                         ghz, scenario, server, redis_pid=redis_pid, args=args, out_dir=out_dir
                     )
@@ -317,6 +343,14 @@ def run(args: argparse.Namespace) -> list[Result]:
                         + (f"\n    FAILED: {result.failure}" if result.failure else ""),
                         flush=True,
                     )
+                if search and workers == worker_counts[-1]:  # the next run reseeds them
+                    cleanup = time.monotonic()
+                    delete_search(server.target)
+                    print(
+                        f"    {SEARCH_THREADS:,} search threads deleted in "
+                        f"{time.monotonic() - cleanup:.1f}s",
+                        flush=True,
+                    )
             finally:
                 try:
                     server.stop()
@@ -326,33 +360,45 @@ def run(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def print_table(results: list[Result], worker_counts: list[int]) -> None:
+def print_table(results: list[Result], worker_counts: list[int], scenarios: list[str]) -> None:
     floors = {r.workers: r.rps for r in results if r.scenario == FLOOR}
     header = (
-        f"{'scenario':<12} {'workers':>7} {'RPS':>9} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'scenario':<{NAME_WIDTH}} {'workers':>7} {'RPS':>9} {'p50 ms':>8} {'p95 ms':>8} "
         f"{'p99 ms':>8} {'errors':>7} {'/health':>8}  {'CPU% srv/redis/ghz':>18}"
     )
     print()
     print(header)
     print("-" * len(header))
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for r in (r for r in results if r.scenario == scenario):
             floor = floors.get(r.workers, 0.0)
             ratio = f"{r.rps / floor:8.2f}" if floor else f"{'-':>8}"
             cpu = "/".join(f"{c:.0f}" for c in r.cpu)
             print(
-                f"{r.scenario:<12} {r.workers:>7} {r.rps:>9.1f} {r.p50:>8.2f} {r.p95:>8.2f} "
-                f"{r.p99:>8.2f} {r.errors:>7} {ratio}  {cpu:>18}"
+                f"{r.scenario:<{NAME_WIDTH}} {r.workers:>7} {r.rps:>9.1f} {r.p50:>8.2f} "
+                f"{r.p95:>8.2f} {r.p99:>8.2f} {r.errors:>7} {ratio}  {cpu:>18}"
                 + (" (FAILED)" if r.failure else "")
             )
     if len(worker_counts) > 1:
         low, high = worker_counts[0], worker_counts[-1]
         by_key = {(r.scenario, r.workers): r.rps for r in results}
         ratios = []
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             one, many = by_key.get((scenario, low), 0.0), by_key.get((scenario, high), 0.0)
             ratios.append(f"{scenario} {many / one:.2f}" if one else f"{scenario} -")
         print(f"\nRPS {high} workers / {low} worker: " + ", ".join(ratios))
+
+
+def scenario_list(value: str) -> list[str]:
+    """``--scenarios``: names of ``SCENARIOS``, comma-separated, each once."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario(s) {','.join(unknown) or '(none given)'}; choose from "
+            + ",".join(SCENARIOS)
+        )
+    return list(dict.fromkeys(names))
 
 
 def main() -> None:
@@ -375,6 +421,13 @@ def main() -> None:
     parser.add_argument(
         "--duration", default="", help="override the timed scenarios' duration, e.g. 5s"
     )
+    parser.add_argument(
+        "--scenarios",
+        type=scenario_list,
+        default=list(SCENARIOS),
+        help="comma-separated scenarios to run, in this order (default: all): "
+        + ",".join(SCENARIOS),
+    )
     parser.add_argument("--ghz", default=str(REPO / "build" / "bin" / "ghz"))
     parser.add_argument("--out", default=str(REPO / "build" / "load"))
     parser.add_argument("--redis-url", default="", help="use this Redis instead of an embedded one")
@@ -390,7 +443,7 @@ def main() -> None:
         parser.error(f"{args.ghz} not found; run make load (it installs ghz)")
     began = time.monotonic()
     results = run(args)
-    print_table(results, sorted({1, args.workers}))
+    print_table(results, sorted({1, args.workers}), args.scenarios)
     print(f"\ntotal {time.monotonic() - began:.0f}s")
     failed = [r for r in results if r.failure]
     errored = [r for r in results if r.errors]

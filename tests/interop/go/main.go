@@ -1,7 +1,8 @@
 // Command interop checks threads.v1 through Go stubs generated from protos/ by
 // protoc-gen-go and protoc-gen-go-grpc, against the live server at $THREADS_TARGET
-// (host:port, plaintext). It prints each check and exits 1 on the first failure,
-// after deleting the threads it created. run.sh generates the stubs and runs it.
+// (host:port, plaintext): Create, Append, Copy, GetHistory, Search, Count and their
+// errors. It prints each check and exits 1 on the first failure, after deleting the
+// threads it created. run.sh generates the stubs and runs it.
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,6 +32,8 @@ const (
 	created     = 7                // entries the thread is created with
 	appended    = 5                // entries appended afterwards
 	forkAt      = 5                // history_length of the partial copy
+	searched    = 5                // threads created for Search and Count (plus one copy)
+	searchPage  = 2                // Search page size, small enough to need several pages
 )
 
 func main() {
@@ -147,6 +151,9 @@ func (s *session) run() {
 	_, err = s.client.Get(ctx, &threadsv1.GetRequest{ThreadId: "not-a-uuid"})
 	s.check("Get malformed id: INVALID_ARGUMENT INVALID_THREAD_ID", rpcError(err, codes.InvalidArgument, "INVALID_THREAD_ID"))
 
+	// 8. Search and Count over threads tagged with a run-unique id.
+	tag, searchSource := s.searchChecks(ctx)
+
 	// Clean up: delete what was created, and check it is gone.
 	for len(s.created) > 0 {
 		id := s.created[0]
@@ -155,6 +162,108 @@ func (s *session) run() {
 		s.created = s.created[1:]
 		_, err = s.client.Get(ctx, &threadsv1.GetRequest{ThreadId: id})
 		s.check("Get deleted "+id+": NOT_FOUND", rpcError(err, codes.NotFound, "THREAD_NOT_FOUND"))
+	}
+	countResp, err := s.client.Count(ctx, &threadsv1.CountRequest{Metadata: tag})
+	s.check("Count by the run's tag after the deletes", err)
+	s.check("Count by the run's tag after the deletes: 0", equal(countResp.GetCount(), int64(0)))
+	countResp, err = s.client.Count(ctx, &threadsv1.CountRequest{CopiedFrom: searchSource})
+	s.check("Count copied_from after the deletes", err)
+	s.check("Count copied_from after the deletes: 0", equal(countResp.GetCount(), int64(0)))
+	searchResp, err := s.client.Search(ctx, &threadsv1.SearchRequest{Metadata: tag})
+	s.check("Search by the run's tag after the deletes", err)
+	s.check("Search by the run's tag after the deletes: no threads",
+		sameIDs(searchResp.GetThreads(), nil))
+}
+
+// searchChecks creates `searched` threads tagged {"interop": <run id>} with distinct
+// metadata, and a copy of the first, then finds them with Search and Count by metadata,
+// ids and lineage. It returns the tag filter and the copied thread's id, for the checks
+// after the deletes.
+func (s *session) searchChecks(ctx context.Context) (*structpb.Struct, string) {
+	runID := uuid.NewString()
+	tag := mustStruct(map[string]any{"interop": runID})
+	var tagged []*threadsv1.Thread // in creation order
+	for i := range searched {
+		resp, err := s.client.Create(ctx, &threadsv1.CreateRequest{
+			Metadata: mustStruct(map[string]any{"interop": runID, "lang": "go", "n": i})})
+		s.check(fmt.Sprintf("Create search thread %d", i), err)
+		tagged = append(tagged, resp.GetThread())
+		s.created = append(s.created, resp.GetThread().GetThreadId())
+	}
+	source := tagged[0]
+	copyResp, err := s.client.Copy(ctx, &threadsv1.CopyRequest{
+		ThreadId: source.GetThreadId(), RequestId: uuid.NewString(),
+		Metadata: mustStruct(map[string]any{"copy": true})})
+	s.check("Copy search thread 0", err)
+	copied := copyResp.GetThread()
+	s.created = append(s.created, copied.GetThreadId())
+	s.check("Copy search thread 0: the source's metadata with the request's merged over it",
+		protoEqual(copied.GetMetadata(),
+			mustStruct(map[string]any{"interop": runID, "lang": "go", "n": 0, "copy": true})))
+	tagged = append(tagged, copied)
+
+	countResp, err := s.client.Count(ctx, &threadsv1.CountRequest{Metadata: tag})
+	s.check("Count by the run's tag", err)
+	s.check(fmt.Sprintf("Count by the run's tag: %d", len(tagged)),
+		equal(countResp.GetCount(), int64(len(tagged))))
+
+	found := s.searchAll(ctx, &threadsv1.SearchRequest{
+		Metadata: tag, SortBy: threadsv1.SortBy_SORT_BY_CREATED_AT,
+		SortOrder: threadsv1.SortOrder_SORT_ORDER_ASC})
+	s.check(fmt.Sprintf("Search by the run's tag, created_at ascending, page_size %d: the %d threads in creation order",
+		searchPage, len(tagged)), sameIDs(found, tagged))
+	s.check("Search by the run's tag: the threads as Create and Copy returned them",
+		sameThreads(found, tagged))
+
+	searchResp, err := s.client.Search(ctx, &threadsv1.SearchRequest{
+		Metadata: mustStruct(map[string]any{"interop": runID, "n": 3})})
+	s.check("Search by the run's tag and n 3", err)
+	s.check("Search by the run's tag and n 3: thread 3 only",
+		sameIDs(searchResp.GetThreads(), tagged[3:4]))
+
+	searchResp, err = s.client.Search(ctx, &threadsv1.SearchRequest{CopiedFrom: source.GetThreadId()})
+	s.check("Search copied_from thread 0", err)
+	s.check("Search copied_from thread 0: the copy only", sameIDs(searchResp.GetThreads(), []*threadsv1.Thread{copied}))
+	countResp, err = s.client.Count(ctx, &threadsv1.CountRequest{CopiedFrom: source.GetThreadId()})
+	s.check("Count copied_from thread 0", err)
+	s.check("Count copied_from thread 0: 1", equal(countResp.GetCount(), int64(1)))
+
+	searchResp, err = s.client.Search(ctx, &threadsv1.SearchRequest{
+		ThreadIds: []string{tagged[1].GetThreadId(), tagged[3].GetThreadId()}})
+	s.check("Search thread_ids of threads 1 and 3", err)
+	s.check("Search thread_ids of threads 1 and 3: those two, newest first (the default order)",
+		sameIDs(searchResp.GetThreads(), []*threadsv1.Thread{tagged[3], tagged[1]}))
+	countResp, err = s.client.Count(ctx, &threadsv1.CountRequest{
+		ThreadIds: []string{tagged[1].GetThreadId(), tagged[3].GetThreadId(), uuid.NewString()}})
+	s.check("Count thread_ids of threads 1, 3 and a missing one", err)
+	s.check("Count thread_ids of threads 1, 3 and a missing one: 2", equal(countResp.GetCount(), int64(2)))
+
+	_, err = s.client.Search(ctx, &threadsv1.SearchRequest{Metadata: tag, PageSize: -1})
+	s.check("Search with page_size -1: INVALID_ARGUMENT INVALID_PAGE_SIZE",
+		rpcError(err, codes.InvalidArgument, "INVALID_PAGE_SIZE"))
+	return tag, source.GetThreadId()
+}
+
+// searchAll runs a Search searchPage threads at a time, following next_page_token.
+func (s *session) searchAll(ctx context.Context, req *threadsv1.SearchRequest) []*threadsv1.Thread {
+	var all []*threadsv1.Thread
+	req = proto.CloneOf(req)
+	req.PageSize = searchPage
+	for page := 1; ; page++ {
+		resp, err := s.client.Search(ctx, req)
+		s.check(fmt.Sprintf("Search page %d", page), err)
+		if len(resp.GetThreads()) > searchPage {
+			s.check(fmt.Sprintf("Search page %d size", page),
+				fmt.Errorf("%d threads, page_size is %d", len(resp.GetThreads()), searchPage))
+		}
+		all = append(all, resp.GetThreads()...)
+		req.PageToken = resp.GetNextPageToken()
+		if req.PageToken == "" {
+			return all
+		}
+		if page > 100 {
+			s.check("Search ends", errors.New("more than 100 pages"))
+		}
 	}
 }
 
@@ -269,6 +378,34 @@ func sameEntries(got, want []*threadsv1.Entry) error {
 	for i := range got {
 		if !proto.Equal(got[i], want[i]) {
 			return fmt.Errorf("entry %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	return nil
+}
+
+// sameIDs checks that got names want's threads, in order, each once.
+func sameIDs(got, want []*threadsv1.Thread) error {
+	ids := func(threads []*threadsv1.Thread) []string {
+		out := make([]string, len(threads))
+		for i, t := range threads {
+			out[i] = t.GetThreadId()
+		}
+		return out
+	}
+	if g, w := ids(got), ids(want); !slices.Equal(g, w) {
+		return fmt.Errorf("thread ids %v, want %v", g, w)
+	}
+	return nil
+}
+
+// sameThreads checks that got equals want thread for thread, in order.
+func sameThreads(got, want []*threadsv1.Thread) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d threads, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !proto.Equal(got[i], want[i]) {
+			return fmt.Errorf("thread %d: got %v, want %v", i, got[i], want[i])
 		}
 	}
 	return nil

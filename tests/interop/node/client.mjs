@@ -1,5 +1,6 @@
 // Node.js interop check for threads.v1: @grpc/grpc-js with stubs that @grpc/proto-loader
-// builds at run time from protos/threads/v1/threads.proto, against a live server.
+// builds at run time from protos/threads/v1/threads.proto, against a live server: Create,
+// Append, Copy, GetHistory, Search, Count and their errors.
 //
 //   THREADS_TARGET=127.0.0.1:50051 node client.mjs      (plaintext; run.sh does npm ci first)
 //
@@ -12,9 +13,9 @@
 //                    but not for google.protobuf.Struct/Value, which protobufjs bundles
 //                    with camelCase names whatever keepCase says (protobufjs issue #1397):
 //                    snake_case Value fields would then be dropped silently on the wire.
-//   longs: String    int64 (historyLength, index, expectedLength) as decimal strings, exact;
+//   longs: String    int64 (historyLength, index, expectedLength, count) as decimal strings, exact;
 //                    requests may pass them as strings too
-//   enums: String    enum values by name ('IF_EXISTS_RAISE')
+//   enums: String    enum values by name ('IF_EXISTS_RAISE', 'SORT_BY_CREATED_AT')
 //   defaults: true   unset scalars come back as '' / '0' (e.g. copiedFrom of an original)
 //   oneofs: true     a google.protobuf.Value says which field is set in `kind`
 // A google.protobuf.Struct stays the raw message ({fields: {k: {stringValue: 'x'}}});
@@ -198,6 +199,24 @@ async function readHistory(threadId, pageSize) {
   return { entries, pages: sizes.join('+') };
 }
 
+/** Runs a Search `pageSize` threads at a time, following nextPageToken; checks page sizes. */
+async function searchAll(request, pageSize) {
+  const threads = [];
+  const sizes = [];
+  let token = '';
+  do {
+    const page = await rpc('Search', { ...request, pageSize, pageToken: token });
+    assert.ok(page.threads.length <= pageSize, `page of ${page.threads.length} > pageSize ${pageSize}`);
+    threads.push(...page.threads);
+    sizes.push(page.threads.length);
+    assert.ok(sizes.length <= 100, 'Search keeps returning a nextPageToken');
+    token = page.nextPageToken;
+  } while (token);
+  return { threads, pages: sizes.join('+') };
+}
+
+const ids = (threads) => threads.map((t) => t.threadId);
+
 /** Checks that `entries` are `source[0..n)`: same index, same data, same createdAt, in order. */
 function assertPrefix(entries, source, n) {
   assert.equal(entries.length, n, 'number of entries');
@@ -223,6 +242,8 @@ const FIRST = Array.from({ length: 7 }, (_, i) => entryData(i));
 const MORE = Array.from({ length: 5 }, (_, i) => entryData(7 + i));
 const ALL = [...FIRST, ...MORE];
 const METADATA = { title: 'node interop', owner: 'tests/interop/node', priority: 3, draft: false };
+const SEARCHED = 5; // threads created for Search and Count (plus one copy)
+const SEARCH_PAGE = 2; // Search page size, small enough to need several pages
 
 const created = []; // every thread this run made, deleted at the end
 
@@ -331,12 +352,78 @@ async function main() {
   await check('Get "not-a-uuid" -> INVALID_ARGUMENT INVALID_THREAD_ID', () =>
     expectError(rpc('Get', { threadId: 'not-a-uuid' }), grpc.status.INVALID_ARGUMENT, 'INVALID_THREAD_ID'));
 
+  // Search and Count: threads tagged with a run-unique id, distinct metadata, one copy.
+  const runId = randomUUID();
+  const tag = toStruct({ interop: runId });
+  const tagged = []; // in creation order
+  await check(`Create ${SEARCHED} threads tagged {interop: ${runId}, lang: 'node', n}`, async () => {
+    for (let n = 0; n < SEARCHED; n += 1) {
+      const { thread } = await rpc('Create', { metadata: toStruct({ interop: runId, lang: 'node', n }) });
+      created.push(thread.threadId);
+      tagged.push(thread);
+    }
+  });
+
+  let tagSource;
+  await check('Copy tagged thread 0 with {copy: true} -> the source\'s metadata merged', async () => {
+    tagSource = tagged[0];
+    const { thread } = await rpc('Copy', { threadId: tagSource.threadId, requestId: randomUUID(), metadata: toStruct({ copy: true }) });
+    created.push(thread.threadId);
+    assert.equal(thread.copiedFrom, tagSource.threadId);
+    assert.deepEqual(fromStruct(thread.metadata), { interop: runId, lang: 'node', n: 0, copy: true });
+    tagged.push(thread);
+    return thread.threadId;
+  });
+
+  await check(`Count by the run's tag -> ${SEARCHED + 1}`, async () => {
+    const { count } = await rpc('Count', { metadata: tag });
+    assert.equal(count, String(SEARCHED + 1));
+  });
+
+  await check(`Search by the run's tag, CREATED_AT ASC, pageSize ${SEARCH_PAGE} -> the ${SEARCHED + 1} threads in creation order`, async () => {
+    const { threads, pages } = await searchAll({ metadata: tag, sortBy: 'SORT_BY_CREATED_AT', sortOrder: 'SORT_ORDER_ASC' }, SEARCH_PAGE);
+    assert.deepEqual(ids(threads), ids(tagged));
+    threads.forEach((thread, i) => assert.deepEqual(thread, tagged[i], `thread ${i}: as Create/Copy returned it`));
+    return `pages ${pages}`;
+  });
+
+  await check('Search by the run\'s tag and n 3 -> thread 3 only', async () => {
+    const { threads } = await rpc('Search', { metadata: toStruct({ interop: runId, n: 3 }) });
+    assert.deepEqual(ids(threads), [tagged[3].threadId]);
+  });
+
+  await check('Search copiedFrom tagged thread 0 -> the copy only; Count -> 1', async () => {
+    const { threads } = await rpc('Search', { copiedFrom: tagSource.threadId });
+    assert.deepEqual(ids(threads), [tagged[SEARCHED].threadId]);
+    const { count } = await rpc('Count', { copiedFrom: tagSource.threadId });
+    assert.equal(count, '1');
+  });
+
+  await check('Search threadIds of threads 1 and 3 -> those two, newest first (the default order)', async () => {
+    const { threads } = await rpc('Search', { threadIds: [tagged[1].threadId, tagged[3].threadId] });
+    assert.deepEqual(ids(threads), [tagged[3].threadId, tagged[1].threadId]);
+  });
+
+  await check('Count threadIds of threads 1, 3 and a missing one -> 2', async () => {
+    const { count } = await rpc('Count', { threadIds: [tagged[1].threadId, tagged[3].threadId, randomUUID()] });
+    assert.equal(count, '2');
+  });
+
+  await check('Search with pageSize -1 -> INVALID_ARGUMENT INVALID_PAGE_SIZE', () =>
+    expectError(rpc('Search', { metadata: tag, pageSize: -1 }), grpc.status.INVALID_ARGUMENT, 'INVALID_PAGE_SIZE'));
+
   await check(`Delete the ${created.length} threads made here -> each then NOT_FOUND`, async () => {
     while (created.length) {
       const id = created.pop();
       await rpc('Delete', { threadId: id });
       await expectError(rpc('Get', { threadId: id }), grpc.status.NOT_FOUND, 'THREAD_NOT_FOUND');
     }
+  });
+
+  await check('After the deletes: Count by the run\'s tag and by copiedFrom -> 0, Search -> none', async () => {
+    assert.equal((await rpc('Count', { metadata: tag })).count, '0', 'Count by tag');
+    assert.equal((await rpc('Count', { copiedFrom: tagSource.threadId })).count, '0', 'Count copiedFrom');
+    assert.deepEqual(ids((await rpc('Search', { metadata: tag })).threads), [], 'Search by tag');
   });
 }
 

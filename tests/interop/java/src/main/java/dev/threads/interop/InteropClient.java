@@ -8,12 +8,17 @@ import com.google.rpc.ErrorInfo;
 import dev.threads.v1.AppendRequest;
 import dev.threads.v1.AppendResponse;
 import dev.threads.v1.CopyRequest;
+import dev.threads.v1.CountRequest;
 import dev.threads.v1.CreateRequest;
 import dev.threads.v1.DeleteRequest;
 import dev.threads.v1.Entry;
 import dev.threads.v1.GetHistoryRequest;
 import dev.threads.v1.GetHistoryResponse;
 import dev.threads.v1.GetRequest;
+import dev.threads.v1.SearchRequest;
+import dev.threads.v1.SearchResponse;
+import dev.threads.v1.SortBy;
+import dev.threads.v1.SortOrder;
 import dev.threads.v1.Thread;
 import dev.threads.v1.ThreadServiceGrpc;
 import io.grpc.ManagedChannel;
@@ -43,6 +48,9 @@ public final class InteropClient {
   private static final int TOTAL_ENTRIES = SOURCE_ENTRIES + APPENDED_ENTRIES;
   private static final int FORK_LENGTH = 5;
   private static final int PAGE_SIZE = 3;
+  /** Threads created for Search and Count (plus one copy), and Search's page size. */
+  private static final int SEARCHED = 5;
+  private static final int SEARCH_PAGE_SIZE = 2;
 
   /** Thrown by {@link #check} on the first failed check. */
   private static final class CheckFailed extends RuntimeException {
@@ -194,6 +202,104 @@ public final class InteropClient {
     checkError("Get with a malformed thread_id",
         expectError(() -> stub().get(GetRequest.newBuilder().setThreadId("not-a-uuid").build())),
         Status.Code.INVALID_ARGUMENT, "INVALID_THREAD_ID");
+
+    // 8. Search and Count over threads tagged with a run-unique id, and a copy of one.
+    String runId = UUID.randomUUID().toString();
+    Struct tag = struct("interop", str(runId));
+    List<Thread> tagged = new ArrayList<>();
+    for (int n = 0; n < SEARCHED; n++) {
+      Thread thread = stub().create(CreateRequest.newBuilder()
+          .setMetadata(struct("interop", str(runId), "lang", str("java"), "n", num(n))).build())
+          .getThread();
+      created.add(thread.getThreadId());
+      tagged.add(thread);
+    }
+    Thread tagSource = tagged.get(0);
+    Struct copyMetadata = struct("copy", Value.newBuilder().setBoolValue(true).build());
+    Thread tagCopy = stub().copy(CopyRequest.newBuilder().setThreadId(tagSource.getThreadId())
+        .setRequestId(UUID.randomUUID().toString()).setMetadata(copyMetadata).build())
+        .getThread();
+    created.add(tagCopy.getThreadId());
+    checkEqual("Copy of a tagged thread has its metadata with the request's merged over it",
+        tagSource.getMetadata().toBuilder().putAllFields(copyMetadata.getFieldsMap()).build(),
+        tagCopy.getMetadata());
+    tagged.add(tagCopy);
+
+    checkEqual("Count by the run's tag", (long) tagged.size(),
+        stub().count(CountRequest.newBuilder().setMetadata(tag).build()).getCount());
+    List<Thread> found = searchAll("tagged", SearchRequest.newBuilder().setMetadata(tag)
+        .setSortBy(SortBy.SORT_BY_CREATED_AT).setSortOrder(SortOrder.SORT_ORDER_ASC).build());
+    checkEqual("Search by the run's tag, created_at ascending: the " + tagged.size()
+        + " threads in creation order", ids(tagged), ids(found));
+    checkEqual("Search by the run's tag returns the threads as created", tagged, found);
+    checkEqual("Search by the run's tag and n 3: thread 3 only",
+        ids(tagged.subList(3, 4)), ids(stub().search(SearchRequest.newBuilder()
+            .setMetadata(struct("interop", str(runId), "n", num(3))).build()).getThreadsList()));
+    checkEqual("Search copied_from a tagged thread: the copy only", ids(List.of(tagCopy)),
+        ids(stub().search(SearchRequest.newBuilder().setCopiedFrom(tagSource.getThreadId())
+            .build()).getThreadsList()));
+    checkEqual("Count copied_from a tagged thread", 1L, stub().count(CountRequest.newBuilder()
+        .setCopiedFrom(tagSource.getThreadId()).build()).getCount());
+    List<String> two = List.of(tagged.get(1).getThreadId(), tagged.get(3).getThreadId());
+    checkEqual("Search thread_ids of threads 1 and 3: those two, newest first (the default)",
+        List.of(two.get(1), two.get(0)), ids(stub().search(SearchRequest.newBuilder()
+            .addAllThreadIds(two).build()).getThreadsList()));
+    checkEqual("Count thread_ids of threads 1, 3 and a missing one", 2L,
+        stub().count(CountRequest.newBuilder().addAllThreadIds(two)
+            .addThreadIds(UUID.randomUUID().toString()).build()).getCount());
+    checkError("Search with page_size -1",
+        expectError(() -> stub().search(SearchRequest.newBuilder().setMetadata(tag)
+            .setPageSize(-1).build())),
+        Status.Code.INVALID_ARGUMENT, "INVALID_PAGE_SIZE");
+
+    // 9. Delete every thread made here: then nothing matches the tag or the lineage.
+    int made = created.size();
+    while (!created.isEmpty()) {
+      stub().delete(DeleteRequest.newBuilder().setThreadId(created.get(0)).build());
+      created.remove(0);
+    }
+    System.out.println("java interop: deleted " + made + " thread(s)");
+    checkEqual("Count by the run's tag after the deletes", 0L,
+        stub().count(CountRequest.newBuilder().setMetadata(tag).build()).getCount());
+    checkEqual("Count copied_from after the deletes", 0L, stub().count(CountRequest.newBuilder()
+        .setCopiedFrom(tagSource.getThreadId()).build()).getCount());
+    checkEqual("Search by the run's tag after the deletes finds none", List.of(),
+        stub().search(SearchRequest.newBuilder().setMetadata(tag).build()).getThreadsList());
+  }
+
+  /**
+   * Runs a Search SEARCH_PAGE_SIZE threads at a time, following next_page_token until it is
+   * empty; checks that no page is oversized or empty-but-not-last.
+   */
+  private List<Thread> searchAll(String label, SearchRequest request) {
+    List<Thread> threads = new ArrayList<>();
+    List<Integer> sizes = new ArrayList<>();
+    String problem = null;
+    String token = "";
+    do {
+      SearchResponse page = stub().search(request.toBuilder().setPageSize(SEARCH_PAGE_SIZE)
+          .setPageToken(token).build());
+      int size = page.getThreadsCount();
+      sizes.add(size);
+      token = page.getNextPageToken();
+      if (problem == null && size > SEARCH_PAGE_SIZE) {
+        problem = "page " + sizes.size() + " has " + size + " threads";
+      } else if (problem == null && size == 0 && !token.isEmpty()) {
+        problem = "page " + sizes.size() + " is empty but has a next_page_token";
+      } else if (sizes.size() > 100) {
+        problem = "more than 100 pages";
+        break;
+      }
+      threads.addAll(page.getThreadsList());
+    } while (!token.isEmpty());
+    String why = problem;
+    check(label + " Search(page_size=" + SEARCH_PAGE_SIZE + ") pages " + sizes, why == null,
+        () -> why);
+    return threads;
+  }
+
+  private static List<String> ids(List<Thread> threads) {
+    return threads.stream().map(Thread::getThreadId).toList();
   }
 
   /**
