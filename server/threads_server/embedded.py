@@ -33,6 +33,10 @@ class EmbeddedServerError(RuntimeError):
     pass
 
 
+# setpriv's exit codes when it cannot exec the server: 126 not executable, 127 not found.
+_EXEC_FAILED = (126, 127)
+
+
 def find_binary(explicit: str | None = None) -> str:
     if explicit:
         return explicit
@@ -142,6 +146,13 @@ class EmbeddedServer:
             ) from None
         command, address = self._command()
         log.info("starting embedded server %s in %s", self.binary, self.data_dir)
+        # The child must die with us. util-linux's setpriv sets that up and execs the
+        # server, so no Python runs between fork and exec: a preexec_fn there can abort
+        # the child (SIGABRT) when another thread held a lock at fork time, as in a
+        # process with gRPC's threads. Without setpriv, the preexec_fn it is.
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            command = [setpriv, "--pdeathsig", "TERM", "--", *command]
         try:
             self._process = subprocess.Popen(
                 command,
@@ -149,7 +160,7 @@ class EmbeddedServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - called before any thread starts
+                preexec_fn=None if setpriv else die_with_parent,  # noqa: PLW1509
                 # The child inherits the locked file, so the directory stays locked until
                 # the child is gone too, even if this process is killed first.
                 pass_fds=(self._lock.fileno(),),
@@ -168,8 +179,11 @@ class EmbeddedServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                code = self._process.returncode
+                if code in _EXEC_FAILED:  # setpriv could not run it (missing, not executable)
+                    raise EmbeddedServerError(f"cannot run {self.binary} (exit code {code})")
                 raise EmbeddedServerError(
-                    f"embedded server exited with code {self._process.returncode}; "
+                    f"embedded server {self.binary} exited with code {code}; "
                     f"see {self.data_dir / 'server.log'}"
                 )
             if answers_ping(address):
