@@ -21,13 +21,13 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import codec, errors
+from threads_server import codec, errors, tracing
 from threads_server.keys import ThreadKeys, new_copy_id
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
 from threads_server.redis_errors import store_errors
 from threads_server.replication import ReplicatedWriter
-from threads_server.scripts import Scripts
+from threads_server.scripts import Scripts, script_name
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)
@@ -356,10 +356,25 @@ async def run_script(
     script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
-    values after the tag."""
+    values after the tag. With tracing on, inside a child span of the RPC's."""
+    if tracing.ENABLED:
+        return await _traced_script(script, keys, args)
     with store_errors(script):
         reply = await script(keys=keys, args=args)
     return parse(reply)
+
+
+async def _traced_script(
+    script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+) -> tuple[Outcome, list[Any]]:
+    """``run_script`` in a span naming the script, the keys' hash tag and the reply's tag
+    (an outage: status ERROR, with the store's error)."""
+    with tracing.script_span(script_name(script), keys) as span:
+        with store_errors(script):
+            reply = await script(keys=keys, args=args)
+        outcome, values = parse(reply)
+        span.set_attribute("threads.outcome", outcome.value)
+        return outcome, values
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:
