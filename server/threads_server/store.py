@@ -11,8 +11,9 @@ builds the result from OK, acts on the outcomes that steer it, and raises
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -74,14 +75,18 @@ class ThreadStore:
         script = self._scripts[name]
         if self._replicated is None:
             return await run_script(script, keys, args)
+        replicated = functools.partial(
+            self._replicated.run,
+            script,
+            keys,
+            args,
+            fence=keys[0].removesuffix(":meta") + ":fence",
+            reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
+        )
+        if tracing.ENABLED:
+            return await _traced_script(script, keys, replicated)
         with store_errors(script):
-            reply = await self._replicated.run(
-                script,
-                keys,
-                args,
-                fence=keys[0].removesuffix(":meta") + ":fence",
-                reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
-            )
+            reply = await replicated()
         return parse(reply)
 
     async def ping(self) -> None:
@@ -358,20 +363,20 @@ async def run_script(
     """Runs a script inside the store's error boundary; its reply as the outcome and the
     values after the tag. With tracing on, inside a child span of the RPC's."""
     if tracing.ENABLED:
-        return await _traced_script(script, keys, args)
+        return await _traced_script(script, keys, functools.partial(script, keys=keys, args=args))
     with store_errors(script):
         reply = await script(keys=keys, args=args)
     return parse(reply)
 
 
 async def _traced_script(
-    script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    script: AsyncScript, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
 ) -> tuple[Outcome, list[Any]]:
-    """``run_script`` in a span naming the script, the keys' hash tag and the reply's tag
-    (an outage: status ERROR, with the store's error)."""
+    """A script ``call`` in a span naming the script, the keys' hash tag and the reply's
+    tag (an outage: status ERROR, with the store's error)."""
     with tracing.script_span(script_name(script), keys) as span:
         with store_errors(script):
-            reply = await script(keys=keys, args=args)
+            reply = await call()
         outcome, values = parse(reply)
         span.set_attribute("threads.outcome", outcome.value)
         return outcome, values
