@@ -149,19 +149,34 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         receiver.wait(timeout=30)
         receiver_log.close()
     print(f"\nmedian of {args.rounds} rounds, ghz {args.duration} per scenario, 1 worker")
-    print(f"{'config':<12} {'scenario':<8} {'RPS':>8} {'p50 ms':>7} {'srv CPU%':>8}")
+    # Server CPU per call: where the cost goes when RPS is bound by the shared cores.
+    print(
+        f"{'config':<12} {'scenario':<8} {'RPS':>8} {'p50 ms':>7} {'srv CPU%':>8} "
+        f"{'srv CPU us/call':>15}"
+    )
     median: dict[tuple[str, str], float] = {}
+    per_call: dict[tuple[str, str], float] = {}
     for (name, scenario), runs in results.items():
         median[name, scenario] = statistics.median(r.rps for r in runs)
         p50 = statistics.median(r.p50 for r in runs)
         cpu = statistics.median(r.cpu[0] for r in runs)
-        print(f"{name:<12} {scenario:<8} {median[name, scenario]:8.0f} {p50:7.2f} {cpu:8.0f}")
+        per_call[name, scenario] = statistics.median(
+            r.cpu[0] / 100 / r.rps * 1e6 for r in runs if r.rps
+        )
+        print(
+            f"{name:<12} {scenario:<8} {median[name, scenario]:8.0f} {p50:7.2f} {cpu:8.0f} "
+            f"{per_call[name, scenario]:15.0f}"
+        )
     for scenario in SCENARIOS:
         off = median["off", scenario]
+        cost = {config.name: per_call[config.name, scenario] for config in configs}
         print(
             f"{scenario}: on/off {median['on', scenario] / off:.3f}, "
             f"sampled-out/off {median['sampled-out', scenario] / off:.3f}, "
-            f"off/base {off / median['base', scenario]:.3f}"
+            f"off/base {off / median['base', scenario]:.3f}; server CPU per call: spans "
+            f"made, not sampled {cost['sampled-out'] - cost['off']:+.0f} us, "
+            f"recorded and exported {cost['on'] - cost['sampled-out']:+.0f} us, "
+            f"off vs base {cost['off'] - cost['base']:+.0f} us"
         )
     print(f"receiver CPU% of a core while 'on' ran: {statistics.median(receiver_cpu['on']):.0f}")
     print((out / "receiver.log").read_text().strip().splitlines()[-1])
