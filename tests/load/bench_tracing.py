@@ -144,6 +144,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
                     finally:
                         server.stop()
                         server.kill_all()
+            micro = _micro(configs, url, args.rounds + 1)
     finally:
         receiver.terminate()
         receiver.wait(timeout=30)
@@ -178,10 +179,46 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             f"recorded and exported {cost['on'] - cost['sampled-out']:+.0f} us, "
             f"off vs base {cost['off'] - cost['base']:+.0f} us"
         )
+    print("\nserver CPU per call in one process (tests.load.tracing_cost, median us):")
+    for config in configs:
+        print(
+            f"  {config.name:<12} "
+            + " ".join(f"{k}={v:.1f}" for k, v in micro[config.name].items())
+        )
+    for scenario in SCENARIOS:
+        us = {name: micro[name][scenario] for name in micro}
+        print(
+            f"  {scenario}: off vs base {us['off'] - us['base']:+.1f} us, spans made but not "
+            f"sampled {us['sampled-out'] - us['off']:+.1f} us, recorded and exported "
+            f"{us['on'] - us['sampled-out']:+.1f} us (on = {us['on'] / us['off']:.2f}x off)"
+        )
     print(f"receiver CPU% of a core while 'on' ran: {statistics.median(receiver_cpu['on']):.0f}")
     print((out / "receiver.log").read_text().strip().splitlines()[-1])
     errors = sum(r.errors for runs in results.values() for r in runs)
     return 1 if errors else 0
+
+
+def _micro(configs: list[Config], url: str, rounds: int) -> dict[str, dict[str, float]]:
+    """``tests.load.tracing_cost`` per configuration, alternating, median of ``rounds``."""
+    seen: dict[str, dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        for config in configs:
+            env = {
+                k: v
+                for k, v in environment(config.env).items()
+                if config.name in ("on", "sampled-out") or not k.startswith("OTEL_")
+            }
+            line = subprocess.run(
+                [sys.executable, "-m", "tests.load.tracing_cost", url, "3000"],
+                cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=300,
+            ).stdout.split()  # fmt: skip
+            for pair in line:
+                name, value = pair.split("=")
+                seen.setdefault(config.name, {}).setdefault(name, []).append(float(value))
+            print(f"  tracing_cost {config.name:<12} {' '.join(line)}", flush=True)
+    return {
+        name: {k: statistics.median(v) for k, v in found.items()} for name, found in seen.items()
+    }
 
 
 def _cpu(pid: int) -> float:
