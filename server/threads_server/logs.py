@@ -56,9 +56,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, log_format: str) -> None:
-    """Sets up the root logger on stderr in ``log_format`` ("text" or "json")."""
+    """Sets up the root logger on stderr in ``log_format`` ("text" or "json"); like
+    ``logging.basicConfig``, a no-op when the root logger already has handlers (an
+    embedding program's, or pytest's)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])
