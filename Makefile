@@ -12,7 +12,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing
 
 install: $(STAMP)
 
@@ -135,6 +135,14 @@ bench-metrics: $(STAMP)
 	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
 		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
 	$(PY) -m tests.load.bench_metrics $(BENCH_METRICS_ARGS)
+
+# What tracing costs: ghz Get and Copy@10 with tracing off, on but sampling nothing, and
+# on (exporting to a local OTLP receiver), and the build before tracing, in one run
+# (tests/load/bench_tracing.py). BENCH_ARGS="--duration 5s --rounds 1" narrows it.
+bench-tracing: $(STAMP)
+	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
+		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+	$(PY) -m tests.load.bench_tracing $(BENCH_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

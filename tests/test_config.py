@@ -55,6 +55,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("tls_client_ca_file", "/tls/ca.crt", Path("/tls/ca.crt"), "ca2.crt", Path("ca2.crt")),
     ("workers", "1", 1, "4", 4),
     ("log_level", "debug", "DEBUG", "Warning", "WARNING"),
+    ("log_format", "json", "json", "text", "text"),
 ]  # fmt: skip
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -204,6 +205,7 @@ def test_mixed_sources_each_setting_from_its_own_highest_source() -> None:
         (["--max-entries-per-request", "-3"], {}, "--max-entries-per-request"),
         ([], {"THREADS_MAX_ENTRIES_PER_REQUEST": "many"}, "THREADS_MAX_ENTRIES_PER_REQUEST"),
         (["--appendfsync", "sometimes"], {}, "--appendfsync"),
+        (["--log-format", "yaml"], {}, "--log-format"),
         ([], {"THREADS_APPENDFSYNC": "bogus"}, "THREADS_APPENDFSYNC"),
     ],
 )

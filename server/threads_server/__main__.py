@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from threads_server import logs, tracing
 from threads_server.auth import AuthConfigError, Authenticator
 from threads_server.config import Settings
 from threads_server.embedded import EmbeddedServer, EmbeddedServerError
@@ -38,11 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return migrate.main(args[1:])
     settings = Settings.load(argv)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if settings.redis_cluster and not settings.redis_url:
         log.error("--redis-cluster needs --redis-url naming a node of the cluster")
         return 1
@@ -97,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> int:
-    """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork."""
+    """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork. Tracing is set
+    up here too, in each worker: an export thread started before a fork would not survive."""
     from threads_server.app import ThreadsServer  # noqa: PLC0415
+
+    if tracing.configure():
+        log.info("tracing on: exporting spans over OTLP (OTEL_* environment variables)")
 
     async def serve() -> None:
         await ThreadsServer(settings, redis_url, reuse_port=reuse_port).serve_until_signal()
@@ -110,6 +111,8 @@ def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> in
         # parent checked them, restarting it again would not help either.
         log.error("%s", exc)
         return EXIT_LISTEN_FAILED if reuse_port else 1
+    finally:
+        tracing.shutdown()
     return 0
 
 

@@ -43,6 +43,15 @@ def _log_level(text: str) -> str:
     return level
 
 
+LOG_FORMAT_CHOICES = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMAT_CHOICES:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMAT_CHOICES)}")
+    return text
+
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -285,6 +294,12 @@ class Settings:
         "server processes sharing the port (SO_REUSEPORT); default: the number of CPUs",
     )
     log_level: str = _opt("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR")
+    log_format: str = _opt(
+        "text",
+        _log_format,
+        "text (one human-readable line per event) or json (one JSON object per line, with "
+        "structured per-call fields)",
+    )
 
     @classmethod
     def load(

@@ -24,9 +24,10 @@ import grpc
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
-from threads_server import metrics
+from threads_server import metrics, tracing
 from threads_server.auth import Authenticator
 from threads_server.errors import DeadlineExceeded, InvalidArgument, Reason, ThreadsError
+from threads_server.http.status import HTTP_STATUS
 
 log = logging.getLogger("threads.rpc")
 
@@ -135,11 +136,50 @@ async def run(
     metadata: Iterable[tuple[str, str | bytes]] | None,
     time_remaining: float | None,
     transport: str = "grpc",
+    route: tuple[str, str] | None = None,
 ) -> Resp | Failure:
     """The per-call pipeline every transport shares: auth from the call's metadata (gRPC
     metadata or HTTP headers), a malformed request as INVALID_ARGUMENT, the deadline,
-    errors to a status, one log line. Returns the response, or the Failure to send."""
+    errors to a status, one log line. Returns the response, or the Failure to send.
+    ``route``: the HTTP (verb, path template) the call came by, for its log line and span.
+    With tracing on, all of it runs inside the call's SERVER span (``tracing.rpc_span``)."""
+    call = functools.partial(
+        _run,
+        servicer,
+        handler,
+        request,
+        metadata=metadata,
+        time_remaining=time_remaining,
+        transport=transport,
+        route=route,
+    )
+    if not tracing.ENABLED:
+        return await call()
+    with tracing.rpc_span(handler.__name__, metadata, transport, route) as span:
+        outcome = await call()
+        code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
+        tracing.end_rpc(
+            span,
+            code.value[0],
+            outcome.message if isinstance(outcome, Failure) else "",
+            outcome.error.reason if isinstance(outcome, Failure) and outcome.error else None,
+            HTTP_STATUS[code] if route is not None else None,
+        )
+        return outcome
+
+
+async def _run(
+    servicer: S,
+    handler: Handler[S, Req, Resp],
+    request: Req | MalformedRequest,
+    *,
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+    time_remaining: float | None,
+    transport: str,
+    route: tuple[str, str] | None,
+) -> Resp | Failure:
     method = handler.__name__
+    call = _CallLog(method, transport, route, _thread_id(request))
     started = time.perf_counter()
     try:
         # Before anything else: an unauthenticated caller learns nothing, not even
@@ -157,18 +197,19 @@ async def run(
     except Exception as exc:
         failure, error = exc, to_threads_error(exc)
     else:
-        _log_done(method, grpc.StatusCode.OK, started, transport=transport)
+        _log_done(call, grpc.StatusCode.OK, started)
         return response
     if error is None:
         log.error(
             "rpc=%s failed unexpectedly; request=%s",
             method,
-            _brief(request),
+            _shape(request),
             exc_info=failure,
+            extra=call.fields(grpc.StatusCode.INTERNAL),
         )
-        _log_done(method, grpc.StatusCode.INTERNAL, started, transport=transport)
+        _log_done(call, grpc.StatusCode.INTERNAL, started)
         return Failure(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-    _log_done(method, error.code, started, error, transport=transport)
+    _log_done(call, error.code, started, error)
     return Failure(error.code, error.message, error)
 
 
@@ -217,23 +258,82 @@ def rpc(
     return wrapper
 
 
-def _brief(request: Any) -> str:
-    text = str(request).replace("\n", " ")
-    return text if len(text) <= 300 else text[:300] + "…"
+def _shape(request: Any) -> str:
+    """What a request held, by field name and size, never by value: entries, metadata and
+    ids may be anyone's data, and a log is read by more people than the threads are."""
+    if isinstance(request, MalformedRequest):
+        return f"<malformed {request.type_name}>"
+    if not isinstance(request, message.Message):
+        return f"<{type(request).__name__}>"
+    parts = []
+    for field, value in request.ListFields():
+        if field.is_repeated:  # maps too: size, not keys
+            parts.append(f"{field.name}[{len(value)}]")
+        elif isinstance(value, str | bytes):
+            parts.append(f"{field.name}({len(value)})")
+        elif isinstance(value, message.Message):
+            parts.append(f"{field.name}({value.ByteSize()}B)")
+        else:
+            parts.append(field.name)
+    return f"{request.DESCRIPTOR.name}{{{', '.join(parts)}}}"
+
+
+def _thread_id(request: Any) -> str:
+    """The thread a request names, for the log line ("" when none or malformed)."""
+    thread_id = getattr(request, "thread_id", "")
+    return thread_id if isinstance(thread_id, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _CallLog:
+    """What a call's log lines carry as structured fields (``extra=``), so that the text
+    and the JSON formats (``threads_server.logs``) come from one place."""
+
+    method: str
+    transport: str
+    route: tuple[str, str] | None
+    thread_id: str
+
+    def fields(
+        self, code: grpc.StatusCode, elapsed_ms: float | None = None, reason: str = ""
+    ) -> dict[str, Any]:
+        found: dict[str, Any] = {"method": self.method, "transport": self.transport}
+        if self.route is None:
+            found["grpc_code"] = code.name
+        else:
+            found["route"] = f"{self.route[0]} {self.route[1]}"
+            found["http_status"] = HTTP_STATUS[code]
+            found["grpc_code"] = code.name
+        if elapsed_ms is not None:
+            found["latency_ms"] = round(elapsed_ms, 3)
+        if self.thread_id:
+            found["thread_id"] = self.thread_id
+        if reason:
+            found["reason"] = reason
+        ids = tracing.current_ids()
+        if ids is not None:
+            found["trace_id"], found["span_id"] = ids
+        return found
 
 
 def _log_done(
-    method: str,
+    call: _CallLog,
     code: grpc.StatusCode,
     started: float,
     error: ThreadsError | None = None,
-    *,
-    transport: str,
 ) -> None:
     elapsed_ms = (time.perf_counter() - started) * 1000
-    via = "" if transport == "grpc" else f" via={transport}"
+    via = "" if call.transport == "grpc" else f" via={call.transport}"
+    method = call.method
     if error is None:
-        log.info("rpc=%s code=%s ms=%.2f%s", method, code.name, elapsed_ms, via)
+        log.info(
+            "rpc=%s code=%s ms=%.2f%s",
+            method,
+            code.name,
+            elapsed_ms,
+            via,
+            extra=call.fields(code, elapsed_ms),
+        )
         return
     level = logging.WARNING if code in _SERVER_SIDE else logging.INFO
     log.log(
@@ -246,6 +346,7 @@ def _log_done(
         error.reason,
         error.message,
         f" cause={error.__cause__!r}" if error.__cause__ else "",
+        extra=call.fields(code, elapsed_ms, str(error.reason)),
     )
 
 

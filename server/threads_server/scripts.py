@@ -82,6 +82,12 @@ def name_lines(exc: BaseException, script: AsyncScript) -> None:
         exc.args = (source.name_lines(exc.args[0]), *exc.args[1:])
 
 
+def script_name(script: AsyncScript) -> str:
+    """The file name (``copy``) of a registered script, for spans; "?" for an unknown one."""
+    source = _BY_SHA.get(script.sha)
+    return source.name if source is not None else "?"
+
+
 def script_names() -> list[str]:
     """Every script in ``lua/`` but the prelude: adding ``lua/<name>.lua`` adds a script."""
     folder = resources.files("threads_server").joinpath("lua")

@@ -12,10 +12,11 @@ builds the result from OK, acts on the outcomes that steer it, and raises
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -25,13 +26,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from threads_client.pb import threads_pb2 as pb
-from threads_server import codec, errors, metrics
+from threads_server import codec, errors, metrics, tracing
 from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
 from threads_server.redis_errors import store_errors
 from threads_server.replication import ReplicatedWriter
-from threads_server.scripts import Scripts
+from threads_server.scripts import Scripts, script_name
 from threads_server.search import Cursor, Filters, Query
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
@@ -82,16 +83,20 @@ class ThreadStore:
         script = self._scripts[name]
         if self._replicated is None:
             return await run_script(script, keys, args)
+        replicated = functools.partial(
+            self._replicated.run,
+            script,
+            keys,
+            args,
+            fence=keys[0].removesuffix(":meta") + ":fence",
+            reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
+        )
         started = time.perf_counter()
         try:
+            if tracing.ENABLED:
+                return await _traced_script(script, keys, replicated)
             with store_errors(script):
-                reply = await self._replicated.run(
-                    script,
-                    keys,
-                    args,
-                    fence=keys[0].removesuffix(":meta") + ":fence",
-                    reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
-                )
+                reply = await replicated()
         finally:
             metrics.script_call(script, started)  # the script and its WAIT, as a call
         return parse(reply)
@@ -514,14 +519,30 @@ async def run_script(
     script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
-    values after the tag."""
+    values after the tag. With tracing on, inside a child span of the RPC's."""
     started = time.perf_counter()
     try:
+        if tracing.ENABLED:
+            call = functools.partial(script, keys=keys, args=args)
+            return await _traced_script(script, keys, call)
         with store_errors(script):
             reply = await script(keys=keys, args=args)
     finally:
         metrics.script_call(script, started)
     return parse(reply)
+
+
+async def _traced_script(
+    script: AsyncScript, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
+) -> tuple[Outcome, list[Any]]:
+    """A script ``call`` in a span naming the script, the keys' hash tag and the reply's
+    tag (an outage: status ERROR, with the store's error)."""
+    with tracing.script_span(script_name(script), keys) as span:
+        with store_errors(script):
+            reply = await call()
+        outcome, values = parse(reply)
+        span.set_attribute("threads.outcome", outcome.value)
+        return outcome, values
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

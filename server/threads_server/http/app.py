@@ -151,6 +151,7 @@ def _endpoint(
             metadata=metadata,
             time_remaining=timeout,
             transport="http",
+            route=(route.verb, route.path),
         )
         if isinstance(outcome, rpc.Failure):
             return error_response(outcome.code, outcome.message, outcome.error)
