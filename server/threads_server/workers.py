@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from threads_server.embedded import die_with_parent
 
@@ -92,6 +93,18 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def resolve_listen(listen: str, flag: str) -> tuple[int, int, int, tuple[Any, ...]]:
+    """``host:port`` as (family, type, proto, address) for a listening TCP socket."""
+    host, port = split_listen(listen)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve {flag} host {host!r}: {exc}") from exc
+    return family, kind, proto, address
+
+
 def reserve_port(listen: str, flag: str = "--listen") -> tuple[socket.socket, str]:
     """Checks the address is free, then holds it with a SO_REUSEPORT socket (the gRPC
     port, and the HTTP one: ``flag`` names the setting in errors).
@@ -99,13 +112,8 @@ def reserve_port(listen: str, flag: str = "--listen") -> tuple[socket.socket, st
     Returns the socket (close it to release the port) and the concrete listen address
     (port 0 becomes the port the kernel picked, so every worker binds the same one).
     """
-    host, port = split_listen(listen)
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ListenError(f"cannot resolve listen host {host!r}: {exc}") from exc
+    host = split_listen(listen)[0]
+    family, kind, proto, address = resolve_listen(listen, flag)
     # A plain bind first: it fails if anyone, SO_REUSEPORT or not, has the port.
     with socket.socket(family, kind, proto) as probe:
         try:

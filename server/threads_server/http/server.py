@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from threads_server.config import Settings
-from threads_server.workers import ListenError, split_listen
+from threads_server.workers import ListenError, resolve_listen
 
 log = logging.getLogger("threads.http")
 
@@ -34,13 +34,7 @@ class _EmbeddedServer(uvicorn.Server):
 
 def bind(listen: str, *, reuse_port: bool) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: any free one); ListenError if taken."""
-    host, port = split_listen(listen)
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ListenError(f"cannot resolve --http-listen host {host!r}: {exc}") from exc
+    family, kind, proto, address = resolve_listen(listen, "--http-listen")
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
