@@ -62,13 +62,16 @@ async def test_the_readme_curl_commands_run_as_printed(threads_server: ThreadsSe
     while at < len(text):
         reply, at = json.JSONDecoder().raw_decode(text, at)
         replies.append(reply)
-    created, appended, copied, page = (json.dumps(r) for r in replies)
+    created, appended, copied, page, found, count = (json.dumps(r) for r in replies)
     thread_id = json.loads(created)["thread_id"]
     assert json.loads(created)["metadata"] == {"user": "ada"}
     assert json.loads(appended)["history_length"] >= 1
     copy = json.loads(copied)
     assert copy["copied_from"] == thread_id and copy["history_length"] >= 1
     assert json.loads(page)["entries"][0]["data"] == {"role": "user", "text": "hi"}
-    assert len(replies) == 4  # Delete: 204, no body
+    # Search answers a bare array and Count a bare integer, as LangGraph's do.
+    assert copy["thread_id"] in [t["thread_id"] for t in json.loads(found)]
+    assert json.loads(count) == len(json.loads(found)) >= 1
+    assert len(replies) == 6  # Delete: 204, no body
     async with httpx.AsyncClient(base_url=base_url(threads_server)) as http:
         assert (await http.get(f"/threads/{thread_id}")).status_code == 404
