@@ -138,7 +138,8 @@ bench-metrics: $(STAMP)
 
 # What tracing costs: ghz Get and Copy@10 with tracing off, on but sampling nothing, and
 # on (exporting to a local OTLP receiver), and the build before tracing, in one run
-# (tests/load/bench_tracing.py). BENCH_ARGS="--duration 5s --rounds 1" narrows it.
+# (tests/load/bench_tracing.py). BENCH_ARGS="--duration 5s --rounds 1" narrows it;
+# BENCH_ARGS="--observability" compares all off, metrics, and metrics + tracing instead.
 bench-tracing: $(STAMP)
 	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
 		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0

@@ -326,6 +326,8 @@ def _log_done(
     via = "" if call.transport == "grpc" else f" via={call.transport}"
     method = call.method
     if error is None:
+        if not log.isEnabledFor(logging.INFO):  # the fields (and span ids) cost per call
+            return
         log.info(
             "rpc=%s code=%s ms=%.2f%s",
             method,

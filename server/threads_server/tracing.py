@@ -12,14 +12,16 @@ thread does not survive ``fork``, so the supervisor never sets one up.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 DEFAULT_SERVICE_NAME = "threads"
@@ -28,8 +30,23 @@ RPC_SERVICE = "threads.v1.ThreadService"
 ENABLED = False
 """Checked once per call: False means no span, no context, no SDK import."""
 
+_W3C_HEADERS = frozenset(("traceparent", "tracestate"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sdk:
+    """What the span paths use of the API, resolved once in ``configure``, not per call."""
+
+    propagator: TextMapPropagator
+    server: SpanKind
+    client: SpanKind
+    status: Callable[[StatusCode, str], Status]
+    error: StatusCode
+
+
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
+_sdk: _Sdk | None = None
 
 
 def wanted(environ: Mapping[str, str]) -> bool:
@@ -44,7 +61,7 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
 
     The service name is ``OTEL_SERVICE_NAME`` (or ``service.name`` in
     ``OTEL_RESOURCE_ATTRIBUTES``), else "threads". Idempotent within a process."""
-    global ENABLED, _tracer, _provider  # noqa: PLW0603 - one process-wide switch
+    global ENABLED, _tracer, _provider, _sdk  # noqa: PLW0603 - one process-wide switch
     environ = os.environ if environ is None else environ
     if not wanted(environ):
         return False
@@ -57,6 +74,10 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+    from opentelemetry.trace import SpanKind, Status, StatusCode  # noqa: PLC0415
+    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+        TraceContextTextMapPropagator,
+    )
 
     named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
@@ -71,6 +92,9 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     trace.set_tracer_provider(provider)
     _provider = provider
     _tracer = provider.get_tracer("threads_server")
+    _sdk = _Sdk(
+        TraceContextTextMapPropagator(), SpanKind.SERVER, SpanKind.CLIENT, Status, StatusCode.ERROR
+    )
     ENABLED = True
     return True
 
@@ -89,27 +113,24 @@ def _carrier(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, st
     found: dict[str, str] = {}
     for key, value in metadata or ():
         name = key.lower()
-        if name in ("traceparent", "tracestate") and isinstance(value, str):
+        if name in _W3C_HEADERS and isinstance(value, str):
             found[name] = value
     return found
 
 
-@contextlib.contextmanager
 def rpc_span(
     method: str,
     metadata: Iterable[tuple[str, str | bytes]] | None,
     transport: str,
     route: tuple[str, str] | None = None,
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """The call's SERVER span, current while the handler runs, continuing the caller's
-    ``traceparent`` when it sent one. Only called when ENABLED."""
-    from opentelemetry.trace import SpanKind  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
+    ``traceparent`` when it sent one. Only called when ENABLED.
 
-    assert _tracer is not None
-    parent = TraceContextTextMapPropagator().extract(_carrier(metadata))
+    Per call: the propagator only runs when a W3C header came (no carrier, no context
+    otherwise), and the attributes go in at start, in one dict (one lock, not one each)."""
+    assert _tracer is not None and _sdk is not None
+    carrier = _carrier(metadata)
     attributes: dict[str, Any] = {
         "rpc.system": "grpc",
         "rpc.service": RPC_SERVICE,
@@ -118,15 +139,14 @@ def rpc_span(
     }
     if route is not None:
         attributes["http.request.method"], attributes["http.route"] = route
-    with _tracer.start_as_current_span(
+    return _tracer.start_as_current_span(
         f"{RPC_SERVICE}/{method}",
-        context=parent,
-        kind=SpanKind.SERVER,
+        context=_sdk.propagator.extract(carrier) if carrier else None,
+        kind=_sdk.server,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
-    ) as span:
-        yield span
+    )
 
 
 def end_rpc(
@@ -138,24 +158,24 @@ def end_rpc(
 ) -> None:
     """Records the call's outcome on its span: the gRPC code (and HTTP status), and for a
     failure status ERROR with the message and the ErrorInfo reason."""
-    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
-
-    span.set_attribute("rpc.grpc.status_code", code)
+    assert _sdk is not None
+    if http_status is None and code == 0:  # the common case: one attribute
+        span.set_attribute("rpc.grpc.status_code", code)
+        return
+    attributes: dict[str, Any] = {"rpc.grpc.status_code": code}
     if http_status is not None:
-        span.set_attribute("http.response.status_code", http_status)
+        attributes["http.response.status_code"] = http_status
+    if code != 0 and reason:
+        attributes["threads.error.reason"] = reason
+    span.set_attributes(attributes)
     if code != 0:
-        span.set_status(Status(StatusCode.ERROR, message))
-        if reason:
-            span.set_attribute("threads.error.reason", reason)
+        span.set_status(_sdk.status(_sdk.error, message))
 
 
-@contextlib.contextmanager
-def script_span(name: str, keys: Iterable[str]) -> Iterator[Span]:
+def script_span(name: str, keys: Iterable[str]) -> AbstractContextManager[Span]:
     """A CLIENT span for one Redis script call, child of the current RPC span. Only called
     when ENABLED."""
-    from opentelemetry.trace import SpanKind  # noqa: PLC0415
-
-    assert _tracer is not None
+    assert _tracer is not None and _sdk is not None
     first = next(iter(keys), "")
     start, end = first.find("{"), first.find("}")
     attributes: dict[str, Any] = {
@@ -165,19 +185,18 @@ def script_span(name: str, keys: Iterable[str]) -> Iterator[Span]:
     }
     if 0 <= start < end:
         attributes["threads.hash_tag"] = first[start : end + 1]
-    with _tracer.start_as_current_span(
-        f"redis.script {name}", kind=SpanKind.CLIENT, attributes=attributes
-    ) as span:
-        yield span
+    return _tracer.start_as_current_span(
+        f"redis.script {name}", kind=_sdk.client, attributes=attributes
+    )
 
 
 def current_ids() -> tuple[str, str] | None:
     """The current span's trace and span ids in hex, for log lines; None when off."""
     if not ENABLED:
         return None
-    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.trace import get_current_span  # noqa: PLC0415
 
-    context = trace.get_current_span().get_span_context()
+    context = get_current_span().get_span_context()
     if not context.is_valid:
         return None
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"

@@ -14,6 +14,11 @@ into build/bench-tracing/base and run with its ``server/`` first on PYTHONPATH.
 
 Prints RPS, p50 and server CPU per configuration and scenario (median of the rounds), and
 the ratios on/off, sampled-out/off and off/base. Reports, not assertions.
+
+``--observability`` instead alternates what metrics and tracing cost together (the issue's
+"Cost" question): all off (``--metrics off``, no OTEL_*), metrics on with tracing off (the
+default), metrics and tracing on exporting every span to the receiver, and the same with
+a 10 % ratio sampler (``parentbased_traceidratio``); ratios are each vs all off.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ class Config:
     name: str
     env: dict[str, str]
     base: bool = False
+    server_args: tuple[str, ...] = ()
+
+    @property
+    def traced(self) -> bool:
+        """Whether this configuration keeps the OTEL_* variables (the others drop them)."""
+        return "OTEL_EXPORTER_OTLP_ENDPOINT" in self.env
 
 
 def _base_tree(rev: str, out: Path) -> Path:
@@ -69,12 +80,19 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     parser.add_argument("--base", default="", help="pre-tracing revision (default: merge-base)")
     parser.add_argument("--ghz", default=str(REPO / "build" / "bin" / "ghz"))
     parser.add_argument("--out", default=str(REPO / "build" / "bench-tracing"))
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="all off vs metrics vs metrics+tracing (full and 10%% sampled), no base build",
+    )
     args = parser.parse_args()
     args.redis_url, args.maxmemory = "", "4gb"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base_rev = (
-        args.base
+        "none"
+        if args.observability
+        else args.base
         or subprocess.run(
             ["git", "merge-base", "HEAD", "main"],
             cwd=REPO,
@@ -83,7 +101,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             check=True,
         ).stdout.strip()
     )
-    base_server = _base_tree(base_rev, out)
+    base_server = None if args.observability else _base_tree(base_rev, out)
     receiver_port = free_port()
     receiver_log = open(out / "receiver.log", "w")  # noqa: SIM115 - closed at the end
     receiver = subprocess.Popen(
@@ -93,12 +111,22 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         stderr=subprocess.STDOUT,
     )
     endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver_port}"}
-    configs = [
-        Config("base", {"PYTHONPATH": str(base_server)}, base=True),
-        Config("off", {}),
-        Config("sampled-out", {**endpoint, "OTEL_TRACES_SAMPLER": "always_off"}),
-        Config("on", endpoint),
-    ]
+    ratio = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    configs = (
+        [
+            Config("all-off", {}, server_args=("--metrics", "off")),
+            Config("metrics", {}),
+            Config("metrics+tr", endpoint),
+            Config("m+tr-10%", {**endpoint, **ratio}),
+        ]
+        if base_server is None
+        else [
+            Config("base", {"PYTHONPATH": str(base_server)}, base=True),
+            Config("off", {}),
+            Config("sampled-out", {**endpoint, "OTEL_TRACES_SAMPLER": "always_off"}),
+            Config("on", endpoint),
+        ]
+    )
     results: dict[tuple[str, str], list[Result]] = {}
     receiver_cpu: dict[str, list[float]] = {}
     print(f"base = {base_rev[:12]}; receiver on 127.0.0.1:{receiver_port}", flush=True)
@@ -111,10 +139,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script
                     out_dir.mkdir(exist_ok=True)
                     server = ServerProcess(
                         ["--workers", "1", "--redis-url", url, "--log-level", "WARNING",
-                         "--http-listen", ""],
+                         "--http-listen", "", *config.server_args],
                         out / f"server-{config.name}.log",
                         {k: v for k, v in environment(config.env).items()
-                         if config.name in ("on", "sampled-out") or not k.startswith("OTEL_")},
+                         if config.traced or not k.startswith("OTEL_")},
                         None,
                     )  # fmt: skip
                     try:
@@ -144,7 +172,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
                     finally:
                         server.stop()
                         server.kill_all()
-            micro = _micro(configs, url, args.rounds + 1)
+            micro = {} if args.observability else _micro(configs, url, args.rounds + 1)
     finally:
         receiver.terminate()
         receiver.wait(timeout=30)
@@ -168,6 +196,14 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             f"{name:<12} {scenario:<8} {median[name, scenario]:8.0f} {p50:7.2f} {cpu:8.0f} "
             f"{per_call[name, scenario]:15.0f}"
         )
+    if args.observability:
+        _observability_summary(median, per_call)
+        print(
+            "receiver CPU% of a core while 'metrics+tr' ran: "
+            f"{statistics.median(receiver_cpu['metrics+tr']):.0f}"
+        )
+        print((out / "receiver.log").read_text().strip().splitlines()[-1])
+        return 1 if any(r.errors for runs in results.values() for r in runs) else 0
     for scenario in SCENARIOS:
         off = median["off", scenario]
         cost = {config.name: per_call[config.name, scenario] for config in configs}
@@ -196,6 +232,25 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     print((out / "receiver.log").read_text().strip().splitlines()[-1])
     errors = sum(r.errors for runs in results.values() for r in runs)
     return 1 if errors else 0
+
+
+def _observability_summary(
+    median: dict[tuple[str, str], float], per_call: dict[tuple[str, str], float]
+) -> None:
+    """Each configuration's RPS as a share of all off, and what each part adds per call."""
+    for scenario in SCENARIOS:
+        off, us = (
+            median["all-off", scenario],
+            {n: per_call[n, s] for n, s in per_call if s == scenario},
+        )
+        print(
+            f"{scenario}: vs all off: metrics {median['metrics', scenario] / off:.3f}, "
+            f"metrics+tracing {median['metrics+tr', scenario] / off:.3f}, "
+            f"metrics+tracing 10% {median['m+tr-10%', scenario] / off:.3f}; server CPU per "
+            f"call: metrics {us['metrics'] - us['all-off']:+.0f} us, tracing (all sampled) "
+            f"{us['metrics+tr'] - us['metrics']:+.0f} us, tracing (10%) "
+            f"{us['m+tr-10%'] - us['metrics']:+.0f} us"
+        )
 
 
 def _micro(configs: list[Config], url: str, rounds: int) -> dict[str, dict[str, float]]:
