@@ -143,8 +143,8 @@ async def run(
     errors to a status, one log line. Returns the response, or the Failure to send.
     ``route``: the HTTP (verb, path template) the call came by, for its log line and span.
     With tracing on, all of it runs inside the call's SERVER span (``tracing.rpc_span``)."""
-    call = functools.partial(
-        _run,
+    # A coroutine: nothing runs until it is awaited, inside the span when there is one.
+    call = _run(
         servicer,
         handler,
         request,
@@ -154,9 +154,9 @@ async def run(
         route=route,
     )
     if not tracing.ENABLED:
-        return await call()
+        return await call
     with tracing.rpc_span(handler.__name__, metadata, transport, route) as span:
-        outcome = await call()
+        outcome = await call
         code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
         tracing.end_rpc(
             span,
