@@ -82,17 +82,33 @@ def test_the_layers_above_the_store_do_not_import_redis(module: object) -> None:
 async def test_one_log_line_per_rpc_with_method_code_and_latency(
     stub: Stub, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="threads.rpc")
+    caplog.set_level("DEBUG", logger="threads.rpc")
     created = (await stub.Create(pb.CreateRequest())).thread
     with pytest.raises(grpc.RpcError):
         await stub.Get(pb.GetRequest(thread_id=str(uuid.uuid4())))
     await stub.Get(pb.GetRequest(thread_id=created.thread_id))
-    lines = [r.getMessage() for r in caplog.records if r.name == "threads.rpc"]
+    records = [r for r in caplog.records if r.name == "threads.rpc"]
+    lines = [r.getMessage() for r in records]
     assert len(lines) == 3
     assert lines[0].startswith("rpc=Create code=OK ms=")
     assert lines[1].startswith("rpc=Get code=NOT_FOUND ms=")
     assert "reason=THREAD_NOT_FOUND" in lines[1]
     assert lines[2].startswith("rpc=Get code=OK ms=")
+    # Successful calls are DEBUG (metrics count them); a caller's mistake stays INFO.
+    assert [r.levelname for r in records] == ["DEBUG", "INFO", "DEBUG"]
+
+
+async def test_at_info_only_failed_calls_are_logged(
+    stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default level: no line per successful call (thousands a second under load)."""
+    caplog.set_level("INFO", logger="threads.rpc")
+    created = (await stub.Create(pb.CreateRequest())).thread
+    await stub.Get(pb.GetRequest(thread_id=created.thread_id))
+    with pytest.raises(grpc.RpcError):
+        await stub.Get(pb.GetRequest(thread_id=str(uuid.uuid4())))
+    lines = [r.getMessage() for r in caplog.records if r.name == "threads.rpc"]
+    assert len(lines) == 1 and lines[0].startswith("rpc=Get code=NOT_FOUND ms="), lines
 
 
 def _varint(n: int) -> bytes:

@@ -293,7 +293,9 @@ class Settings:
         _positive_int,
         "server processes sharing the port (SO_REUSEPORT); default: the number of CPUs",
     )
-    log_level: str = _opt("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR")
+    log_level: str = _opt(
+        "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR (DEBUG: a line per successful RPC too)"
+    )
     log_format: str = _opt(
         "text",
         _log_format,

@@ -322,34 +322,41 @@ def _log_done(
     started: float,
     error: ThreadsError | None = None,
 ) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    via = "" if call.transport == "grpc" else f" via={call.transport}"
-    method = call.method
     if error is None:
-        if not log.isEnabledFor(logging.INFO):  # the fields (and span ids) cost per call
+        # A successful call is DEBUG: metrics count it, and a line each would be thousands
+        # a second. A bug's (INTERNAL, whose traceback is logged before) stays INFO.
+        level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
+        if not log.isEnabledFor(level):  # the fields (and span ids) cost per call
             return
-        log.info(
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.log(
+            level,
             "rpc=%s code=%s ms=%.2f%s",
-            method,
+            call.method,
             code.name,
             elapsed_ms,
-            via,
+            _via(call),
             extra=call.fields(code, elapsed_ms),
         )
         return
+    elapsed_ms = (time.perf_counter() - started) * 1000
     level = logging.WARNING if code in _SERVER_SIDE else logging.INFO
     log.log(
         level,
         "rpc=%s code=%s ms=%.2f%s reason=%s message=%s%s",
-        method,
+        call.method,
         code.name,
         elapsed_ms,
-        via,
+        _via(call),
         error.reason,
         error.message,
         f" cause={error.__cause__!r}" if error.__cause__ else "",
         extra=call.fields(code, elapsed_ms, str(error.reason)),
     )
+
+
+def _via(call: _CallLog) -> str:
+    return "" if call.transport == "grpc" else f" via={call.transport}"
 
 
 _SERVER_SIDE = frozenset(
