@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import (
@@ -269,6 +270,12 @@ async def raw_client(own_redis: RedisProcess) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+def _handled(labels: dict[str, str]) -> float:
+    """grpc_server_handled_total of this process (in-process servers use its registry)."""
+    found = REGISTRY.get_sample_value("grpc_server_handled_total", labels)
+    return found or 0.0
+
+
 async def _history_data(
     stub: pb_grpc.ThreadServiceAsyncStub, thread_id: str
 ) -> list[dict[str, Any]]:
@@ -280,8 +287,19 @@ async def _history_data(
 
 
 async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
-    own_redis: RedisProcess, raw_client: Any, start_server: StartServer
+    own_redis: RedisProcess,
+    raw_client: Any,
+    start_server: StartServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("INFO", logger="threads.rpc")
+    deadline_count = {
+        "grpc_type": "unary",
+        "grpc_service": "threads.v1.ThreadService",
+        "grpc_method": "Append",
+        "grpc_code": "DeadlineExceeded",
+    }
+    counted_before = _handled(deadline_count)
     app = await start_server(settings_for_test(), own_redis.url)
     await app.wait_health(SERVING)
     stub = app.stub
@@ -303,6 +321,15 @@ async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
         return not await _blocked_threads_clients(raw_client)
 
     await _eventually(abandoned, "the server dropped the Redis call of the expired RPC")
+
+    # gRPC cancelled the handler at the deadline (no timer of ours): still logged and
+    # counted as DEADLINE_EXCEEDED, not as a caller that went away.
+    async def logged() -> bool:
+        lines = [r.getMessage() for r in caplog.records if r.name == "threads.rpc"]
+        return any(line.startswith("rpc=Append code=DEADLINE_EXCEEDED") for line in lines)
+
+    await _eventually(logged, "the expired Append's log line")
+    assert _handled(deadline_count) == counted_before + 1
     await raw_client.execute_command("CLIENT", "UNPAUSE")
 
     # Unchanged, or appended exactly once; never partial or twice.

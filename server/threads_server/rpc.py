@@ -49,10 +49,27 @@ def to_threads_error(exc: Exception) -> ThreadsError | None:
     if isinstance(exc, ThreadsError):
         return exc
     if isinstance(exc, TimeoutError):
-        return DeadlineExceeded(
-            "the deadline expired before the thread store answered", reason=Reason.DEADLINE_EXCEEDED
-        )
+        return _deadline_error()
     return None
+
+
+def _deadline_error() -> DeadlineExceeded:
+    return DeadlineExceeded(
+        "the deadline expired before the thread store answered", reason=Reason.DEADLINE_EXCEEDED
+    )
+
+
+# The transport's clock and ours start a moment apart: a cancellation this close to the
+# deadline is the deadline's.
+_DEADLINE_SLACK_SECONDS = 0.005
+
+
+def past_deadline(started: float, time_remaining: float | None) -> bool:
+    """Whether a call that began at ``started`` (perf_counter) with ``time_remaining``
+    has reached its deadline: a cancellation then is DEADLINE_EXCEEDED, not CANCELLED."""
+    if time_remaining is None:
+        return False
+    return time.perf_counter() - started >= time_remaining - _DEADLINE_SLACK_SECONDS
 
 
 class MalformedRequest:
@@ -137,11 +154,14 @@ async def run(
     time_remaining: float | None,
     transport: str = "grpc",
     route: tuple[str, str] | None = None,
+    deadline_timer: bool = True,
 ) -> Resp | Failure:
     """The per-call pipeline every transport shares: auth from the call's metadata (gRPC
     metadata or HTTP headers), a malformed request as INVALID_ARGUMENT, the deadline,
     errors to a status, one log line. Returns the response, or the Failure to send.
     ``route``: the HTTP (verb, path template) the call came by, for its log line and span.
+    ``deadline_timer`` False: the transport itself cancels the call at its deadline (gRPC
+    does: its core cancels the handler's task), so no timer per call here.
     With tracing on, all of it runs inside the call's SERVER span (``tracing.rpc_span``)."""
     # A coroutine: nothing runs until it is awaited, inside the span when there is one.
     call = _run(
@@ -152,6 +172,7 @@ async def run(
         time_remaining=time_remaining,
         transport=transport,
         route=route,
+        deadline_timer=deadline_timer,
     )
     if not tracing.ENABLED:
         return await call
@@ -177,6 +198,7 @@ async def _run(
     time_remaining: float | None,
     transport: str,
     route: tuple[str, str] | None,
+    deadline_timer: bool,
 ) -> Resp | Failure:
     method = handler.__name__
     call = _CallLog(method, transport, route, _thread_id(request))
@@ -192,8 +214,15 @@ async def _run(
         if time_remaining is not None and time_remaining <= 0:
             # Do not start a write the caller has already given up on.
             raise TimeoutError
-        async with asyncio.timeout(time_remaining):
+        if deadline_timer:
+            async with asyncio.timeout(time_remaining):
+                response = await handler(servicer, request, owner)
+        else:
             response = await handler(servicer, request, owner)
+    except asyncio.CancelledError:
+        if past_deadline(started, time_remaining):  # the transport ended it at the deadline
+            _log_done(call, grpc.StatusCode.DEADLINE_EXCEEDED, started, _deadline_error())
+        raise
     except Exception as exc:
         failure, error = exc, to_threads_error(exc)
     else:
@@ -232,16 +261,20 @@ def rpc(
     @functools.wraps(handler)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         started = metrics.grpc_started_call(method)
+        time_remaining = context.time_remaining()
         try:
             outcome = await run(
                 self,
                 handler,
                 request,
                 metadata=context.invocation_metadata(),
-                time_remaining=context.time_remaining(),
+                time_remaining=time_remaining,
+                deadline_timer=False,  # gRPC cancels this task at the caller's deadline
             )
-        except asyncio.CancelledError:  # the caller went away
-            metrics.grpc_handled_call(method, grpc.StatusCode.CANCELLED, started)
+        except asyncio.CancelledError:  # the deadline passed, or the caller went away
+            expired = past_deadline(started, time_remaining)
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            metrics.grpc_handled_call(method, code, started)
             raise
         code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
         metrics.grpc_handled_call(method, code, started)
