@@ -54,6 +54,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("tls_key_file", "/tls/a.key", Path("/tls/a.key"), "b.key", Path("b.key")),
     ("tls_client_ca_file", "/tls/ca.crt", Path("/tls/ca.crt"), "ca2.crt", Path("ca2.crt")),
     ("workers", "1", 1, "4", 4),
+    ("event_loop", "asyncio", "asyncio", "uvloop", "uvloop"),
     ("log_level", "debug", "DEBUG", "Warning", "WARNING"),
     ("log_format", "json", "json", "text", "text"),
 ]  # fmt: skip
@@ -206,6 +207,7 @@ def test_mixed_sources_each_setting_from_its_own_highest_source() -> None:
         ([], {"THREADS_MAX_ENTRIES_PER_REQUEST": "many"}, "THREADS_MAX_ENTRIES_PER_REQUEST"),
         (["--appendfsync", "sometimes"], {}, "--appendfsync"),
         (["--log-format", "yaml"], {}, "--log-format"),
+        (["--event-loop", "trio"], {}, "--event-loop"),
         ([], {"THREADS_APPENDFSYNC": "bogus"}, "THREADS_APPENDFSYNC"),
     ],
 )

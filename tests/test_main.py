@@ -241,6 +241,36 @@ def test_environment_alone_configures_the_server(
     assert server.stop() == 0, server.tail()
 
 
+@pytest.mark.parametrize(
+    ("args", "loop"), [([], "uvloop"), (["--event-loop", "asyncio"], "asyncio")]
+)
+def test_the_event_loop_is_uvloop_unless_asked_otherwise(
+    spawn: Spawn, redis_server: RedisProcess, args: list[str], loop: str
+) -> None:
+    port = free_port()
+    server = spawn(
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--redis-url",
+        redis_server.url,
+        "--workers",
+        "2",
+        *args,
+        port=port,
+    )
+    server.wait_serving()
+    for _ in range(4):  # calls reach both workers' loops (SO_REUSEPORT spreads connections)
+        thread_id = create_thread(server)
+        with server.channel() as channel:
+            stub = pb_grpc.ThreadServiceStub(channel)
+            copied = stub.Copy(pb.CopyRequest(thread_id=thread_id), timeout=10).thread
+        assert copied.history_length == 1 and copied.copied_from == thread_id
+    assert server.stop() == 0, server.tail()
+    lines = [line for line in server.log().splitlines() if "event loop: " in line]
+    assert len(lines) == 2, server.tail()  # one per worker
+    assert all(line.split("event loop: ")[1].split()[0] == loop for line in lines), lines
+
+
 # --- (d) --help and invalid values ----------------------------------------------------
 
 

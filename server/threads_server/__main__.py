@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from threads_server import logs, tracing
+from threads_server import event_loop, logs, tracing
 from threads_server.auth import AuthConfigError, Authenticator
 from threads_server.config import Settings
 from threads_server.embedded import EmbeddedServer, EmbeddedServerError
@@ -104,8 +104,11 @@ def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> in
     async def serve() -> None:
         await ThreadsServer(settings, redis_url, reuse_port=reuse_port).serve_until_signal()
 
+    loop_name, loop_factory = event_loop.factory(settings.event_loop)
+    log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(serve())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve())
     except (ListenError, TLSConfigError, AuthConfigError) as exc:
         # A worker re-reads the TLS files when it (re)starts; if they broke since the
         # parent checked them, restarting it again would not help either.

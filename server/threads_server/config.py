@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threads_server.event_loop import parse as event_loop_choice
+
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
 
 
@@ -292,6 +294,11 @@ class Settings:
         len(os.sched_getaffinity(0)),
         _positive_int,
         "server processes sharing the port (SO_REUSEPORT); default: the number of CPUs",
+    )
+    event_loop: str = _opt(
+        "auto",
+        event_loop_choice,
+        "auto (uvloop where installed, else asyncio's), uvloop or asyncio",
     )
     log_level: str = _opt(
         "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR (DEBUG: a line per successful RPC too)"
