@@ -182,6 +182,23 @@ def test_one_scrape_sums_every_worker_and_survives_a_worker_replaced(
     assert not directory.exists(), "the parent removes the metrics directory on exit"
 
 
+def test_the_cached_pid_follows_a_fork() -> None:
+    """Multiprocess mode files values by pid; the pid is cached (os.getpid is a system call
+    per inc), so a process forked after import must see its own, or it would write into
+    its parent's file."""
+    assert metrics._process_id() == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, str(metrics._process_id()).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        reported = int(pipe.read())
+    os.waitpid(child, 0)
+    assert reported == child != os.getpid()
+
+
 def test_grpc_codes_carry_go_grpc_names() -> None:
     expected = [
         "OK",
