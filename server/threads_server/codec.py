@@ -49,23 +49,37 @@ def metadata_size(args: Sequence[bytes]) -> int:
 
 
 def thread_from_fields(thread_id: str, history_length: int, fields: Sequence[bytes]) -> pb.Thread:
-    """Builds a Thread from its meta HASH as a script returns it: [field, value, ...]."""
-    thread = pb.Thread(thread_id=thread_id, history_length=history_length)
-    thread.metadata.SetInParent()
-    for name, value in zip(fields[0::2], fields[1::2], strict=True):
+    """Builds a Thread from its meta HASH as a script returns it: [field, value, ...].
+
+    On every Get, Copy and Update reply, so built in one pass: scalars in the constructor,
+    timestamps set in place (no Timestamp made and copied in), the rest only for metadata.
+    """
+    pairs = iter(fields)
+    found = dict(zip(pairs, pairs, strict=True))
+    thread = pb.Thread(
+        thread_id=thread_id,
+        history_length=history_length,
+        copied_from=found.pop(COPIED_FROM, b"").decode("ascii"),
+        owner=found.pop(OWNER, b"").decode("utf-8"),
+    )
+    for name, stamp in ((CREATED_AT, thread.created_at), (UPDATED_AT, thread.updated_at)):
+        us = found.pop(name, None)
+        if us is not None:
+            _set_us(stamp, int(us))
+    expire_ms = found.pop(EXPIRE_AT_MS, None)
+    if expire_ms is not None:
+        _set_us(thread.expire_time, int(expire_ms) * 1000)
+    metadata = thread.metadata
+    metadata.SetInParent()
+    for name, value in found.items():
         if name.startswith(META_PREFIX):
-            thread.metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(value)
-        elif name == CREATED_AT:
-            thread.created_at.CopyFrom(timestamp_from_us(int(value)))
-        elif name == UPDATED_AT:
-            thread.updated_at.CopyFrom(timestamp_from_us(int(value)))
-        elif name == COPIED_FROM:
-            thread.copied_from = value.decode("ascii")
-        elif name == OWNER:
-            thread.owner = value.decode("utf-8")
-        elif name == EXPIRE_AT_MS:
-            thread.expire_time.CopyFrom(timestamp_from_us(int(value) * 1000))
+            metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(value)
     return thread
+
+
+def _set_us(stamp: timestamp_pb2.Timestamp, us: int) -> None:
+    stamp.seconds, micros = divmod(us, 1_000_000)
+    stamp.nanos = micros * 1000
 
 
 def encode_entries(entries: Iterable[pb.Entry], created_us: int) -> list[bytes]:
