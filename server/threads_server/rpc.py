@@ -317,7 +317,7 @@ def _thread_id(request: Any) -> str:
     return thread_id if isinstance(thread_id, str) else ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every call, and a frozen __init__ costs more
 class _CallLog:
     """What a call's log lines carry as structured fields (``extra=``), so that the text
     and the JSON formats (``threads_server.logs``) come from one place."""
