@@ -55,6 +55,7 @@ def test_spans_per_call_continue_the_callers_trace_and_carry_failures(  # noqa: 
     store, port = receiver
     server = spawn(
         "--workers", "2", "--redis-url", redis_server.url, "--log-format", "json",
+        "--log-level", "debug",  # a successful call's line, checked at the end, is DEBUG
         env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -178,6 +179,7 @@ def test_without_otel_variables_no_provider_is_installed(
     request.addfinalizer(lambda: default.stop(None))
     server = spawn(
         "--workers", "1", "--redis-url", redis_server.url, "--log-format", "json",
+        "--log-level", "debug",  # the successful call's line, checked below, is DEBUG
         env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_BSP_SCHEDULE_DELAY": "100"},
     )  # fmt: skip
     server.wait_serving()
