@@ -12,7 +12,7 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing
+.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
 
 install: $(STAMP)
 
@@ -122,28 +122,35 @@ bench-http: $(LANGGRAPH_VENV)/.installed-stamp $(BENCH_HTTP_VENV)/.installed-sta
 bench-search: $(STAMP)
 	$(PY) -m tests.load.bench_search $(BENCH_ARGS)
 
-# ghz scenarios against --workers 1 and N (tests/load/README.md); builds ghz into build/bin
-# unless the one there is already v0.121.0 (its --version says "dev", so ask go version -m).
-load: $(STAMP)
+# ghz v0.121.0 into build/bin, for the ghz benches below, unless the one there is already
+# that version (its --version says "dev", so ask go version -m).
+ghz:
 	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
 		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+
+# ghz scenarios against --workers 1 and N (tests/load/README.md).
+load: $(STAMP) ghz
 	$(PY) -m tests.load.ghz_load $(LOAD_ARGS)
 
 # What Prometheus metrics cost: ghz Get and Copy@10 RPS with metrics on vs --metrics off,
 # side by side, and each recorder's ns per call (tests/load/bench_metrics.py).
-bench-metrics: $(STAMP)
-	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
-		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+bench-metrics: $(STAMP) ghz
 	$(PY) -m tests.load.bench_metrics $(BENCH_METRICS_ARGS)
 
 # What tracing costs: ghz Get and Copy@10 with tracing off, on but sampling nothing, and
 # on (exporting to a local OTLP receiver), and the build before tracing, in one run
 # (tests/load/bench_tracing.py). BENCH_ARGS="--duration 5s --rounds 1" narrows it;
 # BENCH_ARGS="--observability" compares all off, metrics, and metrics + tracing instead.
-bench-tracing: $(STAMP)
-	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
-		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+bench-tracing: $(STAMP) ghz
 	$(PY) -m tests.load.bench_tracing $(BENCH_ARGS)
+
+# What a call costs, build against build: ghz Health, Copy@10, Copy@1000, Get and Append
+# against several revisions of the server (default: the merge-base with main and this
+# checkout), all started at once and measured in turn, at 1 and N workers: RPS, ratios to
+# Health, calls per server CPU-second (tests/load/bench_cost.py; build/bench-cost/results.md).
+# BENCH_COST_ARGS="--variant a=main --variant b=WORKTREE:'--metrics off' --duration 5s".
+bench-cost: $(STAMP) ghz
+	$(PY) -m tests.load.bench_cost $(BENCH_COST_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

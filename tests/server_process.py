@@ -47,6 +47,23 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def supports_http(python: str, env: dict[str, str] | None = None) -> bool:
+    """Whether this build's server has the HTTP front door (its --help names --http-listen).
+
+    ``env`` (default: ``environment()``) picks the build, through its PYTHONPATH.
+    """
+    shown = subprocess.run(
+        [python, "-m", "threads_server", "--help"],
+        cwd=REPO,
+        env=environment() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return "--http-listen" in shown.stdout
+
+
 def eventually(check: Callable[[], bool], what: str, bound: float = POLL_BOUND) -> None:
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
@@ -87,17 +104,18 @@ class ServerProcess:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
+        http: bool = True,
     ) -> None:
         self.credentials = credentials
         self.channel_options = list(channel_options)
         self.port = free_port() if port is None else port
         # A free HTTP port too, so that servers never meet on the default 8080; a test's
-        # own --http-listen comes later in the arguments and wins.
+        # own --http-listen comes later in the arguments and wins. ``http=False`` passes no
+        # --http-listen at all (a build from before the HTTP front door has no such flag).
         self.http_port = free_port()
         self.args = [
             *(() if port is not None else ("--listen", f"127.0.0.1:{self.port}")),
-            "--http-listen",
-            f"127.0.0.1:{self.http_port}",
+            *(("--http-listen", f"127.0.0.1:{self.http_port}") if http else ()),
             *args,
         ]
         self.log_path = log_path

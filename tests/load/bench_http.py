@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 import threads_client
 from tests.redis_process import free_port
-from tests.server_process import ServerProcess, environment, tcp_accepts
+from tests.server_process import ServerProcess, environment, supports_http, tcp_accepts
 
 REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / "build" / "bench-http"
@@ -253,20 +253,6 @@ def thread_id_of(copied: Any) -> str:
 
 
 # ---------------------------------------------------------------- this service
-
-
-def supports_http(python: str) -> bool:
-    """Whether this build's server has the HTTP front door (its --help names --http-listen)."""
-    shown = subprocess.run(
-        [python, "-m", "threads_server", "--help"],
-        cwd=REPO,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return "--http-listen" in shown.stdout
 
 
 class OurServer:

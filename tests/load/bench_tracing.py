@@ -24,20 +24,25 @@ a 10 % ratio sampler (``parentbased_traceidratio``); ratios are each vs all off.
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from tests.load.ghz_load import REPO, Result, delete_copies, redis_for_run, run_scenario
+from tests.load.ghz_load import (
+    REPO,
+    Result,
+    delete_copies,
+    git_archive,
+    git_output,
+    redis_for_run,
+    run_scenario,
+)
 from tests.load.seed import seed
 from tests.redis_process import free_port
 from tests.server_process import ServerProcess, environment
@@ -60,15 +65,7 @@ class Config:
 
 def _base_tree(rev: str, out: Path) -> Path:
     """The server package as of ``rev``, extracted under ``out`` (its ``server/`` dir)."""
-    target = out / "base"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "server"], cwd=REPO, capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-    return target / "server"
+    return git_archive(rev, out / "base", "server") / "server"
 
 
 def main() -> int:  # noqa: PLR0915 - one linear script
@@ -90,16 +87,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base_rev = (
-        "none"
-        if args.observability
-        else args.base
-        or subprocess.run(
-            ["git", "merge-base", "HEAD", "main"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        "none" if args.observability else args.base or git_output("merge-base", "HEAD", "main")
     )
     base_server = None if args.observability else _base_tree(base_rev, out)
     receiver_port = free_port()

@@ -27,15 +27,17 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import io
 import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,9 @@ class Result:
     spread: list[int] = field(default_factory=list)
     # CPU used during the run, in % of one core: server processes, Redis, ghz.
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # CPU-seconds of the whole server during the run: the parent and every worker.
+    server_cpu_seconds: float = 0.0
+    elapsed: float = 0.0
     failure: str = ""
 
 
@@ -132,9 +137,16 @@ def ghz_version(ghz: Path) -> str:
 
 
 def ghz_command(
-    ghz: Path, scenario: str, target: str, args: argparse.Namespace, report_path: Path
+    ghz: Path,
+    scenario: str,
+    target: str,
+    args: argparse.Namespace,
+    report_path: Path,
+    *,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """ghz with the scenario's config file; the command line sets host, connections, output."""
+    """ghz with the scenario's config file; the command line sets host, connections, output
+    (and ``extra`` flags, e.g. ``--total N`` for a count-bound scenario)."""
     config_path = CONFIG_DIR / f"{scenario}.json"
     config: dict[str, Any] = json.loads(config_path.read_text())
     command = [
@@ -150,7 +162,7 @@ def ghz_command(
     # and 100,000-entry threads) a duration would replace the count and copies pile up.
     if args.duration and "duration" in config:
         command += ["--duration", args.duration]
-    return [*command, target]
+    return [*command, *extra, target]
 
 
 def warm_up(ghz: Path, server: ServerProcess, args: argparse.Namespace, out_dir: Path) -> None:
@@ -160,8 +172,10 @@ def warm_up(ghz: Path, server: ServerProcess, args: argparse.Namespace, out_dir:
     run's 100,000-entry copies cost ~3x the Redis CPU of a warm one's, so without this the
     first worker configuration would look slower for a reason that is not the server's.
     """
-    command = ghz_command(ghz, "copy_100000", server.target, args, out_dir / "warmup.json")
-    subprocess.run([*command[:-1], "--total", "200", command[-1]], capture_output=True, check=False)
+    command = ghz_command(
+        ghz, "copy_100000", server.target, args, out_dir / "warmup.json", extra=("--total", "200")
+    )
+    subprocess.run(command, capture_output=True, check=False)
 
 
 def run_scenario(
@@ -172,11 +186,17 @@ def run_scenario(
     redis_pid: int,
     args: argparse.Namespace,
     out_dir: Path,
+    extra: Sequence[str] = (),
+    timeout: float | None = None,
+    echo: bool = True,
 ) -> Result:
+    """One ghz run of ``scenario``; ghz is killed (and the run failed) after ``timeout`` s."""
     report_path = out_dir / f"{scenario}.json"
-    command = ghz_command(ghz, scenario, server.target, args, report_path)
+    report_path.unlink(missing_ok=True)
+    command = ghz_command(ghz, scenario, server.target, args, report_path, extra=extra)
     result = Result(scenario, len(server.serving_pids()))
-    print(f"  {scenario:<{NAME_WIDTH}} {' '.join(command[1:])}", flush=True)
+    if echo:
+        print(f"  {scenario:<{NAME_WIDTH}} {' '.join(command[1:])}", flush=True)
     done = threading.Event()
 
     def sample() -> None:
@@ -188,13 +208,23 @@ def run_scenario(
 
     sampler = threading.Thread(target=sample, daemon=True)
     server_pids = server.serving_pids()
+    whole_server = sorted({server.process.pid, *server_pids})
     before = (cpu_seconds(server_pids), cpu_seconds([redis_pid]), children_cpu_seconds())
+    whole_before = cpu_seconds(whole_server)
     began = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler.start()
-    stdout, stderr = process.communicate()
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        report_path.unlink(missing_ok=True)
+        stderr = f"killed after {timeout:.0f}s (the run's time bound); {stderr}"
     elapsed = time.monotonic() - began
     after = (cpu_seconds(server_pids), cpu_seconds([redis_pid]), children_cpu_seconds())
+    result.server_cpu_seconds = cpu_seconds(whole_server) - whole_before
+    result.elapsed = elapsed
     done.set()
     sampler.join()
     server_cpu, redis_cpu, ghz_cpu = (
@@ -252,6 +282,26 @@ def delete_copies(store: redis.Redis, target: str) -> int:
     if copies:
         asyncio.run(delete_threads(target, copies))
     return len(copies)
+
+
+def git_archive(rev: str, target: Path, *paths: str) -> Path:
+    """``paths`` (e.g. ``server``, ``client``) as of git revision ``rev``, extracted into a
+    fresh ``target`` directory (which is returned)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, *paths], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def git_output(*command: str) -> str:
+    """What ``git <command>`` prints in this checkout, stripped; raises if git fails."""
+    return subprocess.run(
+        ["git", *command], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @contextlib.contextmanager
@@ -389,14 +439,15 @@ def print_table(results: list[Result], worker_counts: list[int], scenarios: list
         print(f"\nRPS {high} workers / {low} worker: " + ", ".join(ratios))
 
 
-def scenario_list(value: str) -> list[str]:
-    """``--scenarios``: names of ``SCENARIOS``, comma-separated, each once."""
+def scenario_list(value: str, choices: Sequence[str] = SCENARIOS) -> list[str]:
+    """``--scenarios``: names of ``choices`` (default ``SCENARIOS``), comma-separated, each
+    once."""
     names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SCENARIOS]
+    unknown = [name for name in names if name not in choices]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown scenario(s) {','.join(unknown) or '(none given)'}; choose from "
-            + ",".join(SCENARIOS)
+            + ",".join(choices)
         )
     return list(dict.fromkeys(names))
 

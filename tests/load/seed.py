@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -132,10 +132,11 @@ def seed_thread(client: SyncClient, spec: SeedThread) -> bool:
     return True
 
 
-def seed(target: str) -> list[tuple[SeedThread, bool]]:
-    """Seeds every thread of ``THREADS`` at ``target``; each with whether it was (re)made."""
+def seed(target: str, threads: Sequence[SeedThread] = THREADS) -> list[tuple[SeedThread, bool]]:
+    """Seeds ``threads`` (default: every one of ``THREADS``) at ``target``; each with
+    whether it was (re)made."""
     with get_sync_client(target, timeout=30) as client:
-        return [(spec, seed_thread(client, spec)) for spec in THREADS]
+        return [(spec, seed_thread(client, spec)) for spec in threads]
 
 
 async def _each_search_thread(
