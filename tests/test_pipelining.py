@@ -2,8 +2,9 @@
 
 Each test issues script calls the way the store does (``run_script`` with the pipeline's
 ``call``, inside ``store_errors``) on a client built as the server builds it
-(``connect_redis``), against a Redis of its own that it can pause. Calls gathered in one
-``asyncio.gather`` are issued in the same event-loop tick, so they form one batch.
+(``connect_redis``), against a Redis of its own that it can pause. Every call goes over the
+pipeline's one connection; calls issued before the earlier ones are answered (gathered, or
+while Redis is paused) are in flight on it together.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class Client:
         self.read: AsyncScript = scripts.register(self.redis, "read", READ)
 
     async def load(self) -> None:
-        """As ``ThreadStore.prepare`` does before the first call (a NOSCRIPT is sent again
-        after loading the script, which would take the call out of its batch)."""
+        """As ``ThreadStore.prepare`` does before the first call (so that no NOSCRIPT, and
+        the call sent again after it, changes the order the calls run in)."""
         for script in (self.push, self.read):
             await self.redis.script_load(script.script)
 
@@ -101,16 +102,34 @@ async def _blocked(raw: Any) -> bool:
     return bool(await _threads_clients(raw, blocked=True))
 
 
-async def test_a_ticks_calls_share_one_connection_and_run_in_the_order_issued(
+async def test_calls_in_flight_share_one_connection_and_run_in_the_order_issued(
     client: Client, raw: Any
 ) -> None:
     replies = await asyncio.gather(*(client.run(client.push, "list", str(i)) for i in range(20)))
     assert replies == list(range(1, 21))
     assert await raw.lrange("list", 0, -1) == [str(i).encode() for i in range(20)]
-    # One batch, one pooled connection; without pipelining, twenty calls at once take twenty.
+    # One connection; without pipelining, twenty calls at once take twenty.
     assert len(await _threads_clients(raw)) == 1
-    # Awaited one after another, the calls still come back in order, each in its own batch.
+    # Awaited one after another, the calls still come back in order.
     assert [await client.run(client.push, "list", "next") for _ in range(3)] == [21, 22, 23]
+
+
+async def test_calls_issued_in_different_ticks_are_in_flight_together(
+    client: Client, raw: Any
+) -> None:
+    """Not one tick's calls only: a call issued while others wait for their replies joins
+    them on the same connection."""
+    assert await client.run(client.read, "list") == 0
+    await raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    calls = []
+    for i in range(5):
+        calls.append(asyncio.create_task(client.run(client.push, "list", str(i))))
+        await asyncio.sleep(0.01)  # each call in a tick of its own
+    await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
+    assert len(await _threads_clients(raw)) == 1
+    await raw.execute_command("CLIENT", "UNPAUSE")
+    assert [await asyncio.wait_for(call, BOUND) for call in calls] == [1, 2, 3, 4, 5]
+    assert await raw.lrange("list", 0, -1) == [str(i).encode() for i in range(5)]
 
 
 async def test_an_error_reply_fails_only_its_own_call(client: Client, raw: Any) -> None:
@@ -174,7 +193,10 @@ async def test_a_lost_reply_fails_every_waiting_call_and_resends_none(
             return_exceptions=True,
         )
         assert lost.is_set()
-        assert all(isinstance(result, Unavailable) for result in results), results
+        # The marker's call and every call after it fail; "a" was answered if its reply
+        # came back before the proxy dropped the connection.
+        assert results[0] == 1 or isinstance(results[0], Unavailable), results
+        assert all(isinstance(result, Unavailable) for result in results[1:]), results
         # Redis ran each once; none was sent again. The next call opens a new connection.
         assert await raw.lrange("list", 0, -1) == [b"a", b"marker", b"c"]
         assert await client.run(client.push, "list", "d") == 4
@@ -183,7 +205,9 @@ async def test_a_lost_reply_fails_every_waiting_call_and_resends_none(
         await proxy.close()
 
 
-async def test_the_socket_timeout_bounds_a_batch(own_redis: RedisProcess, raw: Any) -> None:
+async def test_the_socket_timeout_bounds_the_calls_in_flight(
+    own_redis: RedisProcess, raw: Any
+) -> None:
     client = Client(own_redis.url, timeout=0.5)
     try:
         await client.load()
@@ -209,9 +233,9 @@ async def test_a_caller_that_leaves_has_its_reply_dropped_the_others_get_theirs(
     assert await client.run(client.read, "list") == 0
     await raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
     calls = [asyncio.create_task(client.run(client.push, "list", str(i))) for i in range(3)]
-    await _eventually(lambda: _blocked(raw), "the batch is blocked by the pause")
+    await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
     calls[1].cancel()
-    await asyncio.sleep(0.2)  # the batch is still blocked, its connection still open
+    await asyncio.sleep(0.2)  # the others still wait, the connection still open
     assert len(await _threads_clients(raw, blocked=True)) == 1
     await raw.execute_command("CLIENT", "UNPAUSE")
     assert await asyncio.wait_for(calls[0], BOUND) == 1
@@ -222,18 +246,16 @@ async def test_a_caller_that_leaves_has_its_reply_dropped_the_others_get_theirs(
     assert len(await _threads_clients(raw)) == 1
 
 
-async def test_a_batch_whose_callers_all_left_closes_its_connection(
-    client: Client, raw: Any
-) -> None:
+async def test_a_connection_whose_callers_all_left_is_closed(client: Client, raw: Any) -> None:
     """As a lone call cancelled by its RPC's deadline does: Redis is not left holding a
     connection nobody reads (test_app's deadline test, with many callers)."""
     assert await client.run(client.read, "list") == 0
     await raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
     calls = [asyncio.create_task(client.run(client.push, "list", str(i))) for i in range(3)]
-    await _eventually(lambda: _blocked(raw), "the batch is blocked by the pause")
+    await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
     for call in calls:
         call.cancel()
-    await _eventually(lambda: _not(_blocked(raw)), "the abandoned batch's connection closed")
+    await _eventually(lambda: _not(_blocked(raw)), "the abandoned connection closed")
     await raw.execute_command("CLIENT", "UNPAUSE")
     length = await client.run(client.read, "list")
     assert await raw.lrange("list", 0, -1) in ([], [b"0"], [b"0", b"1"], [b"0", b"1", b"2"])
@@ -249,11 +271,65 @@ async def test_closing_the_pipeline_fails_the_calls_still_waiting(client: Client
     assert await client.run(client.read, "list") == 0
     await raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
     calls = [asyncio.create_task(client.run(client.push, "list", str(i))) for i in range(2)]
-    await _eventually(lambda: _blocked(raw), "the batch is blocked by the pause")
+    await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
     await asyncio.wait_for(client.pipeline.aclose(), BOUND)
     for call in calls:
         with pytest.raises(Unavailable):
             await asyncio.wait_for(call, BOUND)
+
+
+async def test_a_cancelled_reader_fails_the_calls_in_flight(client: Client, raw: Any) -> None:
+    """However the reply reader ends, no caller is left waiting; the next call opens a new
+    connection."""
+    assert await client.run(client.read, "list") == 0
+    await raw.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    calls = [asyncio.create_task(client.run(client.push, "list", str(i))) for i in range(2)]
+    await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
+    link = client.pipeline._link
+    assert link is not None and link.reader is not None
+    link.reader.cancel()
+    for call in calls:
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(call, BOUND)
+    await raw.execute_command("CLIENT", "UNPAUSE")
+    length = await client.run(client.read, "list")
+    assert length in (0, 1, 2)
+    assert await client.run(client.push, "list", "x") == length + 1
+
+
+async def test_a_caller_that_leaves_before_its_call_is_written_writes_nothing(
+    own_redis: RedisProcess, raw: Any
+) -> None:
+    """The first call opens the connection; one issued meanwhile waits for it, and if its
+    caller leaves then, it is never sent."""
+    client = Client(own_redis.url)  # no connection yet: the first call opens it
+    try:
+        for script in (PUSH, READ):
+            await raw.script_load(script)
+        first = asyncio.create_task(client.run(client.push, "list", "first"))
+        left = asyncio.create_task(client.run(client.push, "list", "left"))
+        await asyncio.sleep(0)  # both started: the first opening the connection
+        left.cancel()
+        assert await asyncio.wait_for(first, BOUND) == 1
+        assert left.cancelled()
+        assert await client.run(client.push, "list", "next") == 2
+        assert await raw.lrange("list", 0, -1) == [b"first", b"next"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_call_left_before_the_end_of_its_tick_is_not_written(
+    client: Client, raw: Any
+) -> None:
+    """A tick's calls are written at its end: one whose caller has left by then is not."""
+    assert await client.run(client.read, "list") == 0  # connected
+    calls = [asyncio.create_task(client.run(client.push, "list", str(i))) for i in range(3)]
+    await asyncio.sleep(0)  # the three calls queued, not written yet
+    calls[1].cancel()
+    assert await asyncio.wait_for(calls[0], BOUND) == 1
+    assert await asyncio.wait_for(calls[2], BOUND) == 2
+    assert calls[1].cancelled()
+    assert await raw.lrange("list", 0, -1) == [b"0", b"2"]
 
 
 class _NamesOneNode:
@@ -267,7 +343,7 @@ class _NamesOneNode:
         return "127.0.0.1", self.port
 
 
-async def test_readonly_on_sentinel_fails_the_batch_as_unavailable(
+async def test_readonly_on_sentinel_fails_the_calls_in_flight_as_unavailable(
     redis_binary: str, own_redis: RedisProcess, raw: Any, tmp_path: Path
 ) -> None:
     """Sentinel's connections turn READONLY (a primary demoted by a failover) into a
@@ -283,7 +359,7 @@ async def test_readonly_on_sentinel_fails_the_batch_as_unavailable(
     push = scripts.register(redis, "push", PUSH)
     read = scripts.register(redis, "read", READ)
     try:
-        for script in (push, read):  # loaded, so that no NOSCRIPT splits the batch
+        for script in (push, read):  # loaded, so that no NOSCRIPT reorders the calls
             await redis.script_load(script.script)
 
         async def run(script: AsyncScript, *args: Any) -> Any:
@@ -298,3 +374,36 @@ async def test_readonly_on_sentinel_fails_the_batch_as_unavailable(
         await pipeline.aclose()
         await redis.aclose()
         replica.stop()
+
+
+async def test_callers_waiting_for_the_connection_share_one_attempt(
+    own_redis: RedisProcess,
+) -> None:
+    """An unreachable Redis fails the callers waiting for the connection together (one
+    attempt, its error for each), not one attempt after another; then a reachable one
+    serves them."""
+    own_redis.stop()
+    client = Client(own_redis.url)
+    attempts = 0
+    get_connection = client.redis.connection_pool.get_connection
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await get_connection(*args, **kwargs)
+
+    client.redis.connection_pool.get_connection = counted
+    try:
+        results = await asyncio.gather(
+            *(client.run(client.read, "list") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(result, Unavailable) for result in results), results
+        assert attempts == 1
+        own_redis.start()
+        await client.load()  # a new Redis: no scripts, which a NOSCRIPT would load
+        attempts = 0
+        replies = await asyncio.gather(*(client.run(client.read, "list") for _ in range(5)))
+        assert replies == [0] * 5
+        assert attempts == 1
+    finally:
+        await client.aclose()

@@ -223,7 +223,7 @@ class Settings:
     redis_pipelining: bool = _opt(
         True,
         _bool,
-        "send the script calls of one event-loop tick to Redis together (one round trip); "
+        "send the script calls over one shared connection, many in flight on it; "
         "off: one call at a time, to compare. Not on a cluster, nor with --min-replica-acks",
     )
     health_interval_seconds: float = _opt(

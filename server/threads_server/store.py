@@ -57,7 +57,7 @@ class ThreadStore:
         ``search_index``: whether writes maintain the search index (docs/search.md).
         ``min_replica_acks`` > 0: a write is acknowledged only once that many replicas
         confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``).
-        ``pipelining``: the script calls of one event-loop tick share one round trip
+        ``pipelining``: the script calls share one connection, many in flight on it
         (``threads_server.pipelining``; never on a cluster)."""
         self._redis = redis
         self.search_index = search_index
@@ -532,8 +532,8 @@ async def run_per_node(
 
 
 Send = Callable[[AsyncScript, Sequence[Any], Sequence[Any]], Awaitable[Any]]
-"""How a script call reaches Redis: ``ScriptPipeline.call`` (with the tick's other calls)
-or ``send_alone``."""
+"""How a script call reaches Redis: ``ScriptPipeline.call`` (on the shared connection,
+with the other calls in flight) or ``send_alone``."""
 
 
 async def send_alone(script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
