@@ -37,6 +37,7 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("embedded_server", "/opt/valkey-server", "/opt/valkey-server", "redis-server", "redis-server"),
     ("grace_seconds", "2.5", 2.5, "30", 30.0),
     ("redis_timeout_seconds", "0.25", 0.25, "7", 7.0),
+    ("redis_pipelining", "off", False, "true", True),
     ("health_interval_seconds", "0.1", 0.1, "3", 3.0),
     ("metrics", "off", False, "1", True),
     ("max_message_bytes", "65536", 65536, "1048576", 1048576),

@@ -148,6 +148,7 @@ class ThreadsServer:
             search_index=settings.search_index,
             min_replica_acks=settings.min_replica_acks,
             replica_ack_timeout_ms=settings.replica_ack_timeout_ms,
+            pipelining=settings.redis_pipelining,
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
@@ -249,6 +250,7 @@ class ThreadsServer:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.store.aclose()
         await close_redis(self.redis)
 
     async def serve_until_signal(self) -> None:

@@ -220,6 +220,12 @@ class Settings:
         _positive_float,
         "upper bound of one Redis call (a caller's shorter deadline wins)",
     )
+    redis_pipelining: bool = _opt(
+        True,
+        _bool,
+        "send the script calls over one shared connection, many in flight on it; "
+        "off: one call at a time, to compare. Not on a cluster, nor with --min-replica-acks",
+    )
     health_interval_seconds: float = _opt(
         1.0,
         _positive_float,

@@ -30,6 +30,7 @@ from threads_server import codec, errors, metrics, tracing
 from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
+from threads_server.pipelining import ScriptPipeline
 from threads_server.redis_errors import store_errors
 from threads_server.replication import ReplicatedWriter
 from threads_server.scripts import Scripts, script_name
@@ -50,11 +51,14 @@ class ThreadStore:
         search_index: bool = True,
         min_replica_acks: int = 0,
         replica_ack_timeout_ms: int = 1000,
+        pipelining: bool = True,
     ) -> None:
         """``request_ttl``: how long (s) a Create/Copy request_id is remembered;
         ``search_index``: whether writes maintain the search index (docs/search.md).
         ``min_replica_acks`` > 0: a write is acknowledged only once that many replicas
-        confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``)."""
+        confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``).
+        ``pipelining``: the script calls share one connection, many in flight on it
+        (``threads_server.pipelining``; never on a cluster)."""
         self._redis = redis
         self.search_index = search_index
         self._scripts = Scripts.register(redis)
@@ -68,6 +72,13 @@ class ThreadStore:
             if min_replica_acks
             else None
         )
+        self._pipeline = ScriptPipeline(redis) if pipelining and not self._cluster else None
+        self._send: Send = self._pipeline.call if self._pipeline is not None else send_alone
+
+    async def aclose(self) -> None:
+        """At shutdown: no script call is left waiting (``ScriptPipeline.aclose``)."""
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
 
     async def _write(
         self,
@@ -82,7 +93,7 @@ class ThreadStore:
         (a retry's DUPLICATE, an Append's LENGTH_MISMATCH naming a longer history)."""
         script = self._scripts[name]
         if self._replicated is None:
-            return await run_script(script, keys, args)
+            return await run_script(script, keys, args, send=self._send)
         replicated = functools.partial(
             self._replicated.run,
             script,
@@ -226,7 +237,9 @@ class ThreadStore:
 
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(self._scripts["get"], [keys.meta, keys.history])
+        outcome, values = await run_script(
+            self._scripts["get"], [keys.meta, keys.history], send=self._send
+        )
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("get", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
@@ -302,7 +315,10 @@ class ThreadStore:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await run_script(
-            self._scripts["read_history"], [keys.meta, keys.history], [offset, limit]
+            self._scripts["read_history"],
+            [keys.meta, keys.history],
+            [offset, limit],
+            send=self._send,
         )
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("read_history", thread_id))
@@ -515,18 +531,32 @@ async def run_per_node(
     return replies
 
 
+Send = Callable[[AsyncScript, Sequence[Any], Sequence[Any]], Awaitable[Any]]
+"""How a script call reaches Redis: ``ScriptPipeline.call`` (on the shared connection,
+with the other calls in flight) or ``send_alone``."""
+
+
+async def send_alone(script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """One call on its own (``AsyncScript``: EVALSHA, reloaded on NOSCRIPT): on a cluster,
+    and with ``--redis-pipelining off``."""
+    return await script(keys=keys, args=args)
+
+
 async def run_script(
-    script: AsyncScript, keys: Sequence[str], args: Sequence[Any] = ()
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[Any] = (),
+    *,
+    send: Send = send_alone,
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
     values after the tag. With tracing on, inside a child span of the RPC's."""
     started = time.perf_counter()
     try:
         if tracing.ENABLED:
-            call = functools.partial(script, keys=keys, args=args)
-            return await _traced_script(script, keys, call)
+            return await _traced_script(script, keys, functools.partial(send, script, keys, args))
         with store_errors(script):
-            reply = await script(keys=keys, args=args)
+            reply = await send(script, keys, args)
     finally:
         metrics.script_call(script, started)
     return parse(reply)
