@@ -145,7 +145,8 @@ async def test_copy_refuses_a_history_past_the_limit_but_may_fork_within_it(
         grpc.StatusCode.INVALID_ARGUMENT,
         "HISTORY_TOO_LONG",
     )
-    assert {key async for key in redis.scan_iter(match="thr:*")} == keys_before
+    # No key added (the Redis is shared: another test's short-lived threads may expire).
+    assert {key async for key in redis.scan_iter(match="thr:*")} <= keys_before
     fork = (
         await strict.stub.Copy(pb.CopyRequest(thread_id=source.thread_id, history_length=4))
     ).thread
@@ -186,7 +187,8 @@ async def test_metadata_limit_on_create_update_and_copy(
         "METADATA_TOO_LARGE",
     )
     assert await dump(redis, thread.thread_id) == before
-    assert {key async for key in redis.scan_iter(match="thr:*")} == keys_before
+    # No key added (the Redis is shared: another test's short-lived threads may expire).
+    assert {key async for key in redis.scan_iter(match="thr:*")} <= keys_before
 
     # Shrinking one key makes room for another.
     small = struct(**metadata_of_size(50))
