@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from threads_server import scripts
 from threads_server.keys import ThreadKeys, new_thread_id
-from threads_server.store import ThreadStore, run_script
+from threads_server.store import ThreadStore, run_script, send_alone
 
 
 def lua_line(name: str, text: str) -> int:
@@ -45,7 +45,7 @@ return {'OK', oops}
 async def test_a_runtime_error_names_the_scripts_file_and_line(redis: Any) -> None:
     broken = scripts.register(redis, "broken", BROKEN)
     with pytest.raises(ResponseError) as raised:
-        await run_script(broken, ["k"])
+        await run_script(broken, ["k"], send=send_alone)
     assert_names_only(str(raised.value), "broken.lua:6:")
 
 
@@ -55,7 +55,7 @@ async def test_an_error_in_a_prelude_helper_names_the_prelude(redis: Any) -> Non
     body = "local key = KEYS[1]\nreturn {'OK', call_sliced('HSET', key, ARGV, 1, #ARGV)}\n"
     broken = scripts.register(redis, "odd_hset", body)
     with pytest.raises(ResponseError) as raised:
-        await run_script(broken, ["k"], ["field"])
+        await run_script(broken, ["k"], ["field"], send=send_alone)
     line = lua_line("_prelude", "reply = redis.call(command")
     assert_names_only(str(raised.value), f"_prelude.lua:{line}")
 
@@ -80,7 +80,7 @@ async def test_a_service_script_error_names_its_line(redis: Any) -> None:
 async def test_a_compile_error_names_its_line(redis: Any) -> None:
     broken = scripts.register(redis, "unparsable", "local key = KEYS[1]\n\nreturn = {'OK'}\n")
     with pytest.raises(ResponseError) as raised:
-        await run_script(broken, ["k"])
+        await run_script(broken, ["k"], send=send_alone)
     assert_names_only(str(raised.value), "unparsable.lua:3:")
 
 

@@ -547,10 +547,11 @@ async def run_script(
     keys: Sequence[str],
     args: Sequence[Any] = (),
     *,
-    send: Send = send_alone,
+    send: Send,
 ) -> tuple[Outcome, list[Any]]:
     """Runs a script inside the store's error boundary; its reply as the outcome and the
-    values after the tag. With tracing on, inside a child span of the RPC's."""
+    values after the tag. With tracing on, inside a child span of the RPC's. ``send`` has
+    no default, so that no call skips the store's pipeline by leaving it out."""
     started = time.perf_counter()
     try:
         if tracing.ENABLED:
