@@ -29,8 +29,15 @@ def now_us() -> int:
 
 
 def timestamp_from_us(us: int) -> timestamp_pb2.Timestamp:
-    seconds, micros = divmod(us, 1_000_000)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
+    stamp = timestamp_pb2.Timestamp()
+    set_us(stamp, us)
+    return stamp
+
+
+def set_us(stamp: timestamp_pb2.Timestamp, us: int) -> None:
+    """Sets a Timestamp (a message's own field, in place) to ``us`` µs since the epoch."""
+    stamp.seconds, micros = divmod(us, 1_000_000)
+    stamp.nanos = micros * 1000
 
 
 def metadata_args(metadata: struct_pb2.Struct) -> list[bytes]:
@@ -65,21 +72,16 @@ def thread_from_fields(thread_id: str, history_length: int, fields: Sequence[byt
     for name, stamp in ((CREATED_AT, thread.created_at), (UPDATED_AT, thread.updated_at)):
         us = found.pop(name, None)
         if us is not None:
-            _set_us(stamp, int(us))
+            set_us(stamp, int(us))
     expire_ms = found.pop(EXPIRE_AT_MS, None)
     if expire_ms is not None:
-        _set_us(thread.expire_time, int(expire_ms) * 1000)
+        set_us(thread.expire_time, int(expire_ms) * 1000)
     metadata = thread.metadata
     metadata.SetInParent()
     for name, value in found.items():
         if name.startswith(META_PREFIX):
             metadata.fields[name[len(META_PREFIX) :].decode("utf-8")].MergeFromString(value)
     return thread
-
-
-def _set_us(stamp: timestamp_pb2.Timestamp, us: int) -> None:
-    stamp.seconds, micros = divmod(us, 1_000_000)
-    stamp.nanos = micros * 1000
 
 
 def encode_entries(entries: Iterable[pb.Entry], created_us: int) -> list[bytes]:
