@@ -80,6 +80,12 @@ class ThreadStore:
         if self._pipeline is not None:
             await self._pipeline.aclose()
 
+    async def _read(
+        self, name: str, keys: list[str], args: Sequence[Any] = ()
+    ) -> tuple[Outcome, list[Any]]:
+        """Runs read-only script ``name`` the way every script call goes (``self._send``)."""
+        return await run_script(self._scripts[name], keys, args, send=self._send)
+
     async def _write(
         self,
         name: str,
@@ -237,9 +243,7 @@ class ThreadStore:
 
     async def get(self, owner: str, thread_id: str) -> pb.Thread:
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(
-            self._scripts["get"], [keys.meta, keys.history], send=self._send
-        )
+        outcome, values = await self._read("get", [keys.meta, keys.history])
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("get", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
@@ -314,11 +318,8 @@ class ThreadStore:
     ) -> tuple[list[pb.Entry], int]:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
-        outcome, values = await run_script(
-            self._scripts["read_history"],
-            [keys.meta, keys.history],
-            [offset, limit],
-            send=self._send,
+        outcome, values = await self._read(
+            "read_history", [keys.meta, keys.history], [offset, limit]
         )
         if outcome is not Outcome.OK:
             raise errors.from_outcome(outcome, values, self._call("read_history", thread_id))
