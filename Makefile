@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := protos/threads/v1/threads.proto
-PB_DIR := client/threads_client/pb
+# The stubs, generated into both distributions (each installs alone): the client's and the server's.
+PB_DIRS := client/threads_service_client/pb server/threads_server/pb
 BUF := $(VENV)/bin/buf
 PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
@@ -29,11 +30,14 @@ proto: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
 		--python_out=build/proto --grpc_python_out=build/proto \
 		--mypy_out=build/proto --mypy_grpc_out=build/proto $(PROTO_SRC)
-	for f in build/proto/threads/v1/threads_pb2*; do \
-		sed -e 's/^from threads\.v1 import /from threads_client.pb import /' "$$f" > $(PB_DIR)/$$(basename "$$f"); \
+	for dir in $(PB_DIRS); do \
+		package=$$(basename $$(dirname $$dir)); \
+		for f in build/proto/threads/v1/threads_pb2*; do \
+			sed -e "s/^from threads\.v1 import /from $$package.pb import /" "$$f" > $$dir/$$(basename "$$f"); \
+		done; \
 	done
 
-# The blocking client (client/threads_client/_sync.py) is generated from the asyncio one
+# The blocking client (client/threads_service_client/_sync.py) is generated from the asyncio one
 # (_async.py) by unasync; edit _async.py, then regenerate. client/scripts/unasync_client.py.
 client-sync: $(STAMP)
 	$(PY) client/scripts/unasync_client.py
@@ -55,11 +59,11 @@ protoset: $(STAMP)
 
 # Fails when the committed stubs differ from what `make proto` generates.
 check-proto: proto
-	git diff --exit-code -- $(PB_DIR)
-	test -z "$$(git status --porcelain -- $(PB_DIR))"
+	git diff --exit-code -- $(PB_DIRS)
+	test -z "$$(git status --porcelain -- $(PB_DIRS))"
 
 # What another service installs: the client distribution alone (client/), importable as
-# threads_client with its stubs, without redis or server code; and the server distribution
+# threads_service_client with its stubs, without redis or server code; and the server distribution
 # beside it, with its console script. Neither puts a `client`, `server` or `tests` package
 # on the path (tests/check_package.py).
 check-package:
@@ -88,7 +92,7 @@ bench-auth: $(STAMP)
 bench-failover: $(STAMP)
 	$(PY) -m tests.load.bench_failover $(BENCH_ARGS)
 
-# Copy over HTTP (the LangGraph SDK) vs gRPC (threads_client) on this server, and vs LangGraph's
+# Copy over HTTP (the LangGraph SDK) vs gRPC (threads_service_client) on this server, and vs LangGraph's
 # own `langgraph dev`, in one run (tests/load/bench_http.py). Two venvs of its own, so no pin
 # of LangGraph's meets ours: $(LANGGRAPH_VENV) serves LangGraph (langgraph-cli[inmem] pins
 # protobuf 6, the client 7); $(BENCH_HTTP_VENV) runs the driver: this project, the client,

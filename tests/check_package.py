@@ -24,17 +24,21 @@ def _check_common() -> None:
 
 
 def check_client() -> None:
-    import threads_client  # noqa: PLC0415
-    from threads_client import get_client, get_sync_client  # noqa: PLC0415
-    from threads_client.pb import threads_pb2  # noqa: PLC0415
+    import threads_service_client  # noqa: PLC0415
+    from threads_service_client import get_client, get_sync_client  # noqa: PLC0415
+    from threads_service_client.pb import threads_pb2  # noqa: PLC0415
 
-    assert "site-packages" in (threads_client.__file__ or ""), threads_client.__file__
+    assert "site-packages" in (threads_service_client.__file__ or ""), (
+        threads_service_client.__file__
+    )
     assert threads_pb2.DESCRIPTOR.package == "threads.v1"
     get_sync_client("127.0.0.1:1").close()
     assert callable(get_client)
     for name in ("redis", "threads_server"):
         assert importlib.util.find_spec(name) is None, f"the client install carries {name!r}"
-    print("threads_client importable from", Path(threads_client.__file__ or "").parent)
+    print(
+        "threads_service_client importable from", Path(threads_service_client.__file__ or "").parent
+    )
 
 
 def check_server() -> None:

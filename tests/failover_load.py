@@ -41,9 +41,9 @@ from redis.crc import key_slot
 from tests.redis_cluster import RedisCluster
 from tests.redis_sentinel import RedisSentinel
 from tests.rpc_helpers import entry, struct
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.keys import ThreadKeys, new_thread_id
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 BATCH = 5
 DEADLINE = 3.0  # gRPC deadline of every call

@@ -21,10 +21,10 @@ from google.protobuf import duration_pb2, struct_pb2
 from grpc import aio
 
 from tests.rpc_helpers import entries, struct
-from threads_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 SECRET = "search-secret-0123456789abcdef0123456789"
 SORTS = (pb.SORT_BY_CREATED_AT, pb.SORT_BY_UPDATED_AT, pb.SORT_BY_THREAD_ID)

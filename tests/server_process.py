@@ -24,8 +24,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.redis_process import free_port
 from tests.rpc_helpers import entry
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -29,9 +29,9 @@ from tests.inprocess_server import (
 from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.app import ThreadsServer
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 # --- (a) Redis outage and recovery ---------------------------------------------------
 
@@ -252,7 +252,7 @@ async def test_redis_over_maxmemory_is_resource_exhausted_and_writes_nothing(
 # --- (b) slow Redis: deadlines --------------------------------------------------------
 
 
-async def _blocked_threads_clients(raw: Any) -> list[dict[str, Any]]:
+async def _blocked_threads_service_clients(raw: Any) -> list[dict[str, Any]]:
     """Connections named 'threads' (the server's) blocked in Redis, e.g. by CLIENT PAUSE."""
     return [
         c
@@ -318,7 +318,7 @@ async def test_caller_deadline_shorter_than_a_slow_redis_is_respected(
     # The server gave up on Redis too: its blocked connection is dropped while the pause
     # still holds, rather than waiting for Redis (up to the 5 s redis timeout, or the pause).
     async def abandoned() -> bool:
-        return not await _blocked_threads_clients(raw_client)
+        return not await _blocked_threads_service_clients(raw_client)
 
     await _eventually(abandoned, "the server dropped the Redis call of the expired RPC")
 

@@ -28,15 +28,15 @@ from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, error_reason, expect_error, struct
-from threads_client.pb import threads_pb2 as pb
 from threads_server import __main__ as server_main
 from threads_server.auth import LEEWAY_SECONDS, AuthConfigError, Authenticator
 from threads_server.config import Settings
 from threads_server.errors import Unauthenticated
 from threads_server.keys import ThreadKeys, owner_namespace
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 SECRET = "0123456789abcdef0123456789abcdef-test-secret"
 Call = Callable[["Stub", str, tuple[tuple[str, str], ...]], Awaitable[Any]]

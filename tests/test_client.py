@@ -18,11 +18,12 @@ from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 
-import threads_client
+import threads_service_client
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
-from threads_client import (
+from threads_server.app import ThreadsServer
+from threads_service_client import (
     DEFAULT_TIMEOUT,
     AbortedError,
     AlreadyExistsError,
@@ -41,11 +42,10 @@ from threads_client import (
     exceptions,
     get_client,
 )
-from threads_client._errors import from_rpc_error
-from threads_client._requests import ttl_duration
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
-from threads_server.app import ThreadsServer
+from threads_service_client._errors import from_rpc_error
+from threads_service_client._requests import ttl_duration
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 
 def _target(server: ThreadsServer) -> str:
@@ -368,8 +368,8 @@ def test_exception_classes_are_listed_once_and_exported() -> None:
     docstring's tree shows every class with its code."""
     names = sorted(cls.__name__ for cls in _exception_classes())
     assert sorted(exceptions.__all__) == names
-    assert set(names) <= set(threads_client.__all__)
-    assert all(getattr(threads_client, name) is getattr(exceptions, name) for name in names)
+    assert set(names) <= set(threads_service_client.__all__)
+    assert all(getattr(threads_service_client, name) is getattr(exceptions, name) for name in names)
     tree = exceptions.__doc__ or ""
     for cls in _exception_classes():
         code = cls.grpc_status_code

@@ -23,7 +23,8 @@ from tests.inprocess_server import SERVING, Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.test_client_sync import serve_in_thread
 from tests.tls_certs import Certs, generate
-from threads_client import (
+from threads_server.config import Settings
+from threads_service_client import (
     TLS,
     NotFoundError,
     RetryPolicy,
@@ -32,7 +33,6 @@ from threads_client import (
     get_client,
     get_sync_client,
 )
-from threads_server.config import Settings
 
 SECRET = "client-auth-test-secret-of-at-least-32-bytes"
 

@@ -30,7 +30,8 @@ from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.tcp_proxy import TcpProxy
 from tests.test_client_sync import serve_in_thread
-from threads_client import (
+from threads_server.app import ThreadsServer
+from threads_service_client import (
     Client,
     DeadlineExceededError,
     NotFoundError,
@@ -41,9 +42,8 @@ from threads_client import (
     get_client,
     get_sync_client,
 )
-from threads_client._retry import RetryRule
-from threads_client.pb import threads_pb2 as pb
-from threads_server.app import ThreadsServer
+from threads_service_client._retry import RetryRule
+from threads_service_client.pb import threads_pb2 as pb
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.02)
 # Enough attempts to outlast a Redis restart; the call's timeout is what bounds it.

@@ -25,7 +25,9 @@ from google.protobuf import json_format
 from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
 from tests.test_client import expires_in
-from threads_client import (
+from threads_server.app import ThreadsServer
+from threads_server.config import Settings
+from threads_service_client import (
     DEFAULT_TIMEOUT,
     AbortedError,
     AlreadyExistsError,
@@ -42,10 +44,8 @@ from threads_client import (
     get_client,
     get_sync_client,
 )
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
-from threads_server.app import ThreadsServer
-from threads_server.config import Settings
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 
 @contextlib.contextmanager

@@ -10,11 +10,11 @@ import grpc
 import pytest
 
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
-from threads_client.pb import threads_pb2 as pb
 from threads_server.keys import ThreadKeys
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 async def copy(stub: Stub, thread_id: str, **fields: Any) -> pb.Thread:

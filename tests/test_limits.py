@@ -16,9 +16,9 @@ from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, expect_error, history, struct
-from threads_client.pb import threads_pb2 as pb
 from threads_server import codec
 from threads_server.keys import ThreadKeys
+from threads_service_client.pb import threads_pb2 as pb
 
 
 async def start(start_server: StartServer, redis_server: RedisProcess, **limits: Any) -> Started:

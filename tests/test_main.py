@@ -31,10 +31,10 @@ from tests.server_process import (
     eventually,
     tcp_accepts,
 )
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.config import Settings, env_name
 from threads_server.keys import ThreadKeys
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 ALL_VARIABLES = [env_name(f.name) for f in dataclasses.fields(Settings)]
 

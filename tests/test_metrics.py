@@ -32,9 +32,9 @@ from tests.server_process import (
     create_thread,
     eventually,
 )
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server import metrics
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
 CONNECTIONS = 32  # all on one of 2 workers: odds of 2 in 2**32

@@ -18,11 +18,11 @@ from google.protobuf.message import DecodeError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from threads_client import Client, InvalidArgumentError, get_client
-from threads_client.pb import threads_pb2 as pb
 from threads_server.app import ThreadsServer
 from threads_server.keys import ThreadKeys
 from threads_server.validation import MAX_NESTING_DEPTH, too_deep
+from threads_service_client import Client, InvalidArgumentError, get_client
+from threads_service_client.pb import threads_pb2 as pb
 
 CAP = MAX_NESTING_DEPTH
 

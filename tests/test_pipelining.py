@@ -88,7 +88,7 @@ async def client(own_redis: RedisProcess) -> AsyncIterator[Client]:
     await pipelined.aclose()
 
 
-async def _threads_clients(raw: Any, *, blocked: bool = False) -> list[dict[str, Any]]:
+async def _threads_service_clients(raw: Any, *, blocked: bool = False) -> list[dict[str, Any]]:
     """The connections of ``connect_redis`` clients (named 'threads'); only those blocked
     by CLIENT PAUSE with ``blocked``."""
     return [
@@ -99,7 +99,7 @@ async def _threads_clients(raw: Any, *, blocked: bool = False) -> list[dict[str,
 
 
 async def _blocked(raw: Any) -> bool:
-    return bool(await _threads_clients(raw, blocked=True))
+    return bool(await _threads_service_clients(raw, blocked=True))
 
 
 async def test_calls_in_flight_share_one_connection_and_run_in_the_order_issued(
@@ -109,7 +109,7 @@ async def test_calls_in_flight_share_one_connection_and_run_in_the_order_issued(
     assert replies == list(range(1, 21))
     assert await raw.lrange("list", 0, -1) == [str(i).encode() for i in range(20)]
     # One connection; without pipelining, twenty calls at once take twenty.
-    assert len(await _threads_clients(raw)) == 1
+    assert len(await _threads_service_clients(raw)) == 1
     # Awaited one after another, the calls still come back in order.
     assert [await client.run(client.push, "list", "next") for _ in range(3)] == [21, 22, 23]
 
@@ -126,7 +126,7 @@ async def test_calls_issued_in_different_ticks_are_in_flight_together(
         calls.append(asyncio.create_task(client.run(client.push, "list", str(i))))
         await asyncio.sleep(0.01)  # each call in a tick of its own
     await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
-    assert len(await _threads_clients(raw)) == 1
+    assert len(await _threads_service_clients(raw)) == 1
     await raw.execute_command("CLIENT", "UNPAUSE")
     assert [await asyncio.wait_for(call, BOUND) for call in calls] == [1, 2, 3, 4, 5]
     assert await raw.lrange("list", 0, -1) == [str(i).encode() for i in range(5)]
@@ -236,14 +236,14 @@ async def test_a_caller_that_leaves_has_its_reply_dropped_the_others_get_theirs(
     await _eventually(lambda: _blocked(raw), "the calls are blocked by the pause")
     calls[1].cancel()
     await asyncio.sleep(0.2)  # the others still wait, the connection still open
-    assert len(await _threads_clients(raw, blocked=True)) == 1
+    assert len(await _threads_service_clients(raw, blocked=True)) == 1
     await raw.execute_command("CLIENT", "UNPAUSE")
     assert await asyncio.wait_for(calls[0], BOUND) == 1
     assert await asyncio.wait_for(calls[2], BOUND) == 3
     assert calls[1].cancelled()
     # The dropped reply was read: the connection is in sync, the next call gets its own.
     assert await client.run(client.read, "list") == 3
-    assert len(await _threads_clients(raw)) == 1
+    assert len(await _threads_service_clients(raw)) == 1
 
 
 async def test_a_connection_whose_callers_all_left_is_closed(client: Client, raw: Any) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import ast
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 import redis.exceptions
 from grpc import aio
+from redis.asyncio import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.rpc_helpers import error_reason
-from threads_client.pb import threads_pb2 as pb
 from threads_server import rpc, service
 from threads_server.errors import (
     DeadlineExceeded,
@@ -22,11 +24,12 @@ from threads_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from threads_server.redis_errors import to_store_error
+from threads_server.redis_errors import store_errors, to_store_error
 from threads_server.rpc import to_threads_error
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 @pytest.mark.parametrize(
@@ -156,18 +159,27 @@ def test_store_outage_message_does_not_leak_internal_addresses() -> None:
     assert error.__cause__ is raised  # kept for the server log
 
 
-async def test_redis_py_writer_race_maps_to_unavailable_and_other_bugs_do_not() -> None:
-    """redis-py's own write path on a connection closed under it (redis/redis-py#4287):
-    the AttributeError it leaks is a lost connection (UNAVAILABLE); the same error type
-    raised anywhere else is a bug (None: INTERNAL)."""
-    connection = redis.asyncio.Connection(host="127.0.0.1", port=1)
-    assert connection._writer is None  # never connected, as after a concurrent disconnect
-    with pytest.raises(AttributeError) as raised:
-        await connection._send_packed_command([b"PING\r\n"])
-    error = to_store_error(raised.value)
-    assert isinstance(error, Unavailable)
-    assert error.reason == "STORE_UNAVAILABLE"
+async def test_a_write_on_a_connection_closed_under_it_is_unavailable(
+    redis: Any,
+) -> None:
+    """A connection Redis closed (a restart, a failover, CLIENT KILL) before a call is
+    written on it is a lost connection: UNAVAILABLE, safe to retry, never INTERNAL.
+    redis-py before 8.2 leaked an AttributeError from this write (redis/redis-py#4287);
+    whatever it raises, the storage boundary must map it."""
+    kwargs = redis.connection_pool.connection_kwargs
+    connection = Connection(
+        host=kwargs["host"],
+        port=kwargs["port"],
+        client_name="closed-under-write",
+        retry=Retry(NoBackoff(), 0),
+    )
+    await connection.connect()  # type: ignore[no-untyped-call]
     try:
-        None.writelines  # type: ignore[attr-defined]  # noqa: B018
-    except AttributeError as elsewhere:
-        assert to_store_error(elsewhere) is None
+        (client,) = [c for c in await redis.client_list() if c["name"] == "closed-under-write"]
+        await redis.client_kill_filter(_id=client["id"])
+        with pytest.raises(Unavailable) as raised, store_errors():
+            await connection.send_command("PING", check_health=False)
+            await connection.read_response()
+        assert raised.value.reason == Reason.STORE_UNAVAILABLE
+    finally:
+        await connection.disconnect()

@@ -12,11 +12,11 @@ import pytest
 from grpc import aio
 
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
-from threads_client.pb import threads_pb2 as pb
 from threads_server.keys import ThreadKeys, request_thread_id
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub as Stub
 
 
 # --- thread ids -------------------------------------------------------------------------

@@ -35,12 +35,12 @@ from tests.server_process import (
     eventually,
 )
 from tests.tls_certs import Certs, KeyPair, generate
-from threads_client import get_client
-from threads_client._tls import TLS
-from threads_client.exceptions import UnavailableError
 from threads_server.app import SERVICE_NAME, ThreadsServer
 from threads_server.config import Settings
 from threads_server.tls import TLSConfigError
+from threads_service_client import get_client
+from threads_service_client._tls import TLS
+from threads_service_client.exceptions import UnavailableError
 
 OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 

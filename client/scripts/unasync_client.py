@@ -1,6 +1,6 @@
-"""Generates the blocking client, ``threads_client/_sync.py``, from the asyncio one.
+"""Generates the blocking client, ``threads_service_client/_sync.py``, from the asyncio one.
 
-The client is written once, in ``threads_client/_async.py``; unasync (as httpcore uses it)
+The client is written once, in ``threads_service_client/_async.py``; unasync (as httpcore uses it)
 drops ``async``/``await`` and renames the async names to their sync twins, so the two
 clients cannot drift. What really differs between asyncio and blocking I/O is hand-written
 in ``_async_io.py`` and ``_sync_io.py``, which ``_async.py`` imports as ``_io``.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import unasync  # type: ignore[import-untyped]
 
-PACKAGE = Path(__file__).resolve().parent.parent / "threads_client"
+PACKAGE = Path(__file__).resolve().parent.parent / "threads_service_client"
 SOURCE = PACKAGE / "_async.py"
 TARGET = PACKAGE / "_sync.py"
 

@@ -21,7 +21,6 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
-from threads_client.pb import threads_pb2 as pb
 from threads_server import metrics, rpc
 from threads_server.auth import Authenticator
 from threads_server.config import Settings
@@ -29,6 +28,7 @@ from threads_server.errors import Unavailable
 from threads_server.http.app import build_app
 from threads_server.http.server import HttpServer
 from threads_server.limits import Limits
+from threads_server.pb import threads_pb2 as pb
 from threads_server.reflection import enable_reflection
 from threads_server.service import ThreadService
 from threads_server.store import ThreadStore
@@ -104,11 +104,11 @@ def connect_redis_sentinel(settings: Settings) -> Any:
         tls = {"ssl": True}
         if settings.redis_tls_ca_file is not None:
             tls["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
-    timeouts = {
+    timeouts: dict[str, Any] = {  # Any: mypy would match floats to Sentinel's other params
         "socket_timeout": settings.redis_timeout_seconds,
         "socket_connect_timeout": min(1.0, settings.redis_timeout_seconds),
     }
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(
         list(settings.redis_sentinel or ()),
         sentinel_kwargs={**timeouts, "password": settings.redis_sentinel_password, **tls},
         **timeouts,

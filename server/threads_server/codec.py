@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from threads_client.pb import threads_pb2 as pb
+from threads_server.pb import threads_pb2 as pb
 
 META_PREFIX = b"m:"
 CREATED_AT = b"created_at"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from threads_client.pb import threads_pb2 as pb
 from threads_server.config import Settings
 from threads_server.errors import InvalidArgument, Reason
+from threads_server.pb import threads_pb2 as pb
 
 
 @dataclass(frozen=True, slots=True)

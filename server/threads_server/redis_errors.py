@@ -39,35 +39,8 @@ def cluster_unavailable(exc: BaseException) -> bool:
     )
 
 
-_REDIS_WRITE_PATHS = (
-    "redis/asyncio/connection.py",
-    "asyncio/streams.py",
-    "asyncio/selector_events.py",
-)
-
-
-def redis_writer_race(exc: BaseException) -> bool:
-    """redis-py's asyncio connection, closed by another task (a failover's reconnect) or by
-    the peer while a command is being written, can leak AttributeError/TypeError from
-    ``writelines`` instead of a ConnectionError (redis/redis-py#3546, #4287; fix proposed in
-    #4217). Seen here under load during cluster failovers. It is a connection lost while
-    sending, so UNAVAILABLE like any other: the service never re-sends, and the caller's
-    retry with request_id / expected_length is safe whether or not Redis got it."""
-    if not isinstance(exc, AttributeError | TypeError) or exc.__traceback__ is None:
-        return False
-    tb = exc.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    frame = tb.tb_frame.f_code
-    return frame.co_filename.replace("\\", "/").endswith(_REDIS_WRITE_PATHS) and (
-        "send" in frame.co_name or "write" in frame.co_name
-    )
-
-
 def to_store_error(exc: Exception) -> ThreadsError | None:
     """The service's error for a redis-py exception; None for anything else (a bug)."""
-    if redis_writer_race(exc):
-        return _store_unavailable(exc)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return _store_unavailable(exc)
     if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica after failover

@@ -25,11 +25,11 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from threads_client.pb import threads_pb2 as pb
 from threads_server import codec, errors, metrics, tracing
 from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.limits import Limits
 from threads_server.outcomes import Outcome, ScriptCall, parse
+from threads_server.pb import threads_pb2 as pb
 from threads_server.pipelining import ScriptPipeline
 from threads_server.redis_errors import store_errors
 from threads_server.replication import ReplicatedWriter

@@ -6,8 +6,8 @@ from collections.abc import Collection, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2
 
-from threads_client.pb import threads_pb2 as pb
 from threads_server.errors import InvalidArgument, Reason
+from threads_server.pb import threads_pb2 as pb
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

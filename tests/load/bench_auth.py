@@ -26,9 +26,9 @@ from grpc import aio
 
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.auth import Authenticator
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 Metadata = tuple[tuple[str, str], ...]
 SECRET = "bench-secret-0123456789abcdef0123456789"

@@ -29,9 +29,9 @@ from grpc import aio
 
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.keys import ThreadKeys
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 SIZES = (10, 1_000, 100_000, 1_000_000)
 BATCH = 5_000

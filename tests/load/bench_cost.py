@@ -76,7 +76,7 @@ from tests.load.ghz_load import (
 )
 from tests.load.seed import THREAD_100000, THREADS, seed
 from tests.server_process import ServerProcess, environment, supports_http
-from threads_client import ThreadsError
+from threads_service_client import ThreadsError
 
 SCENARIOS = ("health", "copy_10", "copy_1000", "get", "append")
 LABELS = {
@@ -208,7 +208,7 @@ def prepare(variant: Variant, out: Path) -> Build:
         if not k.startswith("OTEL_")
     }
     where = subprocess.run(
-        [sys.executable, "-c", "import threads_server as s, threads_client as c; "
+        [sys.executable, "-c", "import threads_server as s, threads_service_client as c; "
          "print(s.__file__); print(c.__file__)"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.split()  # fmt: skip

@@ -38,8 +38,8 @@ from tests.failover_load import (
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel, sentinel_binaries
 from tests.server_process import ServerProcess, environment
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 CONCURRENCY = 16
 

@@ -9,7 +9,7 @@ Two servers run side by side on 127.0.0.1, and the same client code drives them:
 - this service: ``python -m threads_server --workers 1 --listen 127.0.0.1:<p>
   --http-listen 127.0.0.1:<q>`` with its embedded Valkey (fresh data dir, AOF everysec, the
   defaults), threads of N 200-byte entries seeded over gRPC; Copy through our async client
-  (``threads_client.get_client``, gRPC) and through the LangGraph Python SDK
+  (``threads_service_client.get_client``, gRPC) and through the LangGraph Python SDK
   (``langgraph_sdk.get_client(url=..., api_key=None)``, ``threads.copy``) at the HTTP port.
 - LangGraph's own: ``langgraph dev --no-browser --no-reload`` (``langgraph-cli[inmem]``, in
   its own venv, build/langgraph-venv: its pins fight ours) serving the one-node graph in
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import threads_client
+import threads_service_client
 from tests.redis_process import free_port
 from tests.server_process import ServerProcess, environment, supports_http, tcp_accepts
 
@@ -281,7 +281,7 @@ class OurServer:
         return ""
 
 
-async def seed_ours(client: threads_client.Client, n: int) -> str:
+async def seed_ours(client: threads_service_client.Client, n: int) -> str:
     """A thread of ``n`` entries, made over gRPC."""
     thread = await client.threads.create(history=[ENTRY] * min(n, SEED_BATCH))
     for start in range(SEED_BATCH, n, SEED_BATCH):
@@ -290,9 +290,9 @@ async def seed_ours(client: threads_client.Client, n: int) -> str:
 
 
 async def grpc_row(
-    client: threads_client.Client, source: str, n: int, limits: Limits, pid: int
+    client: threads_service_client.Client, source: str, n: int, limits: Limits, pid: int
 ) -> Row:
-    row = Row(n, "threads", "gRPC (threads_client)")
+    row = Row(n, "threads", "gRPC (threads_service_client)")
 
     async def copy() -> str:
         return (await client.threads.copy(source)).thread_id
@@ -303,7 +303,7 @@ async def grpc_row(
 
 
 async def http_row(
-    server: OurServer, grpc: threads_client.Client, source: str, n: int, limits: Limits
+    server: OurServer, grpc: threads_service_client.Client, source: str, n: int, limits: Limits
 ) -> Row:
     row = Row(n, "threads", "HTTP (langgraph_sdk)")
     row.note = server.http_problem()
@@ -490,7 +490,7 @@ async def our_rows(args: argparse.Namespace, limits: Limits) -> list[Row]:
     try:
         ours.process.wait_serving()
         pid = ours.process.process.pid
-        async with threads_client.get_client(ours.process.target, timeout=60) as grpc:
+        async with threads_service_client.get_client(ours.process.target, timeout=60) as grpc:
             for n in args.sizes:
                 source = await seed_ours(grpc, n)
                 rows.append(await grpc_row(grpc, source, n, limits, pid))
@@ -531,7 +531,7 @@ def _ratio(a: float, b: float) -> str:
 
 def report(rows: list[Row], limits: Limits) -> None:
     grpc = lg = http = "HTTP (langgraph_sdk)"
-    grpc = "gRPC (threads_client)"
+    grpc = "gRPC (threads_service_client)"
     print(
         f"\nconcurrency {limits.concurrency}; each row {limits.count:,} copies or"
         f" {limits.duration:g} s, whichever first, after {limits.warmup} warm-up copies;"

@@ -36,13 +36,13 @@ from grpc import aio
 from tests.redis_process import RedisProcess, backend_binary
 from tests.rpc_helpers import struct
 from tests.server_process import ServerProcess, environment
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server import codec, search
 from threads_server.keys import SHARDS, ShardKeys, ThreadKeys
 from threads_server.limits import Limits
 from threads_server.scripts import Scripts
 from threads_server.store import ThreadStore
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 USERS, KINDS = 1000, 10
 SEED_BATCH = 1000

@@ -47,9 +47,9 @@ from grpc import aio
 
 from tests.load.seed import SEARCH_THREADS, delete_search, seed, seed_search
 from tests.server_process import ServerProcess, connections_per_process, environment
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
 from threads_server.embedded import EmbeddedServer
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "tests" / "load"

@@ -39,9 +39,9 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc import aio
 
-from threads_client import NotFoundError, SyncClient, get_sync_client
-from threads_client.pb import threads_pb2 as pb
-from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_service_client import NotFoundError, SyncClient, get_sync_client
+from threads_service_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 THREAD_10 = "10ad0000-0000-4000-8000-000000000010"
 THREAD_1000 = "10ad0000-0000-4000-8000-000000001000"

@@ -24,10 +24,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.rpc_helpers import entry
-from threads_client.pb import threads_pb2 as pb
 from threads_server import rpc
 from threads_server.service import ThreadService
 from threads_server.store import ThreadStore
+from threads_service_client.pb import threads_pb2 as pb
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

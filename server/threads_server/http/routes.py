@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor
 
-from threads_client.pb import threads_pb2 as pb
+from threads_server.pb import threads_pb2 as pb
 
 SERVICE: descriptor.ServiceDescriptor = pb.DESCRIPTOR.services_by_name["ThreadService"]
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")

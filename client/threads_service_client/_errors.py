@@ -1,4 +1,4 @@
-"""Turns a failed gRPC call into the matching ``threads_client.exceptions`` class.
+"""Turns a failed gRPC call into the matching ``threads_service_client.exceptions`` class.
 
 Shared by the async and sync clients, which raise what ``from_rpc_error`` returns.
 """
@@ -11,12 +11,12 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from threads_client import exceptions
-from threads_client.exceptions import ThreadsError, UnexpectedStatusError
+from threads_service_client import exceptions
+from threads_service_client.exceptions import ThreadsError, UnexpectedStatusError
 
 
 def _by_code() -> dict[grpc.StatusCode, type[ThreadsError]]:
-    """Each ``grpc_status_code`` declared in ``threads_client.exceptions`` and its class.
+    """Each ``grpc_status_code`` declared in ``threads_service_client.exceptions`` and its class.
 
     Only that module's classes count: a caller's own subclass must not take over a code.
     """

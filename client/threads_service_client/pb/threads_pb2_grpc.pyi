@@ -19,7 +19,7 @@ document from these options; any gRPC-JSON transcoder can serve the same routes.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from threads_client.pb import threads_pb2 as _threads_pb2
+from threads_service_client.pb import threads_pb2 as _threads_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

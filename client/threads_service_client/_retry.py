@@ -29,9 +29,9 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
-from threads_client import _errors
-from threads_client.exceptions import ThreadsError
-from threads_client.pb import threads_pb2 as pb
+from threads_service_client import _errors
+from threads_service_client.exceptions import ThreadsError
+from threads_service_client.pb import threads_pb2 as pb
 
 log = logging.getLogger("threads.client")
 

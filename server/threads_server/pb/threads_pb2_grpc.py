@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from threads_client.pb import threads_pb2 as threads_dot_v1_dot_threads__pb2
+from threads_server.pb import threads_pb2 as threads_dot_v1_dot_threads__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

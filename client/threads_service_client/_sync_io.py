@@ -1,6 +1,6 @@
 """What blocking I/O means to the client; the twin of ``_async_io``, name for name.
 
-The generated ``threads_client._sync`` reaches these as ``_io``.
+The generated ``threads_service_client._sync`` reaches these as ``_io``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 Channel: TypeAlias = grpc.Channel
 Stub: TypeAlias = pb_grpc.ThreadServiceStub

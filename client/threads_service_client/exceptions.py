@@ -26,7 +26,7 @@ errors made by gRPC itself). ``status`` and ``error_info`` hold the parsed messa
 Retrying is safe for ``UnavailableError`` and ``DeadlineExceededError`` only when the call
 is idempotent: reads, ``update``, ``delete``, ``append`` with ``expected_length``, ``create``
 and ``copy`` with ``request_id``. A client with a ``RetryPolicy`` retries
-``UnavailableError`` by itself for all of those but ``append`` (``threads_client._retry``).
+``UnavailableError`` by itself for all of those but ``append`` (``threads_service_client._retry``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from typing import ClassVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-# The one list of the classes; ``threads_client`` re-exports it (a test checks it is complete).
+# The one list of the classes; ``threads_service_client`` re-exports it (a test checks it is
+# complete).
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
@@ -57,7 +58,7 @@ __all__ = [
 class ThreadsError(Exception):
     """A call to the threads service ended with a non-OK status.
 
-    ``grpc_status_code`` is the code a subclass stands for: ``threads_client._errors``
+    ``grpc_status_code`` is the code a subclass stands for: ``threads_service_client._errors``
     builds its code-to-class lookup from it, so a new class is raised as soon as it exists.
     ``None`` here and on ``UnexpectedStatusError``, which take every code without a class.
     """

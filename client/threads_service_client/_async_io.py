@@ -1,7 +1,7 @@
 """What asyncio I/O means to the client; ``_sync_io`` is the blocking twin, name for name.
 
-``threads_client._async`` reaches these as ``_io``, and the blocking client generated from
-it (``threads_client._sync``) reaches ``_sync_io`` under the same name, so this pair is the
+``threads_service_client._async`` reaches these as ``_io``, and the blocking client generated from
+it (``threads_service_client._sync``) reaches ``_sync_io`` under the same name, so this pair is the
 only client code written twice.
 """
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from grpc import aio
 
-from threads_client.pb import threads_pb2_grpc as pb_grpc
+from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from threads_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
+    from threads_service_client.pb.threads_pb2_grpc import ThreadServiceAsyncStub
 
 Channel: TypeAlias = aio.Channel
 Stub: TypeAlias = "ThreadServiceAsyncStub"

@@ -1,25 +1,28 @@
-# GENERATED from _async.py by client/scripts/unasync_client.py (unasync): do not edit.
-# Edit _async.py (or _sync_io.py, what blocking I/O does differently) and run
-# `make client-sync`; `make check-client-sync` (run by `make lint`) fails while stale.
-# unasync turns an async generator's `for x in xs: yield x` into a loop `yield from` would do.
-# ruff: noqa: UP028
-"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource."""
+"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource.
+
+The one definition of the client: ``threads_service_client._sync`` is generated from this module
+by ``client/scripts/unasync_client.py`` (``make client-sync``). What asyncio and blocking
+I/O do differently (channel, stub, sleep) is in ``_async_io`` and ``_sync_io``.
+"""
+
+# ``timeout`` is the gRPC deadline sent to the server, not a local asyncio timeout.
+# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from threads_client import _auth, _retry
-from threads_client import _requests as req
-from threads_client import _sync_io as _io
-from threads_client._auth import Token
-from threads_client._requests import (
+from threads_service_client import _async_io as _io
+from threads_service_client import _auth, _retry
+from threads_service_client import _requests as req
+from threads_service_client._auth import Token
+from threads_service_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
@@ -32,26 +35,26 @@ from threads_client._requests import (
     Timeout,
     Ttl,
 )
-from threads_client._retry import RetryPolicy
-from threads_client.pb import threads_pb2 as pb
+from threads_service_client._retry import RetryPolicy
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client._tls import TLS
+    from threads_service_client._tls import TLS
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 
-class SyncThreadsClient:
-    """Thread operations; reach it as ``threads_client.threads``.
+class ThreadsClient:
+    """Thread operations; reach it as ``threads_service_client.threads``.
 
     Methods return the protobuf messages unchanged (``Thread``, ``Entry``,
     ``GetHistoryResponse``), except ``append`` (the new history length, an int) and
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
-    ``threads_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
-    client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
-    is seconds or a ``timedelta``; 0 means never expire.
+    ``threads_service_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds)
+    overrides the client's deadline for one call, retries included; ``None`` means no
+    deadline. ``ttl`` is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
@@ -68,19 +71,19 @@ class SyncThreadsClient:
         self._token = token
         self._retry = retry
 
-    def _call(
+    async def _call(
         self,
         method: Callable[[_io.Stub], _io.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
-        """Sends ``request``, retrying per the client's policy (see ``threads_client._retry``)."""
+        """Sends ``request``, retrying per the client's policy (``_retry``)."""
         attempts = _retry.Attempts(
             self._retry, request, req.resolve_timeout(timeout, self._timeout)
         )
         while True:
             try:
-                return method(self._stub())(
+                return await method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -89,9 +92,9 @@ class SyncThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            _io.sleep(delay)
+            await _io.sleep(delay)
 
-    def create(
+    async def create(
         self,
         thread_id: ThreadId | None = None,
         *,
@@ -117,13 +120,13 @@ class SyncThreadsClient:
             request_id=_retry.request_id(request_id, self._retry),
             ttl=req.ttl_duration(ttl),
         )
-        return (self._call(lambda s: s.Create, request, timeout)).thread
+        return (await self._call(lambda s: s.Create, request, timeout)).thread
 
-    def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
+    async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
         request = pb.GetRequest(thread_id=req.thread_id(thread_id))
-        return (self._call(lambda s: s.Get, request, timeout)).thread
+        return (await self._call(lambda s: s.Get, request, timeout)).thread
 
-    def update(
+    async def update(
         self,
         thread_id: ThreadId,
         metadata: Metadata | None = None,
@@ -143,13 +146,13 @@ class SyncThreadsClient:
             metadata=req.struct(metadata),
             ttl=req.ttl_duration(ttl),
         )
-        return (self._call(lambda s: s.Update, request, timeout)).thread
+        return (await self._call(lambda s: s.Update, request, timeout)).thread
 
-    def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+    async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
         request = pb.DeleteRequest(thread_id=req.thread_id(thread_id))
-        self._call(lambda s: s.Delete, request, timeout)
+        await self._call(lambda s: s.Delete, request, timeout)
 
-    def append(
+    async def append(
         self,
         thread_id: ThreadId,
         entries: Iterable[EntryInput],
@@ -168,9 +171,9 @@ class SyncThreadsClient:
             entries=req.entries(entries, "entries"),
             expected_length=expected_length,
         )
-        return (self._call(lambda s: s.Append, request, timeout)).history_length
+        return (await self._call(lambda s: s.Append, request, timeout)).history_length
 
-    def get_history(
+    async def get_history(
         self,
         thread_id: ThreadId,
         *,
@@ -182,22 +185,22 @@ class SyncThreadsClient:
         request = pb.GetHistoryRequest(
             thread_id=req.thread_id(thread_id), page_size=page_size, page_token=page_token
         )
-        return self._call(lambda s: s.GetHistory, request, timeout)
+        return await self._call(lambda s: s.GetHistory, request, timeout)
 
-    def iter_history(
+    async def iter_history(
         self,
         thread_id: ThreadId,
         *,
         page_size: int = 0,
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> Iterator[pb.Entry]:
+    ) -> AsyncIterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
         ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
-            page = self.get_history(
+            page = await self.get_history(
                 thread_id, page_size=page_size, page_token=page_token, timeout=timeout
             )
             for entry in page.entries:
@@ -206,7 +209,7 @@ class SyncThreadsClient:
             if not page_token:
                 return
 
-    def copy(
+    async def copy(
         self,
         thread_id: ThreadId,
         *,
@@ -230,9 +233,9 @@ class SyncThreadsClient:
             metadata=req.struct(metadata),
             ttl=req.ttl_duration(ttl),
         )
-        return (self._call(lambda s: s.Copy, request, timeout)).thread
+        return (await self._call(lambda s: s.Copy, request, timeout)).thread
 
-    def search(
+    async def search(
         self,
         *,
         metadata: Metadata | None = None,
@@ -265,9 +268,9 @@ class SyncThreadsClient:
             sort_order=req.sort_order(sort_order),
             offset=offset,
         )
-        return self._call(lambda s: s.Search, request, timeout)
+        return await self._call(lambda s: s.Search, request, timeout)
 
-    def iter_search(
+    async def iter_search(
         self,
         *,
         metadata: Metadata | None = None,
@@ -278,7 +281,7 @@ class SyncThreadsClient:
         sort_order: SortOrder = "desc",
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> Iterator[pb.Thread]:
+    ) -> AsyncIterator[pb.Thread]:
         """Every matching thread from ``page_token`` on, fetched lazily ``limit`` a page.
 
         Keyset paging: while others write, every thread that exists and matches for the
@@ -286,7 +289,7 @@ class SyncThreadsClient:
         """
         ids = list(ids) if ids is not None else None
         while True:
-            page = self.search(
+            page = await self.search(
                 metadata=metadata,
                 ids=ids,
                 copied_from=copied_from,
@@ -302,7 +305,7 @@ class SyncThreadsClient:
             if not page_token:
                 return
 
-    def count(
+    async def count(
         self,
         *,
         metadata: Metadata | None = None,
@@ -316,11 +319,11 @@ class SyncThreadsClient:
             thread_ids=req.thread_ids(ids),
             copied_from=req.thread_id(copied_from) if copied_from is not None else "",
         )
-        return (self._call(lambda s: s.Count, request, timeout)).count
+        return (await self._call(lambda s: s.Count, request, timeout)).count
 
 
-class SyncClient:
-    """A blocking client for ``threads.v1.ThreadService``; ``get_sync_client`` is this class.
+class Client:
+    """An asyncio client for ``threads.v1.ThreadService``; ``get_client`` is this class.
 
     ``target`` is a gRPC target such as host:port. ``timeout`` is the default deadline of
     every call in seconds, retries included (``None``: no deadline). ``token`` (a JWT, or a
@@ -331,7 +334,8 @@ class SyncClient:
     ``channel`` to reuse a channel you manage (then set TLS on it, not here): it stays
     yours, closing the client does not close it.
 
-    The channel is opened on first use. Threads may share the client.
+    The channel is opened on first use, inside the running event loop, so a client made at
+    import time works under ``asyncio.run``.
     """
 
     def __init__(
@@ -357,7 +361,7 @@ class SyncClient:
         # Makes the first use open one channel when threads share a blocking client; never
         # contended under asyncio, where nothing awaits while it is held.
         self._lock = threading.Lock()
-        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
+        self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
     def _get_stub(self) -> _io.Stub:
         with self._lock:
@@ -369,26 +373,26 @@ class SyncClient:
                 self._stub = _io.stub(self._channel)
             return self._stub
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
         with self._lock:
             self._closed = True
             channel = self._channel if self._owns_channel else None
             self._channel = self._stub = None
         if channel is not None:
-            _io.close_channel(channel)
+            await _io.close_channel(channel)
 
-    def __enter__(self) -> Self:
+    async def __aenter__(self) -> Self:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
 
 # The LangGraph SDK's spelling; an alias, so the parameters above are written once.
-get_sync_client = SyncClient
+get_client = Client

@@ -1,28 +1,25 @@
-"""The asyncio client: ``get_client()``, ``Client`` and its ``threads`` resource.
-
-The one definition of the client: ``threads_client._sync`` is generated from this module
-by ``client/scripts/unasync_client.py`` (``make client-sync``). What asyncio and blocking
-I/O do differently (channel, stub, sleep) is in ``_async_io`` and ``_sync_io``.
-"""
-
-# ``timeout`` is the gRPC deadline sent to the server, not a local asyncio timeout.
-# ruff: noqa: ASYNC109
+# GENERATED from _async.py by client/scripts/unasync_client.py (unasync): do not edit.
+# Edit _async.py (or _sync_io.py, what blocking I/O does differently) and run
+# `make client-sync`; `make check-client-sync` (run by `make lint`) fails while stale.
+# unasync turns an async generator's `for x in xs: yield x` into a loop `yield from` would do.
+# ruff: noqa: UP028
+"""The blocking client: ``get_sync_client()``, ``SyncClient`` and its ``threads`` resource."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from threads_client import _async_io as _io
-from threads_client import _auth, _retry
-from threads_client import _requests as req
-from threads_client._auth import Token
-from threads_client._requests import (
+from threads_service_client import _auth, _retry
+from threads_service_client import _requests as req
+from threads_service_client import _sync_io as _io
+from threads_service_client._auth import Token
+from threads_service_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
@@ -35,26 +32,26 @@ from threads_client._requests import (
     Timeout,
     Ttl,
 )
-from threads_client._retry import RetryPolicy
-from threads_client.pb import threads_pb2 as pb
+from threads_service_client._retry import RetryPolicy
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client._tls import TLS
+    from threads_service_client._tls import TLS
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 
 
-class ThreadsClient:
-    """Thread operations; reach it as ``threads_client.threads``.
+class SyncThreadsClient:
+    """Thread operations; reach it as ``threads_service_client.threads``.
 
     Methods return the protobuf messages unchanged (``Thread``, ``Entry``,
     ``GetHistoryResponse``), except ``append`` (the new history length, an int) and
     ``delete`` (None). Thread ids may be ``str`` or ``uuid.UUID``; metadata and entry data
     dicts or ``Struct``s (an entry may also be an ``Entry``). Failures raise
-    ``threads_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds) overrides the
-    client's deadline for one call, retries included; ``None`` means no deadline. ``ttl``
-    is seconds or a ``timedelta``; 0 means never expire.
+    ``threads_service_client.exceptions.ThreadsError`` subclasses. ``timeout`` (seconds)
+    overrides the client's deadline for one call, retries included; ``None`` means no
+    deadline. ``ttl`` is seconds or a ``timedelta``; 0 means never expire.
     """
 
     def __init__(
@@ -71,19 +68,19 @@ class ThreadsClient:
         self._token = token
         self._retry = retry
 
-    async def _call(
+    def _call(
         self,
         method: Callable[[_io.Stub], _io.UnaryUnaryMultiCallable[Req, Resp]],
         request: Req,
         timeout: Timeout,
     ) -> Resp:
-        """Sends ``request``, retrying per the client's policy (see ``threads_client._retry``)."""
+        """Sends ``request``, retrying per the client's policy (``_retry``)."""
         attempts = _retry.Attempts(
             self._retry, request, req.resolve_timeout(timeout, self._timeout)
         )
         while True:
             try:
-                return await method(self._stub())(
+                return method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -92,9 +89,9 @@ class ThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
-            await _io.sleep(delay)
+            _io.sleep(delay)
 
-    async def create(
+    def create(
         self,
         thread_id: ThreadId | None = None,
         *,
@@ -120,13 +117,13 @@ class ThreadsClient:
             request_id=_retry.request_id(request_id, self._retry),
             ttl=req.ttl_duration(ttl),
         )
-        return (await self._call(lambda s: s.Create, request, timeout)).thread
+        return (self._call(lambda s: s.Create, request, timeout)).thread
 
-    async def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
+    def get(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.Thread:
         request = pb.GetRequest(thread_id=req.thread_id(thread_id))
-        return (await self._call(lambda s: s.Get, request, timeout)).thread
+        return (self._call(lambda s: s.Get, request, timeout)).thread
 
-    async def update(
+    def update(
         self,
         thread_id: ThreadId,
         metadata: Metadata | None = None,
@@ -146,13 +143,13 @@ class ThreadsClient:
             metadata=req.struct(metadata),
             ttl=req.ttl_duration(ttl),
         )
-        return (await self._call(lambda s: s.Update, request, timeout)).thread
+        return (self._call(lambda s: s.Update, request, timeout)).thread
 
-    async def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+    def delete(self, thread_id: ThreadId, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
         request = pb.DeleteRequest(thread_id=req.thread_id(thread_id))
-        await self._call(lambda s: s.Delete, request, timeout)
+        self._call(lambda s: s.Delete, request, timeout)
 
-    async def append(
+    def append(
         self,
         thread_id: ThreadId,
         entries: Iterable[EntryInput],
@@ -171,9 +168,9 @@ class ThreadsClient:
             entries=req.entries(entries, "entries"),
             expected_length=expected_length,
         )
-        return (await self._call(lambda s: s.Append, request, timeout)).history_length
+        return (self._call(lambda s: s.Append, request, timeout)).history_length
 
-    async def get_history(
+    def get_history(
         self,
         thread_id: ThreadId,
         *,
@@ -185,22 +182,22 @@ class ThreadsClient:
         request = pb.GetHistoryRequest(
             thread_id=req.thread_id(thread_id), page_size=page_size, page_token=page_token
         )
-        return await self._call(lambda s: s.GetHistory, request, timeout)
+        return self._call(lambda s: s.GetHistory, request, timeout)
 
-    async def iter_history(
+    def iter_history(
         self,
         thread_id: ThreadId,
         *,
         page_size: int = 0,
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> AsyncIterator[pb.Entry]:
+    ) -> Iterator[pb.Entry]:
         """Every entry from ``page_token`` on, fetched lazily page by page.
 
         ``timeout`` applies to each page's call (with its retries), not to the whole walk.
         """
         while True:
-            page = await self.get_history(
+            page = self.get_history(
                 thread_id, page_size=page_size, page_token=page_token, timeout=timeout
             )
             for entry in page.entries:
@@ -209,7 +206,7 @@ class ThreadsClient:
             if not page_token:
                 return
 
-    async def copy(
+    def copy(
         self,
         thread_id: ThreadId,
         *,
@@ -233,9 +230,9 @@ class ThreadsClient:
             metadata=req.struct(metadata),
             ttl=req.ttl_duration(ttl),
         )
-        return (await self._call(lambda s: s.Copy, request, timeout)).thread
+        return (self._call(lambda s: s.Copy, request, timeout)).thread
 
-    async def search(
+    def search(
         self,
         *,
         metadata: Metadata | None = None,
@@ -268,9 +265,9 @@ class ThreadsClient:
             sort_order=req.sort_order(sort_order),
             offset=offset,
         )
-        return await self._call(lambda s: s.Search, request, timeout)
+        return self._call(lambda s: s.Search, request, timeout)
 
-    async def iter_search(
+    def iter_search(
         self,
         *,
         metadata: Metadata | None = None,
@@ -281,7 +278,7 @@ class ThreadsClient:
         sort_order: SortOrder = "desc",
         page_token: str = "",
         timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> AsyncIterator[pb.Thread]:
+    ) -> Iterator[pb.Thread]:
         """Every matching thread from ``page_token`` on, fetched lazily ``limit`` a page.
 
         Keyset paging: while others write, every thread that exists and matches for the
@@ -289,7 +286,7 @@ class ThreadsClient:
         """
         ids = list(ids) if ids is not None else None
         while True:
-            page = await self.search(
+            page = self.search(
                 metadata=metadata,
                 ids=ids,
                 copied_from=copied_from,
@@ -305,7 +302,7 @@ class ThreadsClient:
             if not page_token:
                 return
 
-    async def count(
+    def count(
         self,
         *,
         metadata: Metadata | None = None,
@@ -319,11 +316,11 @@ class ThreadsClient:
             thread_ids=req.thread_ids(ids),
             copied_from=req.thread_id(copied_from) if copied_from is not None else "",
         )
-        return (await self._call(lambda s: s.Count, request, timeout)).count
+        return (self._call(lambda s: s.Count, request, timeout)).count
 
 
-class Client:
-    """An asyncio client for ``threads.v1.ThreadService``; ``get_client`` is this class.
+class SyncClient:
+    """A blocking client for ``threads.v1.ThreadService``; ``get_sync_client`` is this class.
 
     ``target`` is a gRPC target such as host:port. ``timeout`` is the default deadline of
     every call in seconds, retries included (``None``: no deadline). ``token`` (a JWT, or a
@@ -334,8 +331,7 @@ class Client:
     ``channel`` to reuse a channel you manage (then set TLS on it, not here): it stays
     yours, closing the client does not close it.
 
-    The channel is opened on first use, inside the running event loop, so a client made at
-    import time works under ``asyncio.run``.
+    The channel is opened on first use. Threads may share the client.
     """
 
     def __init__(
@@ -361,7 +357,7 @@ class Client:
         # Makes the first use open one channel when threads share a blocking client; never
         # contended under asyncio, where nothing awaits while it is held.
         self._lock = threading.Lock()
-        self.threads = ThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
+        self.threads = SyncThreadsClient(self._get_stub, timeout=timeout, token=token, retry=retry)
 
     def _get_stub(self) -> _io.Stub:
         with self._lock:
@@ -373,26 +369,26 @@ class Client:
                 self._stub = _io.stub(self._channel)
             return self._stub
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         """Closes the channel this client opened; in-flight calls are cancelled."""
         with self._lock:
             self._closed = True
             channel = self._channel if self._owns_channel else None
             self._channel = self._stub = None
         if channel is not None:
-            await _io.close_channel(channel)
+            _io.close_channel(channel)
 
-    async def __aenter__(self) -> Self:
+    def __enter__(self) -> Self:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        self.close()
 
 
 # The LangGraph SDK's spelling; an alias, so the parameters above are written once.
-get_client = Client
+get_sync_client = SyncClient

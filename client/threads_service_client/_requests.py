@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
-from threads_client.pb import threads_pb2 as pb
+from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
-    from threads_client._tls import TLS
+    from threads_service_client._tls import TLS
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
