@@ -13,15 +13,53 @@ PROTO_DIR := protos
 # The last released API, as a buf image: what `buf breaking` compares protos/ against.
 API_IMAGE := protos/released/threads.v1.binpb
 
-.PHONY: install proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
+# Hash-pinned locks (tests/lockfiles.py says which ranges each pins): everything installs from
+# them with --require-hashes, so a commit installs the same bytes on any day; our own two
+# packages go in after, with --no-deps. make lock rewrites them after a range changes.
+DEV_LOCK ?= tests/requirements.txt
+SERVER_LOCK := server/requirements.txt
+LANGGRAPH_LOCK := tests/load/requirements-langgraph.txt
+# The one place the version of both distributions is written (CHANGELOG.md).
+VERSION_FILE := client/VERSION
+VERSION := $(shell cat $(VERSION_FILE))
+DIST_DIR := build/dist
+
+.PHONY: install lock upgrade-check dist proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml client/pyproject.toml
+# Our packages are built without build isolation, so setuptools comes from the lock too.
+$(STAMP): pyproject.toml client/pyproject.toml $(DEV_LOCK) $(VERSION_FILE)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./client -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./client -e .
 	touch $(STAMP)
+
+# Rewrites every lock from the ranges in the pyproject.toml files (and tests/load/*.in) with
+# the venv's own uv; pins that still fit are kept. Run it after changing a dependency.
+lock: $(STAMP)
+	$(PY) -m tests.lockfiles compile
+
+# Drift found on purpose: the newest versions the ranges allow, locked into build/upgrade,
+# installed into a scratch venv there, then lint and the suite. Prints what moved first.
+UPGRADE_DIR := build/upgrade
+upgrade-check: $(STAMP)
+	rm -rf $(UPGRADE_DIR)
+	$(PY) -m tests.lockfiles compile --upgrade --into $(UPGRADE_DIR)
+	@echo "--- upgrade-check: what moved in $(DEV_LOCK)"
+	$(PY) -m tests.lockfiles moved $(DEV_LOCK) $(UPGRADE_DIR)/$(DEV_LOCK)
+	$(MAKE) lint test VENV=$(UPGRADE_DIR)/venv DEV_LOCK=$(UPGRADE_DIR)/$(DEV_LOCK)
+	@echo "--- upgrade-check passed; what moved:"
+	@$(PY) -m tests.lockfiles moved $(DEV_LOCK) $(UPGRADE_DIR)/$(DEV_LOCK)
+
+# Release artifacts: a wheel and an sdist of each distribution into $(DIST_DIR) (PEP 517,
+# built from the sdist; the backend from the lock), checked by twine.
+dist: $(STAMP)
+	rm -rf $(DIST_DIR)
+	$(PY) -m build --no-isolation --outdir $(DIST_DIR) client
+	$(PY) -m build --no-isolation --outdir $(DIST_DIR) .
+	$(PY) -m twine check --strict $(DIST_DIR)/*
+	ls -l $(DIST_DIR)
 
 # Regenerates the committed Python stubs. protoc emits absolute imports
 # (`from threads.v1 import ...`); they are rewritten to the package they live in.

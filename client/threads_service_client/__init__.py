@@ -14,6 +14,8 @@ messages (``threads_service_client.pb.threads_pb2``) and raise the
 ``tls=TLS(...)`` and ``retry=RetryPolicy()``.
 """
 
+from importlib import metadata
+
 from threads_service_client import exceptions
 from threads_service_client._async import Client, ThreadsClient, get_client
 from threads_service_client._requests import DEFAULT_TIMEOUT
@@ -34,3 +36,10 @@ __all__ = [
     "get_sync_client",
 ]
 __all__ += exceptions.__all__
+
+try:
+    # The installed distribution's version, built from client/VERSION (the one place it is
+    # written; the server reports the same one).
+    __version__ = metadata.version("threads-service-client")
+except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+    __version__ = "0+unknown"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threads_server import __version__
 from threads_server.event_loop import parse as event_loop_choice
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -327,6 +328,7 @@ class Settings:
             epilog="Flags override environment variables, which override defaults.",
             allow_abbrev=False,
         )
+        parser.add_argument("--version", action="version", version=f"threads-server {__version__}")
         for f in dataclasses.fields(cls):
             # A boolean flag may stand alone (--redis-cluster) or take a value.
             optional_value: dict[str, Any] = (

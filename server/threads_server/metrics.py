@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
 
 import grpc
@@ -34,7 +33,7 @@ from prometheus_client import (
 )
 from redis.commands.core import AsyncScript
 
-from threads_server import scripts
+from threads_server import __version__, scripts
 from threads_server.workers import MULTIPROC_ENV
 
 _pid = os.getpid()
@@ -119,10 +118,7 @@ build_info = Gauge(
     multiprocess_mode="livemax",
 )
 
-try:
-    VERSION = metadata.version("threads-service")
-except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-    VERSION = "unknown"
+VERSION = __version__
 
 _enabled = True
 _grpc_children: dict[str, tuple[Counter, Histogram]] = {}
