@@ -100,16 +100,12 @@ check-proto: proto
 	git diff --exit-code -- $(PB_DIRS)
 	test -z "$$(git status --porcelain -- $(PB_DIRS))"
 
-# What another service installs: the client distribution alone (client/), importable as
-# threads_service_client with its stubs, without redis or server code; and the server distribution
-# beside it, with its console script. Neither puts a `client`, `server` or `tests` package
-# on the path (tests/check_package.py).
-check-package:
-	rm -rf build/pkgvenv && python3 -m venv build/pkgvenv
-	build/pkgvenv/bin/python -m pip install --quiet ./client
-	cd build && pkgvenv/bin/python ../tests/check_package.py client
-	build/pkgvenv/bin/python -m pip install --quiet .
-	cd build && pkgvenv/bin/python ../tests/check_package.py server
+# Each distribution installs alone in a fresh venv, from the checkout and from its wheel:
+# its lock, then it with no index at all, so nothing comes from one under our names; the
+# console script starts; the README snippet runs in the client-only venv against the server
+# started from the server-only venv (tests/check_package.py).
+check-package: dist
+	$(PY) -m tests.check_package --dist $(DIST_DIR)
 
 run: $(STAMP)
 	$(PY) -m threads_server $(ARGS)

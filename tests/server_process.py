@@ -105,7 +105,10 @@ class ServerProcess:
         credentials: grpc.ChannelCredentials | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
         http: bool = True,
+        command: Sequence[str] = (sys.executable, "-m", "threads_server"),
+        cwd: Path = REPO,
     ) -> None:
+        """``command`` starts the server (another venv's ``threads-server``, say), in ``cwd``."""
         self.credentials = credentials
         self.channel_options = list(channel_options)
         self.port = free_port() if port is None else port
@@ -121,8 +124,8 @@ class ServerProcess:
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "threads_server", *self.args],
-                cwd=REPO,
+                [*command, *self.args],
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
