@@ -24,7 +24,7 @@ VERSION_FILE := client/VERSION
 VERSION := $(shell cat $(VERSION_FILE))
 DIST_DIR := build/dist
 
-.PHONY: install lock upgrade-check dist proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
+.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
 
 install: $(STAMP)
 
@@ -106,6 +106,36 @@ check-proto: proto
 # started from the server-only venv (tests/check_package.py).
 check-package: dist
 	$(PY) -m tests.check_package --dist $(DIST_DIR)
+
+# The container image (deploy/Containerfile, docs/deployment.md): the built server wheel and
+# the server lock on a Debian bookworm base. Here the base is made from Debian's packages
+# with mmdebstrap and kept (REBUILD=1 deploy/podman/debian-image.sh to refresh it); set
+# IMAGE_BASE=python:3.11-slim-bookworm where a registry is reachable. The CA bundle is a
+# build secret: pip in the build trusts what the host trusts, and no layer keeps it.
+IMAGE ?= localhost/threads-service:$(VERSION)
+IMAGE_BASE ?= localhost/threads-base:bookworm
+REDIS_IMAGE ?= localhost/threads-redis:bookworm
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+PODMAN_ENV := CONTAINERS_CONF=$${CONTAINERS_CONF:-$(abspath deploy/podman/containers.conf)}
+
+image: dist
+	if [ "$(IMAGE_BASE)" = localhost/threads-base:bookworm ]; then \
+		$(PODMAN_ENV) deploy/podman/debian-image.sh $(IMAGE_BASE) \
+			python3 python3-venv ca-certificates passwd; \
+	fi
+	$(PODMAN_ENV) podman build --format docker --network host \
+		--build-arg BASE=$(IMAGE_BASE) --secret id=ca-bundle,src=$(CA_BUNDLE) \
+		--file deploy/Containerfile --tag $(IMAGE) .
+	$(PODMAN_ENV) podman image inspect --format '$(IMAGE): {{.Size}} bytes' $(IMAGE)
+
+# The image at work, on 127.0.0.1 only (--network host): next to a Redis container (Redis
+# from Debian's packages too), then alone on its embedded Valkey. /ok, a copy over HTTP,
+# gRPC health and the image's HEALTHCHECK, non-root, the CA secret in no layer; both
+# containers stopped and removed (tests/check_image.py).
+image-check: $(STAMP)
+	$(PODMAN_ENV) deploy/podman/debian-image.sh $(REDIS_IMAGE) redis-server
+	$(PODMAN_ENV) $(PY) -m tests.check_image --image $(IMAGE) --redis-image $(REDIS_IMAGE) \
+		--ca-bundle $(CA_BUNDLE)
 
 run: $(STAMP)
 	$(PY) -m threads_server $(ARGS)
