@@ -157,28 +157,24 @@ bench-failover: $(STAMP)
 	$(PY) -m tests.load.bench_failover $(BENCH_ARGS)
 
 # Copy over HTTP (the LangGraph SDK) vs gRPC (threads_service_client) on this server, and vs LangGraph's
-# own `langgraph dev`, in one run (tests/load/bench_http.py). Two venvs of its own, so no pin
-# of LangGraph's meets ours: $(LANGGRAPH_VENV) serves LangGraph (langgraph-cli[inmem] pins
-# protobuf 6, the client 7); $(BENCH_HTTP_VENV) runs the driver: this project, the client,
-# langgraph-sdk, and pytest (tests/server_process.py imports it).
-# BENCH_HTTP_ARGS="--sizes 10 --duration 5" narrows it.
+# own `langgraph dev`, in one run (tests/load/bench_http.py). Two venvs of its own, each from
+# a lock: $(LANGGRAPH_VENV) serves LangGraph from $(LANGGRAPH_LOCK) (its pins fight ours:
+# langgraph-cli[inmem] pins protobuf 6, the client 7); $(BENCH_HTTP_VENV) runs the driver:
+# the dev lock (langgraph-sdk and pytest are in it; tests/server_process.py imports pytest)
+# and this project. BENCH_HTTP_ARGS="--sizes 10 --duration 5" narrows it.
 LANGGRAPH_VENV := build/langgraph-venv
 BENCH_HTTP_VENV := build/bench-http-venv
-LANGGRAPH_PINS := 'langgraph-cli[inmem]==0.4.40' langgraph-api==0.16.7 \
-	langgraph-runtime-inmem==0.36.7 langgraph==1.2.24
-LANGGRAPH_SDK_PIN := langgraph-sdk==0.4.14
 
-$(LANGGRAPH_VENV)/.installed-stamp: Makefile
+$(LANGGRAPH_VENV)/.installed-stamp: $(LANGGRAPH_LOCK)
 	test -x $(LANGGRAPH_VENV)/bin/python || python3 -m venv $(LANGGRAPH_VENV)
-	$(LANGGRAPH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LANGGRAPH_VENV)/bin/python -m pip install --quiet $(LANGGRAPH_PINS)
+	$(LANGGRAPH_VENV)/bin/python -m pip install --quiet --require-hashes -r $(LANGGRAPH_LOCK)
 	touch $@
 
-$(BENCH_HTTP_VENV)/.installed-stamp: Makefile pyproject.toml client/pyproject.toml
+$(BENCH_HTTP_VENV)/.installed-stamp: pyproject.toml client/pyproject.toml $(DEV_LOCK)
 	test -x $(BENCH_HTTP_VENV)/bin/python || python3 -m venv $(BENCH_HTTP_VENV)
-	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet -e ./client -e . $(LANGGRAPH_SDK_PIN) \
-		'pytest>=8.3,<10'
+	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BENCH_HTTP_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation \
+		-e ./client -e .
 	touch $@
 
 bench-http: $(LANGGRAPH_VENV)/.installed-stamp $(BENCH_HTTP_VENV)/.installed-stamp

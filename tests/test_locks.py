@@ -6,6 +6,8 @@ fail here, before an install from the lock silently differs from what pyproject.
 
 from __future__ import annotations
 
+import json
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -125,3 +127,52 @@ def test_the_server_lock_holds_the_client_runtime() -> None:
     client = next(lock for lock in LOCKS if lock.path.startswith("client/"))
     problems = disagreements(requirements_of(client), read_lock(REPO / SERVER.path))
     assert not problems, problems
+
+
+INTEROP = REPO / "tests" / "interop"
+
+
+@pytest.mark.parametrize("project", ["node", "langgraph-js"])
+def test_node_installs_exact_versions_from_its_lock(project: str) -> None:
+    """package.json names exact versions, and npm ci installs package-lock.json's, each
+    with its integrity hash."""
+    manifest = json.loads((INTEROP / project / "package.json").read_text())
+    loose = {n: v for n, v in manifest["dependencies"].items() if not re.fullmatch(r"\d[\w.-]*", v)}
+    assert not loose, f"{project}/package.json has ranges: {loose}"
+    lock = json.loads((INTEROP / project / "package-lock.json").read_text())
+    packages = {path: meta for path, meta in lock["packages"].items() if path}
+    assert packages, f"{project}/package-lock.json locks nothing"
+    unhashed = [path for path, meta in packages.items() if not meta.get("integrity")]
+    assert not unhashed, f"{project}/package-lock.json without integrity: {unhashed}"
+    assert "npm ci" in (INTEROP / "npm_setup.sh").read_text()
+
+
+def test_maven_names_every_version_exactly() -> None:
+    """No version range, LATEST or RELEASE, and every plugin the build uses pinned."""
+    pom = (INTEROP / "java" / "pom.xml").read_text()
+    properties = dict(re.findall(r"<([\w.-]+\.version)>([^<]+)</", pom))
+    versions = [
+        properties.get(v[2:-1], v) if v.startswith("${") else v
+        for v in re.findall(r"<version>([^<]+)</version>", pom)
+    ]
+    loose = [v for v in versions if not re.fullmatch(r"\d[\w.-]*", v)]
+    assert not loose, f"pom.xml versions that float: {loose}"
+    plugins = re.findall(r"<plugin>(.*?)</plugin>", pom, flags=re.DOTALL)
+    extensions = re.findall(r"<extension>(.*?)</extension>", pom, flags=re.DOTALL)
+    unpinned = [p for p in plugins + extensions if "<version>" not in p]
+    assert not unpinned, f"pom.xml plugins without a version: {unpinned}"
+
+
+@pytest.mark.parametrize("module", ["tests/interop/go", "tests/k8s"])
+def test_go_modules_build_from_go_sum_read_only(module: str) -> None:
+    """Each Go module has its go.sum, and is built with -mod=readonly (never rewritten)."""
+    folder = REPO / module
+    required = re.findall(r"^\s+(\S+) (v\S+)", (folder / "go.mod").read_text(), re.MULTILINE)
+    summed = (folder / "go.sum").read_text()
+    missing = [f"{m} {v}" for m, v in required if f"{m} {v}/go.mod h1:" not in summed]
+    assert required and not missing, f"{module}/go.sum lacks {missing}"
+    runner = folder / "run.sh"
+    uses = (
+        runner.read_text() if runner.exists() else (REPO / "tests" / "test_deploy.py").read_text()
+    )
+    assert "-mod=readonly" in uses
