@@ -36,9 +36,10 @@ $(STAMP): pyproject.toml client/pyproject.toml $(DEV_LOCK) $(VERSION_FILE)
 	touch $(STAMP)
 
 # Rewrites every lock from the ranges in the pyproject.toml files (and tests/load/*.in) with
-# the venv's own uv; pins that still fit are kept. Run it after changing a dependency.
+# the venv's own uv; pins that still fit are kept. Run it after changing a dependency;
+# LOCK_ARGS=--upgrade moves every pin to the newest its range allows.
 lock: $(STAMP)
-	$(PY) -m tests.lockfiles compile
+	$(PY) -m tests.lockfiles compile $(LOCK_ARGS)
 
 # Drift found on purpose: the newest versions the ranges allow, locked into build/upgrade,
 # installed into a scratch venv there, then lint and the suite. Prints what moved first.
