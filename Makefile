@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml client/pyproject.toml $(DEV_LOCK) $(VERSION_FILE)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./client -e .
-	touch $(STAMP)
+	echo $(DEV_LOCK) > $(STAMP)  # the lock this venv holds (tests/test_locks.py reads it)
 
 # Rewrites every lock from the ranges in the pyproject.toml files (and tests/load/*.in) with
 # the venv's own uv; pins that still fit are kept. Run it after changing a dependency;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.lockfiles import (
     SERVER,
     LockSet,
     disagreements,
+    moved,
     read_lock,
     requirements_of,
 )
@@ -100,8 +102,11 @@ def test_a_lock_must_pin_exactly(tmp_path: Path) -> None:
 
 def test_the_dev_venv_runs_what_the_dev_lock_pins() -> None:
     """make install put exactly the dev lock's versions in this venv (so the suite tests the
-    locked bytes), and every locked package's own dependencies are locked too."""
-    pins = read_lock(REPO / DEV.path)
+    locked bytes), and every locked package's own dependencies are locked too. The lock is
+    the one make install names in the venv's stamp (make upgrade-check's, in its venv)."""
+    stamp = Path(sys.prefix) / ".installed-stamp"
+    named = stamp.read_text().strip() if stamp.exists() else ""
+    pins = read_lock(REPO / (named or DEV.path))
     installed = {
         str(canonicalize_name(dist.metadata["Name"])): dist
         for dist in metadata.distributions()
@@ -176,3 +181,14 @@ def test_go_modules_build_from_go_sum_read_only(module: str) -> None:
         runner.read_text() if runner.exists() else (REPO / "tests" / "test_deploy.py").read_text()
     )
     assert "-mod=readonly" in uses
+
+
+def test_upgrade_check_names_what_moved(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+    old.write_text("grpcio==1.85.1 --hash=sha256:00\nsix==1.16.0 --hash=sha256:00\n")
+    new.write_text("grpcio==1.86.0 --hash=sha256:00\nanyio==4.16.0 --hash=sha256:00\n")
+    assert moved(read_lock(old), read_lock(new)) == [
+        "anyio: (none) -> 4.16.0",
+        "grpcio: 1.85.1 -> 1.86.0",
+        "six: 1.16.0 -> (removed)",
+    ]
