@@ -64,6 +64,9 @@ def test_the_readme_snippet_runs_against_the_installed_server(
     installed: Venv, server: ServerProcess, tmp_path: Path
 ) -> None:
     assert run_readme_snippet(installed.python, server.port, tmp_path) == README_OUTPUT
+    # The client's own README (its page on the index) runs too.
+    client_readme = REPO / "client" / "README.md"
+    assert run_readme_snippet(installed.python, server.port, tmp_path, client_readme) == "['hi']"
     assert server.stop() == 0, server.tail()
 
 

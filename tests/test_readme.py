@@ -15,8 +15,8 @@ from threads_server.errors import Reason
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def quickstart_snippet() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def quickstart_snippet(readme: Path = README) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.DOTALL)
     (snippet,) = [b for b in blocks if "get_client(" in b and "asyncio.run" in b]
     return str(snippet)
 

@@ -153,10 +153,10 @@ def short_data_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
 
 
-def run_readme_snippet(python: Path, port: int, cwd: Path) -> str:
-    """Runs the README snippet with ``python`` (isolated: nothing of the checkout on its
-    path) against the server on ``port``; returns what it printed."""
-    snippet = quickstart_snippet()
+def run_readme_snippet(python: Path, port: int, cwd: Path, readme: Path | None = None) -> str:
+    """Runs the README snippet (or ``readme``'s one) with ``python`` (isolated: nothing of
+    the checkout on its path) against the server on ``port``; returns what it printed."""
+    snippet = quickstart_snippet() if readme is None else quickstart_snippet(readme)
     assert '"127.0.0.1:50051"' in snippet
     code = snippet.replace('"127.0.0.1:50051"', f'"127.0.0.1:{port}"')
     return run([python, "-I", "-c", code], cwd=cwd, timeout=120).stdout.strip()
