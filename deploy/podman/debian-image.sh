@@ -14,6 +14,13 @@ if [ "${REBUILD:-0}" != 1 ] && podman image exists "$name"; then
   echo "$name: already built (REBUILD=1 to make it again)"
   exit 0
 fi
+for tool in mmdebstrap podman; do
+  command -v "$tool" >/dev/null || {
+    echo "$0: $tool not found: apt-get install podman buildah runc mmdebstrap" \
+      "(or make image IMAGE_BASE=python:3.11-slim-bookworm where a registry is reachable)" >&2
+    exit 1
+  }
+done
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 include=$(IFS=,; echo "$*")
