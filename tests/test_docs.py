@@ -17,6 +17,7 @@ from tests import docs_tables
 from threads_server import metrics
 from threads_server.config import Settings, env_name, flag_name
 from threads_server.errors import Reason
+from threads_service_client import _retry
 
 ROOT = docs_tables.ROOT
 DOCS = ROOT / "docs"
@@ -24,6 +25,7 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 ERRORS_PAGE = DOCS / "api.md"
 CONFIGURATION_PAGE = DOCS / "configuration.md"
 METRICS_PAGE = DOCS / "observability.md"
+CLIENT_PAGE = DOCS / "python-client.md"
 
 _FENCE = re.compile(r"^(```|~~~)")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -190,3 +192,26 @@ def test_every_metric_is_in_the_metrics_table() -> None:
     assert len(defined) >= 9
     missing = [name for name in defined if f"| `{name}` |" not in table]
     assert not missing, f"metrics missing from {METRICS_PAGE.name}'s table: {missing}"
+
+
+_RETRIED = {
+    "yes": _retry.RetryRule.ALWAYS,
+    "with a `request_id`": _retry.RetryRule.WITH_REQUEST_ID,
+    "never": _retry.RetryRule.NEVER,
+}
+
+
+def test_the_clients_retry_table_says_what_the_proto_does() -> None:
+    """The Python client page's table of which calls are retried (with why) repeats what
+    ``_retry.retry_rule`` reads from the proto; each method it names has that rule."""
+    checked = {}
+    for line in CLIENT_PAGE.read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 3 or cells[1] not in _RETRIED:
+            continue
+        for name in re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cells[0])):
+            rpc = "".join(part.title() for part in name.split("_"))  # get_history: GetHistory
+            checked[name] = (_retry.retry_rule(_retry.SERVICE.methods_by_name[rpc]), cells[1])
+    assert len(checked) >= 9, checked
+    wrong = {name: rule for name, (rule, written) in checked.items() if _RETRIED[written] != rule}
+    assert not wrong, f"{CLIENT_PAGE.name}'s retry table disagrees with the proto: {wrong}"
