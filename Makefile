@@ -24,7 +24,7 @@ VERSION_FILE := client/VERSION
 VERSION := $(shell cat $(VERSION_FILE))
 DIST_DIR := build/dist
 
-.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
+.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
 
 install: $(STAMP)
 
@@ -84,6 +84,11 @@ client-sync: $(STAMP)
 # Fails (and prints the diff) when _sync.py differs from what `make client-sync` generates.
 check-client-sync: $(STAMP)
 	$(PY) client/scripts/unasync_client.py --check
+
+# Rewrites the tables of the docs that repeat the proto (docs/api.md's RPCs, docs/http.md's
+# routes) from protos/ (tests/docs_tables.py); tests/test_docs.py fails while one is stale.
+docs: $(STAMP)
+	$(PY) -m tests.docs_tables
 
 # A self-contained descriptor set (with imports) for tools that take one instead of
 # reflection: ghz --protoset, grpcurl -protoset, Postman.

@@ -269,7 +269,12 @@ def assert_spread_over_workers(
 ) -> None:
     """32 connections (each channel its own TCP connection; the kernel spreads them over
     the SO_REUSEPORT workers) each serve everything, and every worker holds some. All 32
-    on one of 2 workers has odds of 2 in 2**32."""
+    on one of 2 workers has odds of 2 in 2**32, once every worker listens: health answers
+    SERVING as soon as the first one does, so wait for each worker's "serving" line."""
+    eventually(
+        lambda: server.log().count("serving threads.v1.ThreadService on") >= len(workers),
+        f"all {len(workers)} workers listening{server.tail()}",
+    )
     channels = [open_channel() for _ in range(32)]
     try:
         for channel in channels:

@@ -1,5 +1,6 @@
-"""The README's HTTP/JSON section: its route table is the proto's, and its curl commands work
-as printed against a live server (only the port is changed to the test server's)."""
+"""docs/http.md's curl commands work as printed against a live server (only the port is
+changed to the test server's). Its route table is generated from the proto
+(tests/test_docs.py checks it is fresh)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,21 @@ import asyncio
 import json
 import re
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.http_helpers import base_url
-from tests.test_readme import README
 from threads_server.app import ThreadsServer
-from threads_server.http.routes import ROUTES
 
+HTTP_PAGE = Path(__file__).resolve().parent.parent / "docs" / "http.md"
 _DEFAULT = "http://127.0.0.1:8080"
 
 
-def _http_section() -> str:
-    text = README.read_text()
-    start = text.index("## HTTP/JSON")
-    return text[start : text.index("\n## ", start + 1)]
-
-
-def test_the_route_table_is_the_protos() -> None:
-    rows = re.findall(r"^\| `(\w+)` \| `(\w+) (/[^`]*)` \|", _http_section(), flags=re.M)
-    assert rows == [(r.name, r.verb, r.path) for r in ROUTES]
-
-
-def test_langgraphs_three_copy_lines_are_quoted_word_for_word() -> None:
-    section = _http_section()
-    for line in (
-        "copied_thread = await client.threads.copy(<THREAD_ID>)",
-        "const copiedThread = await client.threads.copy(<THREAD_ID>);",
-        "curl --request POST --url <DEPLOYMENT_URL>/threads/<THREAD_ID>/copy "
-        "--header 'Content-Type: application/json'",
-    ):
-        assert line in section
-
-
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-async def test_the_readme_curl_commands_run_as_printed(threads_server: ThreadsServer) -> None:
-    (block,) = re.findall(r"```sh\n(curl .*?)```", _http_section(), flags=re.S)
+async def test_the_http_pages_curl_commands_run_as_printed(threads_server: ThreadsServer) -> None:
+    (block,) = re.findall(r"```sh\n(curl .*?)```", HTTP_PAGE.read_text(), flags=re.S)
     assert _DEFAULT in block
     script = block.replace(_DEFAULT, base_url(threads_server))
     process = await asyncio.create_subprocess_exec(
