@@ -17,7 +17,6 @@ API_IMAGE := protos/released/threads.v1.binpb
 # them with --require-hashes, so a commit installs the same bytes on any day; our own two
 # packages go in after, with --no-deps. make lock rewrites them after a range changes.
 DEV_LOCK ?= tests/requirements.txt
-SERVER_LOCK := server/requirements.txt
 LANGGRAPH_LOCK := tests/load/requirements-langgraph.txt
 # The one place the version of both distributions is written (CHANGELOG.md).
 VERSION_FILE := client/VERSION
