@@ -43,7 +43,7 @@ def check_client() -> None:
 
 def check_server() -> None:
     import threads_server  # noqa: PLC0415
-    from threads_server.app import ThreadsServer  # noqa: PLC0415
+    from threads_server.server import ThreadsServer  # noqa: PLC0415
 
     assert callable(ThreadsServer)
     script = shutil.which("threads-server", path=str(Path(sys.executable).parent))

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from threads_server.app import ThreadsServer
-from threads_server.rpc import handler_of
-from threads_server.service import ThreadService
+from threads_server.server import ThreadsServer
+from threads_server.service.call import handler_of
+from threads_server.service.handlers import ThreadService
 
 SEARCH_IMPLEMENTED = all(
     handler_of(getattr(ThreadService, name)) is not None for name in ("Search", "Count")

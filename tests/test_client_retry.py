@@ -30,7 +30,7 @@ from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.tcp_proxy import TcpProxy
 from tests.test_client_sync import serve_in_thread
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 from threads_service_client import (
     Client,
     DeadlineExceededError,

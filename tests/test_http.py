@@ -27,10 +27,10 @@ from tests.inprocess_server import SERVING, StartServer, eventually
 from tests.redis_process import RedisProcess
 from tests.test_auth import SECRET, token
 from tests.tls_certs import generate
-from threads_server.app import ThreadsServer
-from threads_server.http import openapi
-from threads_server.http.routes import ROUTES, SERVICE, RouteError, route_of
-from threads_server.http.status import HTTP_STATUS
+from threads_server.server import ThreadsServer
+from threads_server.transports.http import openapi
+from threads_server.transports.http.routes import ROUTES, SERVICE, RouteError, route_of
+from threads_server.transports.http.status import HTTP_STATUS
 from threads_service_client.pb import threads_pb2 as pb
 
 

@@ -18,9 +18,9 @@ from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, struct
 from tests.test_auth import SECRET, bearer, token
-from threads_server import rpc
-from threads_server.auth import Authenticator
-from threads_server.logs import TEXT_FORMAT, JsonFormatter
+from threads_server.ops.logs import TEXT_FORMAT, JsonFormatter
+from threads_server.service import call as rpc
+from threads_server.service.auth import Authenticator
 from threads_service_client.pb import threads_pb2 as pb
 
 MARKER = "s3cr3t-marker-7f1e"

@@ -32,7 +32,7 @@ from tests.server_process import (
     create_thread,
     eventually,
 )
-from threads_server import metrics
+from threads_server.ops import metrics
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from threads_server import errors, store
-from threads_server.outcomes import Outcome
+from threads_server import errors
+from threads_server.store import thread_store as store
+from threads_server.store.outcomes import Outcome
 
-LUA = Path(str(resources.files("threads_server").joinpath("lua")))
+LUA = Path(str(resources.files("threads_server.store").joinpath("lua")))
 SCRIPTS = sorted(path for path in LUA.glob("*.lua") if not path.name.startswith("_"))
 RETURN = re.compile(r"^\s*return\b(.*)$", re.MULTILINE)
 TAG = re.compile(r"^\s*\{\s*'([A-Z_]+)'")

@@ -23,13 +23,13 @@ from redis.exceptions import ResponseError
 from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.tcp_proxy import TcpProxy
-from threads_server import scripts
-from threads_server.app import connect_redis
-from threads_server.config import Settings
 from threads_server.errors import ResourceExhausted, Unavailable
-from threads_server.outcomes import Outcome
-from threads_server.pipelining import ScriptPipeline
-from threads_server.store import run_script
+from threads_server.ops.config import Settings
+from threads_server.server import connect_redis
+from threads_server.store import scripts
+from threads_server.store.corridor.pipelined import ScriptPipeline
+from threads_server.store.outcomes import Outcome
+from threads_server.store.thread_store import run_script
 
 BOUND = 15.0  # guards the test only: far below the 30 s pauses and 60 s socket timeouts
 

@@ -8,9 +8,9 @@ import re
 import sys
 from pathlib import Path
 
-from threads_server.app import ThreadsServer
-from threads_server.config import Settings, env_name, flag_name
 from threads_server.errors import Reason
+from threads_server.ops.config import Settings, env_name, flag_name
+from threads_server.server import ThreadsServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -50,7 +50,7 @@ def test_every_reason_the_server_raises_comes_from_the_enum() -> None:
     server = README.parent / "server" / "threads_server"
     bare = [
         f"{path.name}:{number}"
-        for path in server.glob("*.py")
+        for path in server.rglob("*.py")
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if re.search(r"reason=[\"']", line)
     ]

@@ -13,8 +13,8 @@ import pytest
 
 from tests.http_helpers import base_url
 from tests.test_readme import README
-from threads_server.app import ThreadsServer
-from threads_server.http.routes import ROUTES
+from threads_server.server import ThreadsServer
+from threads_server.transports.http.routes import ROUTES
 
 _DEFAULT = "http://127.0.0.1:8080"
 

@@ -13,8 +13,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from threads_server.app import ThreadsServer
-from threads_server.reflection import MethodResolvingPool
+from threads_server.server import ThreadsServer
+from threads_server.transports.grpc.reflection import MethodResolvingPool
 
 THREAD_METHODS = {
     "Create",

@@ -16,7 +16,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.rpc_helpers import error_reason
-from threads_server import rpc, service
 from threads_server.errors import (
     DeadlineExceeded,
     NotFound,
@@ -24,8 +23,10 @@ from threads_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from threads_server.redis_errors import store_errors, to_store_error
-from threads_server.rpc import to_threads_error
+from threads_server.service import call as rpc
+from threads_server.service import handlers as service
+from threads_server.service.call import to_threads_error
+from threads_server.store.redis_errors import store_errors, to_store_error
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:

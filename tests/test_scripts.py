@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from threads_server import scripts
-from threads_server.keys import ThreadKeys, new_thread_id
-from threads_server.store import ThreadStore, run_script, send_alone
+from threads_server.store import scripts
+from threads_server.store.keys import ThreadKeys, new_thread_id
+from threads_server.store.thread_store import ThreadStore, run_script, send_alone
 
 
 def lua_line(name: str, text: str) -> int:
     """The 1-based line of ``lua/<name>.lua`` that contains ``text`` (exactly one)."""
-    source = resources.files("threads_server").joinpath("lua", f"{name}.lua").read_text()
+    source = resources.files("threads_server.store").joinpath("lua", f"{name}.lua").read_text()
     (line,) = [n for n, line in enumerate(source.splitlines(), 1) if text in line]
     return line
 

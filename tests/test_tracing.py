@@ -20,7 +20,7 @@ from tests import otlp_receiver
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry
 from tests.server_process import REPO, Spawn, eventually
-from threads_server.keys import ThreadKeys
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

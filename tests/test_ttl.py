@@ -16,9 +16,9 @@ from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer, eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, expect_error, struct
-from threads_server import codec
-from threads_server.keys import ThreadKeys, new_copy_id
-from threads_server.scripts import Scripts
+from threads_server.store import codec
+from threads_server.store.keys import ThreadKeys, new_copy_id
+from threads_server.store.scripts import Scripts
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:

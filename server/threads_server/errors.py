@@ -30,7 +30,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from threads_server.outcomes import Outcome, ScriptCall
+from threads_server.store.outcomes import Outcome, ScriptCall
 
 ERROR_DOMAIN = "threads.v1"
 

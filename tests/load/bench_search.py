@@ -36,11 +36,12 @@ from grpc import aio
 from tests.redis_process import RedisProcess, backend_binary
 from tests.rpc_helpers import struct
 from tests.server_process import ServerProcess, environment
-from threads_server import codec, search
-from threads_server.keys import SHARDS, ShardKeys, ThreadKeys
-from threads_server.limits import Limits
-from threads_server.scripts import Scripts
-from threads_server.store import ThreadStore
+from threads_server.service import search
+from threads_server.store import codec
+from threads_server.store.keys import SHARDS, ShardKeys, ThreadKeys
+from threads_server.store.limits import Limits
+from threads_server.store.scripts import Scripts
+from threads_server.store.thread_store import ThreadStore
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import uvloop
 
 from tests.load.ghz_load import REPO
-from threads_server import codec
+from threads_server.store import codec
 
 FIELDS = [
     b"created_at", b"1764490000000000", b"updated_at", b"1764490000000001",

@@ -24,9 +24,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tests.rpc_helpers import entry
-from threads_server import rpc
-from threads_server.service import ThreadService
-from threads_server.store import ThreadStore
+from threads_server.service import call as rpc
+from threads_server.service.handlers import ThreadService
+from threads_server.store.thread_store import ThreadStore
 from threads_service_client.pb import threads_pb2 as pb
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -66,7 +66,7 @@ def main() -> None:
     url, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     logging.basicConfig(level=logging.WARNING)  # as the bench's servers: no per-call line
     try:
-        tracing = importlib.import_module("threads_server.tracing")
+        tracing = importlib.import_module("threads_server.ops.tracing")
         tracing.configure()
     except ModuleNotFoundError:  # the build before tracing
         tracing = None

@@ -25,16 +25,18 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from threads_server import codec, errors, metrics, tracing
-from threads_server.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
-from threads_server.limits import Limits
-from threads_server.outcomes import Outcome, ScriptCall, parse
+from threads_server import errors
+from threads_server.ops import metrics, tracing
 from threads_server.pb import threads_pb2 as pb
-from threads_server.pipelining import ScriptPipeline
-from threads_server.redis_errors import store_errors
-from threads_server.replication import ReplicatedWriter
-from threads_server.scripts import Scripts, script_name
-from threads_server.search import Cursor, Filters, Query
+from threads_server.service.search import Cursor, Filters, Query
+from threads_server.store import codec
+from threads_server.store.corridor.pipelined import ScriptPipeline
+from threads_server.store.corridor.replicated import ReplicatedWriter
+from threads_server.store.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
+from threads_server.store.limits import Limits
+from threads_server.store.outcomes import Outcome, ScriptCall, parse
+from threads_server.store.redis_errors import store_errors
+from threads_server.store.scripts import Scripts, script_name
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)

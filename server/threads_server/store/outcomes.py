@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from threads_server.limits import Limits
+    from threads_server.store.limits import Limits
 
 
 class Outcome(StrEnum):

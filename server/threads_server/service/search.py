@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from google.protobuf import struct_pb2
 
-from threads_server import codec, validation
 from threads_server.errors import InvalidArgument, Reason
-from threads_server.keys import parse_thread_id
-from threads_server.limits import Limits
 from threads_server.pb import threads_pb2 as pb
+from threads_server.service import validation
+from threads_server.store import codec
+from threads_server.store.keys import parse_thread_id
+from threads_server.store.limits import Limits
 
 DEFAULT_PAGE_SIZE = 10
 MAX_THREAD_IDS = 1000

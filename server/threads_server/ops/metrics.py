@@ -34,8 +34,8 @@ from prometheus_client import (
 )
 from redis.commands.core import AsyncScript
 
-from threads_server import scripts
-from threads_server.workers import MULTIPROC_ENV
+from threads_server.ops.workers import MULTIPROC_ENV
+from threads_server.store import scripts
 
 _pid = os.getpid()
 

@@ -24,10 +24,10 @@ import grpc
 from google.protobuf import descriptor, message, message_factory
 from grpc import aio
 
-from threads_server import metrics, tracing
-from threads_server.auth import Authenticator
 from threads_server.errors import DeadlineExceeded, InvalidArgument, Reason, ThreadsError
-from threads_server.http.status import HTTP_STATUS
+from threads_server.ops import metrics, tracing
+from threads_server.service.auth import Authenticator
+from threads_server.transports.http.status import HTTP_STATUS
 
 log = logging.getLogger("threads.rpc")
 

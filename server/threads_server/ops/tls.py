@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from threads_server.config import Settings
+from threads_server.ops.config import Settings
 
 if TYPE_CHECKING:
     import grpc

@@ -17,7 +17,7 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from threads_server.errors import Reason, ResourceExhausted, ThreadsError, Unavailable
-from threads_server.scripts import name_lines
+from threads_server.store.scripts import name_lines
 
 
 def _store_unavailable(exc: Exception) -> Unavailable:

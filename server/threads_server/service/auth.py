@@ -21,8 +21,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from threads_server.config import Settings
 from threads_server.errors import Reason, Unauthenticated
+from threads_server.ops.config import Settings
 
 # Clock difference tolerated between token issuers and this server.
 LEEWAY_SECONDS = 30

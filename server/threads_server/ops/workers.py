@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from threads_server.embedded import die_with_parent
+from threads_server.ops.embedded import die_with_parent
 
 log = logging.getLogger("threads.workers")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from threads_server.config import Settings
 from threads_server.errors import InvalidArgument, Reason
+from threads_server.ops.config import Settings
 from threads_server.pb import threads_pb2 as pb
 
 

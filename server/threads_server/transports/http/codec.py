@@ -19,8 +19,8 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message, message_factory
 
 from threads_server.errors import InvalidArgument, Reason
-from threads_server.http import langgraph
-from threads_server.http.routes import Route
+from threads_server.transports.http import langgraph
+from threads_server.transports.http.routes import Route
 
 _INT64 = frozenset(
     {

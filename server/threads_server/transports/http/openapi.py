@@ -15,8 +15,8 @@ from typing import Any
 
 from google.protobuf import descriptor
 
-from threads_server.http import langgraph
-from threads_server.http.routes import ROUTES, SERVICE, Route
+from threads_server.transports.http import langgraph
+from threads_server.transports.http.routes import ROUTES, SERVICE, Route
 
 Json = dict[str, Any]
 FD = descriptor.FieldDescriptor

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from threads_server.event_loop import parse as event_loop_choice
+from threads_server.ops.event_loop import parse as event_loop_choice
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
 

@@ -25,12 +25,18 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from threads_server import redis_errors
-from threads_server.app import connect_redis
-from threads_server.config import Settings
-from threads_server.keys import KEY_PREFIX, NO_OWNER_NAMESPACE, SHARDS, ThreadKeys, namespace_prefix
-from threads_server.scripts import Scripts
-from threads_server.store import run_per_node
+from threads_server.ops.config import Settings
+from threads_server.server import connect_redis
+from threads_server.store import redis_errors
+from threads_server.store.keys import (
+    KEY_PREFIX,
+    NO_OWNER_NAMESPACE,
+    SHARDS,
+    ThreadKeys,
+    namespace_prefix,
+)
+from threads_server.store.scripts import Scripts
+from threads_server.store.thread_store import run_per_node
 
 log = logging.getLogger("threads.migrate")
 

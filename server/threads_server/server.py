@@ -21,19 +21,20 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
-from threads_server import metrics, rpc
-from threads_server.auth import Authenticator
-from threads_server.config import Settings
 from threads_server.errors import Unavailable
-from threads_server.http.app import build_app
-from threads_server.http.server import HttpServer
-from threads_server.limits import Limits
+from threads_server.ops import metrics
+from threads_server.ops.config import Settings
+from threads_server.ops.tls import server_credentials
+from threads_server.ops.workers import ListenError
 from threads_server.pb import threads_pb2 as pb
-from threads_server.reflection import enable_reflection
-from threads_server.service import ThreadService
-from threads_server.store import ThreadStore
-from threads_server.tls import server_credentials
-from threads_server.workers import ListenError
+from threads_server.service import call as rpc
+from threads_server.service.auth import Authenticator
+from threads_server.service.handlers import ThreadService
+from threads_server.store.limits import Limits
+from threads_server.store.thread_store import ThreadStore
+from threads_server.transports.grpc.reflection import enable_reflection
+from threads_server.transports.http.app import build_app
+from threads_server.transports.http.server import HttpServer
 
 log = logging.getLogger("threads.server")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from threads_server.config import Settings
-from threads_server.workers import ListenError, resolve_listen
+from threads_server.ops.config import Settings
+from threads_server.ops.workers import ListenError, resolve_listen
 
 log = logging.getLogger("threads.http")
 

@@ -1,6 +1,6 @@
 """The Lua scripts behind every multi-step operation, loaded once and called by SHA.
 
-Each script lives in ``server/threads_server/lua/<name>.lua``; ``_prelude.lua`` (shared
+Each script lives in ``server/threads_server/store/lua/<name>.lua``; ``_prelude.lua`` (shared
 helpers) is put before each, so Redis numbers the lines of the two together
 (``user_script:N``). ``name_lines`` turns those back into ``<file>.lua:<line>``, so an
 error names the line of the file to open. redis-py's ``Script`` calls EVALSHA and
@@ -23,7 +23,7 @@ _LINE = re.compile(r"user_script:(\d+)")
 
 
 def _source(name: str) -> str:
-    return resources.files("threads_server").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("threads_server.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ def script_name(script: AsyncScript) -> str:
 
 def script_names() -> list[str]:
     """Every script in ``lua/`` but the prelude: adding ``lua/<name>.lua`` adds a script."""
-    folder = resources.files("threads_server").joinpath("lua")
+    folder = resources.files("threads_server.store").joinpath("lua")
     return sorted(
         entry.name.removesuffix(".lua")
         for entry in folder.iterdir()

@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from threads_server import metrics, rpc
 from threads_server.errors import (
     InvalidArgument,
     NotFound,
@@ -37,10 +36,12 @@ from threads_server.errors import (
     ThreadsError,
     Unimplemented,
 )
-from threads_server.http import codec, openapi
-from threads_server.http.routes import ROUTES
-from threads_server.http.routes import Route as RpcRoute
-from threads_server.http.status import HTTP_STATUS, status_body
+from threads_server.ops import metrics
+from threads_server.service import call as rpc
+from threads_server.transports.http import codec, openapi
+from threads_server.transports.http.routes import ROUTES
+from threads_server.transports.http.routes import Route as RpcRoute
+from threads_server.transports.http.status import HTTP_STATUS, status_body
 
 TIMEOUT_HEADER = "x-request-timeout"
 HEALTH_PATH = "/ok"

@@ -9,15 +9,16 @@ is checked before Redis is touched. Every handler gets ``owner``, the authentica
 
 from __future__ import annotations
 
-from threads_server import errors, page_tokens, search, validation
-from threads_server.auth import Authenticator
+from threads_server import errors
 from threads_server.errors import InvalidArgument, Reason
-from threads_server.keys import new_thread_id, parse_thread_id, request_thread_id
-from threads_server.limits import Limits
 from threads_server.pb import threads_pb2 as pb
 from threads_server.pb import threads_pb2_grpc as pb_grpc
-from threads_server.rpc import rpc
-from threads_server.store import ThreadStore
+from threads_server.service import page_tokens, search, validation
+from threads_server.service.auth import Authenticator
+from threads_server.service.call import rpc
+from threads_server.store.keys import new_thread_id, parse_thread_id, request_thread_id
+from threads_server.store.limits import Limits
+from threads_server.store.thread_store import ThreadStore
 
 
 class ThreadService(pb_grpc.ThreadServiceServicer):

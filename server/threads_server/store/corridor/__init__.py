@@ -1,0 +1,1 @@
+"""The corridor: the one way every Redis call of the service goes."""
