@@ -156,7 +156,7 @@ def test_without_otel_variables_no_provider_is_installed(
     """No OTEL_* endpoint: the SDK is not even imported, and a served call exports nothing
     and logs no trace id."""
     probe = (
-        "import sys; from threads_server import tracing; from opentelemetry import trace; "
+        "import sys; from threads_server.ops import tracing; from opentelemetry import trace; "
         "on = tracing.configure({'OTEL_SERVICE_NAME': 'x', 'OTEL_BSP_SCHEDULE_DELAY': '1'}); "
         "print(on, tracing.ENABLED, type(trace.get_tracer_provider()).__name__, "
         "'opentelemetry.sdk.trace' in sys.modules)"

@@ -32,10 +32,8 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from redis.commands.core import AsyncScript
 
 from threads_server.ops.workers import MULTIPROC_ENV
-from threads_server.store import scripts
 
 _pid = os.getpid()
 
@@ -128,7 +126,7 @@ _enabled = True
 _grpc_children: dict[str, tuple[Counter, Histogram]] = {}
 _handled_children: dict[tuple[str, grpc.StatusCode], Counter] = {}
 _http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-_script_children: dict[str, Histogram] = {}  # by the script's SHA
+_script_children: dict[str, Histogram] = {}  # by the script's name
 _server: tuple[str, str] | None = None
 
 
@@ -183,14 +181,17 @@ def http_request(route: str, method: str, status: int, seconds: float) -> None:
     children[1].observe(seconds)
 
 
-def script_call(script: AsyncScript, started: float) -> None:
-    """One Lua script call, which began at ``started`` (perf_counter), by script name."""
+def script_call(script: str, started: float, calls: int = 1) -> None:
+    """``calls`` calls of Lua script ``script`` (its file name), which began at ``started``
+    (perf_counter): sent together, each took the time of the whole batch."""
     if not _enabled:
         return
-    child = _script_children.get(script.sha)
+    child = _script_children.get(script)
     if child is None:
-        child = _script_children[script.sha] = script_seconds.labels(scripts.name_of(script))
-    child.observe(time.perf_counter() - started)
+        child = _script_children[script] = script_seconds.labels(script)
+    elapsed = time.perf_counter() - started
+    for _ in range(calls):
+        child.observe(elapsed)
 
 
 def copied(history_length: int) -> None:

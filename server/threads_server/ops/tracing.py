@@ -1,5 +1,5 @@
-"""OpenTelemetry traces: a SERVER span per RPC (gRPC and HTTP alike, from ``rpc.run``) and a
-child span per Redis script call (``store.run_script``), exported over OTLP/gRPC.
+"""OpenTelemetry traces: a SERVER span per RPC (gRPC and HTTP alike, from ``service.call``)
+and a child span per Redis script call (``store.corridor.Corridor``), exported over OTLP/gRPC.
 
 Tracing is on only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set;
 every other standard ``OTEL_*`` variable (sampler, batch delays, headers, resource) is left
@@ -172,8 +172,11 @@ def end_rpc(
         span.set_status(_sdk.status(_sdk.error, message))
 
 
-def script_span(name: str, keys: Iterable[str]) -> AbstractContextManager[Span]:
-    """A CLIENT span for one Redis script call, child of the current RPC span. Only called
+def script_span(
+    name: str, keys: Iterable[str], *, batch: int | None = None
+) -> AbstractContextManager[Span]:
+    """A CLIENT span for one Redis script call, child of the current RPC span; or for
+    ``batch`` calls of the script sent together (``db.operation.batch.size``). Only called
     when ENABLED."""
     assert _tracer is not None and _sdk is not None
     first = next(iter(keys), "")
@@ -185,6 +188,8 @@ def script_span(name: str, keys: Iterable[str]) -> AbstractContextManager[Span]:
     }
     if 0 <= start < end:
         attributes["threads.hash_tag"] = first[start : end + 1]
+    if batch is not None:
+        attributes["db.operation.batch.size"] = batch
     return _tracer.start_as_current_span(
         f"redis.script {name}", kind=_sdk.client, attributes=attributes
     )

@@ -1,15 +1,13 @@
-"""Search and Count requests as a query the store runs (docs/search.md).
+"""Search and Count requests checked into the query the store runs (docs/search.md).
 
-A ``Query`` is what both RPCs filter by (``Filters``) plus, for Search, the sort. It is
-built from a request once, here, with every field checked (INVALID_ARGUMENT before Redis
-is touched); its ``digest`` binds a page token to the query it was issued for.
+A ``store.query.Query`` is what both RPCs filter by (``Filters``) plus, for Search, the
+sort. It is built from a request once, here, with every field checked (INVALID_ARGUMENT
+before Redis is touched); its ``digest`` binds a page token to the query it was issued for.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from google.protobuf import struct_pb2
 
@@ -19,6 +17,7 @@ from threads_server.service import validation
 from threads_server.store import codec
 from threads_server.store.keys import parse_thread_id
 from threads_server.store.limits import Limits
+from threads_server.store.query import Filters, Query
 
 DEFAULT_PAGE_SIZE = 10
 MAX_THREAD_IDS = 1000
@@ -37,41 +36,6 @@ DESCENDING: dict[int, bool] = {
     pb.SORT_ORDER_DESC: True,
     pb.SORT_ORDER_ASC: False,
 }
-
-Cursor = tuple[int, str]
-"""Where a page ended: the last thread's sort key (us; 0 in id order) and its id."""
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What Search and Count match on, combined with AND; empty matches every thread."""
-
-    metadata: tuple[tuple[bytes, bytes], ...] = ()  # (b"m:<key>", serialized Value), sorted
-    thread_ids: tuple[str, ...] = ()  # canonical, without repeats, sorted; () = any
-    copied_from: str = ""  # "" = any
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    filters: Filters
-    sort: str = "c"  # 'c' created_at, 'u' updated_at, 'i' thread_id
-    descending: bool = True
-
-    def digest(self) -> bytes:
-        """8 bytes naming the query (filters and sort): a page token carries it, so a
-        token of another query is refused."""
-        parts = [
-            self.sort.encode(),
-            b"desc" if self.descending else b"asc",
-            self.filters.copied_from.encode(),
-            *(part for pair in self.filters.metadata for part in pair),
-            b"ids",
-            *(thread_id.encode() for thread_id in self.filters.thread_ids),
-        ]
-        digest = hashlib.blake2b(digest_size=8, person=b"thr.search")
-        for part in parts:
-            digest.update(len(part).to_bytes(8, "big") + part)
-        return digest.digest()
 
 
 def filters(

@@ -134,7 +134,7 @@ class ShardKeys:
 
     def metadata(self, field: bytes, value: bytes) -> str:
         """The set of threads whose metadata field (``m:<key>``) holds ``value`` (serialized
-        ``Value``), as ``_prelude.lua``'s ``metadata_index`` names it."""
+        ``Value``), as ``lua/includes/metadata_set.lua`` names it."""
         return self.index + "m:" + metadata_digest(field, value)
 
     def copies_of(self, source_id: str) -> str:

@@ -4,7 +4,7 @@ What a request carries is checked here, before Redis is touched (INVALID_ARGUMEN
 request can never succeed). What depends on the stored thread (a history that would grow
 past ``max_history_length``, metadata that a merge would grow past ``max_metadata_bytes``)
 is checked inside the scripts, atomically with the write (FAILED_PRECONDITION), and
-becomes its error in ``errors.from_outcome``.
+becomes its error in ``outcomes.from_outcome``.
 """
 
 from __future__ import annotations

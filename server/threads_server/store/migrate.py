@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from threads_server.ops.config import Settings
-from threads_server.server import connect_redis
-from threads_server.store import redis_errors
+from threads_server.store.connect import close_redis, connect_redis
+from threads_server.store.corridor import Corridor, transport_for
 from threads_server.store.keys import (
     KEY_PREFIX,
     NO_OWNER_NAMESPACE,
@@ -35,8 +33,7 @@ from threads_server.store.keys import (
     ThreadKeys,
     namespace_prefix,
 )
-from threads_server.store.scripts import Scripts
-from threads_server.store.thread_store import run_per_node
+from threads_server.store.scripts import Script, all_scripts
 
 log = logging.getLogger("threads.migrate")
 
@@ -71,13 +68,15 @@ class Report:
 
 
 async def migrate(redis: Any, *, search_index: bool = True, batch: int = 200) -> Report:
-    """Moves every 0.1 thread, then indexes every thread of the new layout. Idempotent."""
-    scripts = Scripts.register(redis)
-    for script in scripts.values():
-        await redis.script_load(script.script)
+    """Moves every 0.1 thread, then indexes every thread of the new layout. Idempotent.
+    ``redis``: a client of the store's (``store.connect``); its calls go through the
+    store's corridor, one call alone or one pipeline at a time."""
+    corridor = Corridor(transport_for(redis, pipelining=False))
+    script = all_scripts()["migrate"]
+    await corridor.load([script])
     report = Report()
     pending: dict[tuple[str, str], set[str]] = {}
-    async for raw in redis.scan_iter(match=OLD_PATTERN, count=1000):
+    async for raw in corridor.scan(OLD_PATTERN):
         match = OLD_KEY.match(raw)
         if match is None:
             continue
@@ -86,17 +85,17 @@ async def migrate(redis: Any, *, search_index: bool = True, batch: int = 200) ->
         if suffix.startswith("copyreq:"):
             extra.add(suffix)
         if len(pending) >= batch:
-            await _move(redis, scripts, pending, search_index, report)
+            await _move(corridor, script, pending, search_index, report)
             pending = {}
-    await _move(redis, scripts, pending, search_index, report)
+    await _move(corridor, script, pending, search_index, report)
     if search_index:
-        await _reindex(redis, scripts, report)
+        await _reindex(corridor, script, report)
     return report
 
 
 async def _move(
-    redis: Any,
-    scripts: Scripts,
+    corridor: Corridor,
+    script: Script,
     threads: dict[tuple[str, str], set[str]],
     search_index: bool,
     report: Report,
@@ -105,58 +104,49 @@ async def _move(
         old = OldKeys(thread_id, ns)
         suffixes = ["meta", "hist", "createreq", *sorted(extra)]
         names = [old.name(suffix) for suffix in suffixes]
-        pipe = redis.pipeline(transaction=False)
-        for name in names:
-            pipe.dump(name)
-            pipe.pttl(name)
-        pipe.hget(names[0], "expire_at_ms")
-        replies = await pipe.execute()
+        reads = [command for name in names for command in (("DUMP", name), ("PTTL", name))]
+        replies = await corridor.commands([*reads, ("HGET", names[0], "expire_at_ms")])
         now_ms = int(time.time() * 1000)
         thread_expiry = int(replies[-1] or 0)
         new = ThreadKeys(thread_id, ns=ns or NO_OWNER_NAMESPACE)
-        args: list[Any] = [new.shard.index if search_index else "", thread_id]
+        dumps: list[Any] = []
         for i, suffix in enumerate(suffixes):
             dump, pttl = replies[2 * i], replies[2 * i + 1]
             if suffix in ("meta", "hist"):  # the thread's one absolute expiry
                 expire_ms = thread_expiry
             else:
                 expire_ms = now_ms + pttl if pttl > 0 else 0
-            args += [dump or "", expire_ms]
+            dumps += [dump or "", expire_ms]
         keys = [new.meta, new.history, new.create_request]
         keys += [new.copy_request(s.removeprefix("copyreq:")) for s in suffixes[3:]]
-        with redis_errors.store_errors(scripts["migrate"]):
-            reply = await scripts["migrate"](keys=keys, args=args)
+        index = new.shard.index if search_index else ""
+        _, values = await corridor.run(
+            script, keys, script.argv(dumps, idx=index, id=thread_id), write=True
+        )
         report.threads += 1
-        report.restored += int(reply[1])
-        report.deleted += int(await redis.delete(*names))
+        report.restored += int(values[0])
+        report.deleted += int(await corridor.command("DEL", *names, key=names[0], write=True))
         if report.threads % 10_000 == 0:
             log.info("moved %d threads so far", report.threads)
 
 
-async def _reindex(redis: Any, scripts: Scripts, report: Report) -> None:
+async def _reindex(corridor: Corridor, script: Script, report: Report) -> None:
     """Indexes every thread of the new layout (writes made with indexing off), and drops
     index entries of threads that are gone (deleted while indexing was off)."""
-    script = scripts["migrate"]
     batch: list[tuple[str, str]] = []  # (index prefix's shard prefix, thread id)
 
     async def index(threads: list[tuple[str, str]]) -> None:
-        """migrate.lua calls that only index: a pipeline, or on a cluster each node's in
-        turn (redis-py refuses EVALSHA in a cluster pipeline)."""
-        calls = [
-            ([f"{prefix}{thread_id}:meta"], [prefix + "idx:", thread_id])
-            for prefix, thread_id in threads
-        ]
-        with redis_errors.store_errors(script):
-            if isinstance(redis, RedisCluster):
-                await run_per_node(redis, script, calls)
-            elif calls:
-                pipe = redis.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(script.sha, 1, *keys, *args)
-                await pipe.execute()
+        """migrate.lua calls that only index, sent together."""
+        await corridor.run_many(
+            script,
+            [
+                ([f"{prefix}{thread_id}:meta"], script.argv(idx=prefix + "idx:", id=thread_id))
+                for prefix, thread_id in threads
+            ],
+        )
 
     namespaces = set()
-    async for raw in redis.scan_iter(match=f"{KEY_PREFIX}:{{*.?}}:*:meta", count=1000):
+    async for raw in corridor.scan(f"{KEY_PREFIX}:{{*.?}}:*:meta"):
         _, tag, thread_id, _ = raw.decode().split(":")
         namespaces.add(tag[1:-3])
         batch.append((namespace_prefix(tag[1:-3], thread_id[-1]), thread_id))
@@ -168,15 +158,14 @@ async def _reindex(redis: Any, scripts: Scripts, report: Report) -> None:
     for ns in namespaces:
         for shard in SHARDS:
             prefix = namespace_prefix(ns, shard)
-            members = [m.decode() for m in await redis.zrange(prefix + "idx:c", 0, -1)]
+            key = prefix + "idx:c"
+            members = [m.decode() for m in await corridor.command("ZRANGE", key, 0, -1, key=key)]
             for start in range(0, len(members), _CONCURRENCY):
                 chunk = members[start : start + _CONCURRENCY]
-                pipe = redis.pipeline(transaction=False)
-                for thread_id in chunk:
-                    pipe.exists(f"{prefix}{thread_id}:meta")
-                gone = [
-                    t for t, alive in zip(chunk, await pipe.execute(), strict=True) if not alive
-                ]
+                alive = await corridor.commands(
+                    [("EXISTS", f"{prefix}{thread_id}:meta") for thread_id in chunk]
+                )
+                gone = [t for t, exists in zip(chunk, alive, strict=True) if not exists]
                 await index([(prefix, thread_id) for thread_id in gone])
 
 
@@ -199,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return await migrate(redis)
         finally:
-            await redis.aclose()
+            await close_redis(redis)
 
     report = asyncio.run(run())
     print(

@@ -1,10 +1,10 @@
 """The storage boundary: redis-py's exceptions become the service's own errors here.
 
-Every Redis call of ``threads_server.store`` runs inside ``store_errors`` (as httpx wraps
-every httpcore call in ``map_httpcore_exceptions``), so nothing above the store imports
-redis: an outage leaves the store as ``Unavailable`` (cause kept for the log, never sent:
-it names internal hosts), a full Redis as ``ResourceExhausted``, and a script's own error
-with its lines named in its file (``scripts.name_lines``). Anything else is a bug and
+Every Redis call of the store runs inside ``store_errors``, applied once, by ``Corridor``
+(as httpx wraps every httpcore call in ``map_httpcore_exceptions``), so nothing above the
+store imports redis: an outage leaves the store as ``Unavailable`` (cause kept for the log,
+never sent: it names internal hosts), a full Redis as ``ResourceExhausted``, and a script's
+own error with its lines named in its files (``LuaSource.name_lines``). Anything else is a bug and
 propagates unchanged, to be logged with its traceback as INTERNAL.
 """
 
@@ -14,10 +14,9 @@ import contextlib
 from collections.abc import Iterator
 
 import redis.exceptions
-from redis.commands.core import AsyncScript
 
 from threads_server.errors import Reason, ResourceExhausted, ThreadsError, Unavailable
-from threads_server.store.scripts import name_lines
+from threads_server.store.scripts import Script
 
 
 def _store_unavailable(exc: Exception) -> Unavailable:
@@ -59,7 +58,7 @@ def to_store_error(exc: Exception) -> ThreadsError | None:
 
 
 @contextlib.contextmanager
-def store_errors(script: AsyncScript | None = None) -> Iterator[None]:
+def store_errors(script: Script | None = None) -> Iterator[None]:
     """Around one Redis call (``script``: the script it runs, whose errors name its lines)."""
     try:
         yield
@@ -70,3 +69,10 @@ def store_errors(script: AsyncScript | None = None) -> Iterator[None]:
         if script is not None and isinstance(exc, redis.exceptions.ResponseError):
             name_lines(exc, script)
         raise
+
+
+def name_lines(exc: BaseException, script: Script) -> None:
+    """Rewrites, in place, the ``user_script:N`` of an error ``script`` raised into its
+    file and line (in place: the class, traceback and cause stay as they are)."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (script.source.name_lines(exc.args[0]), *exc.args[1:])

@@ -4,43 +4,42 @@ This is where Copy happens (``ThreadStore.copy`` and ``lua/copy.lua``). The stor
 validated input (canonical ids, checked numbers) and the caller (``owner``, "" with auth
 off), whose key namespace every call stays in. A script replies an ``Outcome``: the store
 builds the result from OK, acts on the outcomes that steer it, and raises
-``errors.from_outcome`` for the rest. The store owns Redis: every call runs inside
-``redis_errors.store_errors``, so only ``threads_server.errors`` leave it (an outage as
+``outcomes.from_outcome`` for the rest. Every call goes through the store's ``Corridor``
+(``store.corridor``), so only ``threads_server.errors`` leave it (an outage as
 ``Unavailable``), never a redis-py exception the layers above would have to know.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import heapq
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import struct_pb2
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
-from threads_server import errors
-from threads_server.ops import metrics, tracing
+from threads_server.errors import NotFound
+from threads_server.ops import metrics
+from threads_server.ops.config import Settings
 from threads_server.pb import threads_pb2 as pb
-from threads_server.service.search import Cursor, Filters, Query
 from threads_server.store import codec
-from threads_server.store.corridor.pipelined import ScriptPipeline
-from threads_server.store.corridor.replicated import ReplicatedWriter
+from threads_server.store.connect import close_redis, connect_redis
+from threads_server.store.corridor import Call, Corridor, transport_for
 from threads_server.store.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
 from threads_server.store.limits import Limits
-from threads_server.store.outcomes import Outcome, ScriptCall, parse
-from threads_server.store.redis_errors import store_errors
-from threads_server.store.scripts import Scripts, script_name
+from threads_server.store.outcomes import (
+    Outcome,
+    ScriptCall,
+    copy_deleted,
+    from_outcome,
+)
+from threads_server.store.query import Cursor, Filters, Query
+from threads_server.store.scripts import all_scripts
 
 REQUEST_RECORD_TTL_SECONDS = 24 * 60 * 60
 MIN_REDIS_VERSION = (6, 2)
 _COPY_ID_ATTEMPTS = 3
+_FENCE_TTL_MS = 1000
 
 
 class ThreadStore:
@@ -55,107 +54,109 @@ class ThreadStore:
         replica_ack_timeout_ms: int = 1000,
         pipelining: bool = True,
     ) -> None:
-        """``request_ttl``: how long (s) a Create/Copy request_id is remembered;
-        ``search_index``: whether writes maintain the search index (docs/search.md).
-        ``min_replica_acks`` > 0: a write is acknowledged only once that many replicas
-        confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``).
-        ``pipelining``: the script calls share one connection, many in flight on it
-        (``threads_server.pipelining``; never on a cluster)."""
-        self._redis = redis
+        """The store on a redis-py client (plain, cluster or Sentinel's; ``open`` builds
+        one from the settings). ``request_ttl``: how long (s) a Create/Copy request_id is
+        remembered; ``search_index``: whether writes maintain the search index
+        (docs/search.md). ``min_replica_acks`` > 0: a write is acknowledged only once that
+        many replicas confirm it (else ReplicationTimeout after ``replica_ack_timeout_ms``).
+        ``pipelining``: the calls share one connection, many in flight on it
+        (``corridor.pipelined``; never on a cluster)."""
+        self.redis = redis
         self.search_index = search_index
-        self._scripts = Scripts.register(redis)
+        self._scripts = all_scripts()
         self._limits = limits or Limits()
         self._request_ttl = request_ttl
-        self._cluster = isinstance(redis, RedisCluster)
-        self._sentinel = isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
-        self._prepared_primaries: frozenset[str] = frozenset()
-        self._replicated = (
-            ReplicatedWriter(redis, min_replica_acks, replica_ack_timeout_ms)
-            if min_replica_acks
-            else None
+        self._replicated = min_replica_acks > 0
+        self._corridor = Corridor(
+            transport_for(
+                redis,
+                pipelining=pipelining,
+                min_replica_acks=min_replica_acks,
+                replica_ack_timeout_ms=replica_ack_timeout_ms,
+            )
         )
-        self._pipeline = ScriptPipeline(redis) if pipelining and not self._cluster else None
-        self._send: Send = self._pipeline.call if self._pipeline is not None else send_alone
+        self._prepared_primaries: frozenset[str] = frozenset()
+        self._owns_client = False
+
+    @classmethod
+    def open(
+        cls, settings: Settings, redis_url: str | None, *, limits: Limits | None = None
+    ) -> ThreadStore:
+        """The store with a Redis client of its own, built from ``settings`` (closed by
+        ``aclose``). ``redis_url``: None with ``settings.redis_sentinel``."""
+        store = cls(
+            connect_redis(redis_url, settings),
+            limits=limits or Limits.from_settings(settings),
+            search_index=settings.search_index,
+            min_replica_acks=settings.min_replica_acks,
+            replica_ack_timeout_ms=settings.replica_ack_timeout_ms,
+            pipelining=settings.redis_pipelining,
+        )
+        store._owns_client = True
+        return store
 
     async def aclose(self) -> None:
-        """At shutdown: no script call is left waiting (``ScriptPipeline.aclose``)."""
-        if self._pipeline is not None:
-            await self._pipeline.aclose()
+        """At shutdown: no call is left waiting; the client is closed if ``open`` made it."""
+        await self._corridor.aclose()
+        if self._owns_client:
+            await close_redis(self.redis)
+
+    def _argv(self, name: str, rest: Sequence[Any] = (), /, **argv: Any) -> list[Any]:
+        """Script ``name``'s ARGV: ``argv`` by the names its header declares, then ``rest``."""
+        return self._scripts[name].argv(rest, **argv)
 
     async def _read(
-        self, name: str, keys: list[str], args: Sequence[Any] = ()
+        self, name: str, keys: list[str], rest: Sequence[Any] = (), /, **argv: Any
     ) -> tuple[Outcome, list[Any]]:
-        """Runs read-only script ``name`` the way every script call goes (``self._send``)."""
-        return await run_script(self._scripts[name], keys, args, send=self._send)
+        """Runs read-only script ``name`` with ``_argv(name, rest, **argv)``."""
+        return await self._corridor.run(self._scripts[name], keys, self._argv(name, rest, **argv))
 
     async def _write(
         self,
         name: str,
         keys: list[str],
-        args: list[Any],
+        rest: Sequence[Any] = (),
+        /,
         *,
         reports_earlier_write: tuple[Outcome, ...] = (),
+        **argv: Any,
     ) -> tuple[Outcome, list[Any]]:
         """Runs write script ``name``; with min_replica_acks, acknowledged once replicated,
         and so are the earlier writes that outcomes in ``reports_earlier_write`` vouch for
-        (a retry's DUPLICATE, an Append's LENGTH_MISMATCH naming a longer history)."""
-        script = self._scripts[name]
-        if self._replicated is None:
-            return await run_script(script, keys, args, send=self._send)
-        replicated = functools.partial(
-            self._replicated.run,
-            script,
-            keys,
-            args,
-            fence=keys[0].removesuffix(":meta") + ":fence",
-            reports_earlier_write=lambda reply: parse(reply)[0] in reports_earlier_write,
+        (a retry's DUPLICATE, an Append's LENGTH_MISMATCH naming a longer history): WAIT
+        only covers the connection's own writes, so a short-lived fence key in the keys'
+        slot is written and waited for, later in the replication stream than them."""
+        outcome, values = await self._corridor.run(
+            self._scripts[name], keys, self._argv(name, rest, **argv), write=True
         )
-        started = time.perf_counter()
-        try:
-            if tracing.ENABLED:
-                return await _traced_script(script, keys, replicated)
-            with store_errors(script):
-                reply = await replicated()
-        finally:
-            metrics.script_call(script, started)  # the script and its WAIT, as a call
-        return parse(reply)
+        if self._replicated and outcome in reports_earlier_write:
+            fence = keys[0].removesuffix(":meta") + ":fence"
+            await self._corridor.command(
+                "SET", fence, b"", "PX", _FENCE_TTL_MS, key=fence, write=True
+            )
+        return outcome, values
+
+    async def run_many(self, name: str, calls: Sequence[Call]) -> list[tuple[Outcome, list[Any]]]:
+        """Read-only calls of script ``name``, each on one slot, sent together (one round
+        trip on one Redis; per node on a cluster: ``corridor.per_node``)."""
+        return await self._corridor.run_many(self._scripts[name], calls)
 
     async def ping(self) -> None:
         """Raises when Redis is unreachable; on a cluster, when any primary is (each one
         serves a share of the slots). Unavailable when it is not."""
-        with store_errors():
-            if self._cluster:
-                await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
-            else:
-                await self._redis.ping()
+        await self._corridor.ping()
 
     async def topology_changed(self) -> bool:
         """Whether the primaries differ from those ``prepare`` loaded the scripts on (a
         failover promoted a replica, a node was added); always False for one Redis."""
-        if not (self._cluster or self._sentinel):
-            return False
-        return await self._primaries() != self._prepared_primaries
-
-    async def _primaries(self) -> frozenset[str]:
-        """Cluster: every primary in the client's layout; Sentinel: the primary the
-        sentinels name now."""
-        if self._sentinel:
-            with store_errors():
-                host, port = await self._redis.connection_pool.get_master_address()
-            return frozenset({f"{host}:{port}"})
-        return frozenset(node.name for node in self._redis.get_primaries())
+        return await self._corridor.primaries() != self._prepared_primaries
 
     async def prepare(self) -> None:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
-        (SCRIPT LOAD goes to all primaries; EVALSHA then routes by the keys' slot)."""
-        primaries = await self._primaries() if self._cluster or self._sentinel else frozenset()
-        with store_errors():
-            if self._cluster:
-                by_node = await self._redis.info("server", target_nodes=RedisCluster.PRIMARIES)
-                infos = list(by_node.values()) if "redis_version" not in by_node else [by_node]
-            else:
-                infos = [await self._redis.info("server")]
+        (EVALSHA then routes by the keys' slot)."""
+        primaries = await self._corridor.primaries()
+        infos = await self._corridor.servers()
         for info in infos:
             version = str(info.get("redis_version", "0"))
             if tuple(int(part) for part in version.split(".")[:2]) < MIN_REDIS_VERSION:
@@ -163,9 +164,7 @@ class ThreadStore:
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
         metrics.redis_server(infos[0])
-        for script in self._scripts.values():  # SCRIPT LOAD: the first calls hit by SHA
-            with store_errors(script):
-                await self._redis.script_load(script.script)
+        await self._corridor.load(self._scripts.values())  # the first calls hit by SHA
         self._prepared_primaries = primaries
 
     async def create(
@@ -198,19 +197,16 @@ class ThreadStore:
         outcome, values = await self._write(
             "create",
             [keys.meta, keys.history, *record_keys],
-            [
-                self._index(keys),
-                thread_id,
-                now,
-                owner,
-                expire_ms,
-                request_id,
-                fingerprint,
-                self._request_ttl,
-                len(meta_args),
-                *meta_args,
-                *codec.encode_entries(history, now),
-            ],
+            [*meta_args, *codec.encode_entries(history, now)],
+            idx=self._index(keys),
+            id=thread_id,
+            now=now,
+            owner=owner,
+            expire_ms=expire_ms,
+            request_id=request_id,
+            fingerprint=fingerprint,
+            record_ttl=self._request_ttl,
+            n_meta=len(meta_args),
             reports_earlier_write=(Outcome.DUPLICATE, Outcome.EXISTS),
         )
         if outcome is Outcome.OK:
@@ -224,7 +220,7 @@ class ThreadStore:
             return thread
         if outcome is Outcome.DUPLICATE or (outcome is Outcome.EXISTS and return_existing):
             return codec.thread_from_fields(thread_id, *values[0])
-        raise errors.from_outcome(
+        raise from_outcome(
             outcome,
             values,
             ScriptCall(
@@ -247,7 +243,7 @@ class ThreadStore:
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await self._read("get", [keys.meta, keys.history])
         if outcome is not Outcome.OK:
-            raise errors.from_outcome(outcome, values, self._call("get", thread_id))
+            raise from_outcome(outcome, values, self._call("get", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
 
     async def update(
@@ -260,26 +256,24 @@ class ThreadStore:
         outcome, values = await self._write(
             "update",
             [keys.meta, keys.history],
-            [
-                self._index(keys),
-                thread_id,
-                now,
-                "" if ttl_ms is None else _expire_ms(now, ttl_ms),
-                self._limits.max_metadata_bytes,
-                *meta_args,
-            ],
+            meta_args,
+            idx=self._index(keys),
+            id=thread_id,
+            now=now,
+            expire_ms="" if ttl_ms is None else _expire_ms(now, ttl_ms),
+            max_metadata=self._limits.max_metadata_bytes,
         )
         if outcome is not Outcome.OK:
-            raise errors.from_outcome(outcome, values, self._call("update", thread_id))
+            raise from_outcome(outcome, values, self._call("update", thread_id))
         return codec.thread_from_fields(thread_id, *values[0])
 
     async def delete(self, owner: str, thread_id: str) -> None:
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await self._write(
-            "delete", [keys.meta, keys.history], [self._index(keys), thread_id]
+            "delete", [keys.meta, keys.history], idx=self._index(keys), id=thread_id
         )
         if outcome is not Outcome.OK:
-            raise errors.from_outcome(outcome, values, self._call("delete", thread_id))
+            raise from_outcome(outcome, values, self._call("delete", thread_id))
 
     async def append(
         self,
@@ -293,14 +287,12 @@ class ThreadStore:
         outcome, values = await self._write(
             "append",
             [keys.meta, keys.history],
-            [
-                self._index(keys),
-                thread_id,
-                "" if expected_length is None else expected_length,
-                now,
-                self._limits.max_history_length,
-                *codec.encode_entries(entries, now),
-            ],
+            codec.encode_entries(entries, now),
+            idx=self._index(keys),
+            id=thread_id,
+            expected_length="" if expected_length is None else expected_length,
+            now=now,
+            max_length=self._limits.max_history_length,
             reports_earlier_write=(Outcome.LENGTH_MISMATCH,),
         )
         if outcome is not Outcome.OK:
@@ -311,7 +303,7 @@ class ThreadStore:
                 expected_length=expected_length,
                 adding=len(entries),
             )
-            raise errors.from_outcome(outcome, values, call)
+            raise from_outcome(outcome, values, call)
         metrics.appended(len(entries))
         return int(values[0])
 
@@ -321,10 +313,10 @@ class ThreadStore:
         """One page of entries starting at ``offset``, and the history's total length."""
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await self._read(
-            "read_history", [keys.meta, keys.history], [offset, limit]
+            "read_history", [keys.meta, keys.history], offset=offset, limit=limit
         )
         if outcome is not Outcome.OK:
-            raise errors.from_outcome(outcome, values, self._call("read_history", thread_id))
+            raise from_outcome(outcome, values, self._call("read_history", thread_id))
         length, page = values
         return codec.decode_entries(page, offset), int(length)
 
@@ -359,19 +351,17 @@ class ThreadStore:
             outcome, values = await self._write(
                 "copy",
                 [source.meta, source.history, target.meta, target.history, *request_keys],
-                [
-                    self._index(target),
-                    copy_id,
-                    source_id,
-                    now,
-                    want,
-                    fingerprint,
-                    self._request_ttl,
-                    _expire_ms(now, ttl_ms),
-                    self._limits.max_history_length,
-                    self._limits.max_metadata_bytes,
-                    *meta_args,
-                ],
+                meta_args,
+                idx=self._index(target),
+                copy_id=copy_id,
+                source_id=source_id,
+                now=now,
+                want=want,
+                fingerprint=fingerprint,
+                request_ttl=self._request_ttl,
+                expire_ms=_expire_ms(now, ttl_ms),
+                max_length=self._limits.max_history_length,
+                max_metadata=self._limits.max_metadata_bytes,
                 reports_earlier_write=(Outcome.DUPLICATE,),
             )
             if outcome is not Outcome.ID_TAKEN:
@@ -391,14 +381,14 @@ class ThreadStore:
         )
         if outcome is Outcome.DUPLICATE:
             return await self._earlier_copy(owner, call, values[0].decode())
-        raise errors.from_outcome(outcome, values, call)
+        raise from_outcome(outcome, values, call)
 
     async def _earlier_copy(self, owner: str, call: ScriptCall, copy_id: str) -> pb.Thread:
         try:
             return await self.get(owner, copy_id)
-        except errors.NotFound:
+        except NotFound:
             pass
-        raise errors.copy_deleted(call, copy_id)
+        raise copy_deleted(call, copy_id)
 
     async def search(
         self, owner: str, query: Query, *, cursor: Cursor | None, offset: int, page_size: int
@@ -417,7 +407,17 @@ class ThreadStore:
         calls = [
             (
                 self.filter_keys(shard, query.filters),
-                [shard.prefix, shard.index, query.sort, order, score, after, limit, *ids],
+                self._argv(
+                    "search",
+                    ids,
+                    prefix=shard.prefix,
+                    idx=shard.index,
+                    sort=query.sort,
+                    order=order,
+                    cursor_score=score,
+                    cursor_id=after,
+                    limit=limit,
+                ),
             )
             for shard, ids in self.shards(owner, query.filters)
         ]
@@ -433,7 +433,10 @@ class ThreadStore:
     async def count(self, owner: str, filters: Filters) -> int:
         """How many of the caller's threads match: what Search pages through."""
         calls = [
-            (self.filter_keys(shard, filters), [shard.prefix, shard.index, *ids])
+            (
+                self.filter_keys(shard, filters),
+                self._argv("count", ids, prefix=shard.prefix, idx=shard.index),
+            )
             for shard, ids in self.shards(owner, filters)
         ]
         return sum(int(values[0]) for _, values in await self.run_many("count", calls))
@@ -462,8 +465,8 @@ class ThreadStore:
 
     async def _get_many(self, owner: str, thread_ids: Sequence[str]) -> list[pb.Thread]:
         """The threads that still exist, in the order given."""
-        calls: list[tuple[list[str], list[Any]]] = [
-            ([keys.meta, keys.history], [])
+        calls: list[Call] = [
+            ([keys.meta, keys.history], self._argv("get"))
             for keys in (ThreadKeys(thread_id, owner) for thread_id in thread_ids)
         ]
         threads = []
@@ -474,109 +477,9 @@ class ThreadStore:
                 threads.append(codec.thread_from_fields(thread_id, *values[0]))
         return threads
 
-    async def run_many(
-        self, name: str, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[tuple[Outcome, list[Any]]]:
-        """Runs read-only scripts, each on one slot, as one batch. On a single Redis: one
-        pipeline, one round trip. On a cluster (redis-py refuses EVALSHA in a cluster
-        pipeline): the nodes in parallel, each node's calls one after another over one
-        connection. One concurrent call per shard would take a pooled connection each, and
-        a busy server then runs out of them (MaxConnectionsError). Reads, so a NOSCRIPT (a
-        restarted Redis) loads the script and sends them again."""
-        script = self._scripts[name]
-        if not calls:
-            return []
-        with store_errors(script):
-            if self._cluster:
-                replies = await run_per_node(self._redis, script, calls)
-            else:
-                replies = await self._pipelined(script, calls)
-        return [parse(reply) for reply in replies]
-
-    async def _pipelined(
-        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[Any]:
-        for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                replies: list[Any] = await pipe.execute()
-                return replies
-            except NoScriptError:
-                if attempt:
-                    raise
-                await self._redis.script_load(script.script)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def _call(self, script: str, thread_id: str) -> ScriptCall:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
-
-
-async def run_per_node(
-    cluster: RedisCluster, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
-) -> list[Any]:
-    """Cluster: the calls' replies, in order; the nodes work in parallel, each node's calls
-    go one after another (one connection per node)."""
-    by_node: dict[str, list[int]] = {}
-    for position, (keys, _) in enumerate(calls):
-        node = cluster.get_node_from_key(keys[0])
-        by_node.setdefault(node.name if node else "", []).append(position)
-    replies: list[Any] = [None] * len(calls)
-
-    async def run(positions: list[int]) -> None:
-        for position in positions:
-            keys, args = calls[position]
-            replies[position] = await script(keys=keys, args=args)
-
-    await asyncio.gather(*(run(positions) for positions in by_node.values()))
-    return replies
-
-
-Send = Callable[[AsyncScript, Sequence[Any], Sequence[Any]], Awaitable[Any]]
-"""How a script call reaches Redis: ``ScriptPipeline.call`` (on the shared connection,
-with the other calls in flight) or ``send_alone``."""
-
-
-async def send_alone(script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-    """One call on its own (``AsyncScript``: EVALSHA, reloaded on NOSCRIPT): on a cluster,
-    and with ``--redis-pipelining off``."""
-    return await script(keys=keys, args=args)
-
-
-async def run_script(
-    script: AsyncScript,
-    keys: Sequence[str],
-    args: Sequence[Any] = (),
-    *,
-    send: Send,
-) -> tuple[Outcome, list[Any]]:
-    """Runs a script inside the store's error boundary; its reply as the outcome and the
-    values after the tag. With tracing on, inside a child span of the RPC's. ``send`` has
-    no default, so that no call skips the store's pipeline by leaving it out."""
-    started = time.perf_counter()
-    try:
-        if tracing.ENABLED:
-            return await _traced_script(script, keys, functools.partial(send, script, keys, args))
-        with store_errors(script):
-            reply = await send(script, keys, args)
-    finally:
-        metrics.script_call(script, started)
-    return parse(reply)
-
-
-async def _traced_script(
-    script: AsyncScript, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
-) -> tuple[Outcome, list[Any]]:
-    """A script ``call`` in a span naming the script, the keys' hash tag and the reply's
-    tag (an outage: status ERROR, with the store's error)."""
-    with tracing.script_span(script_name(script), keys) as span:
-        with store_errors(script):
-            reply = await call()
-        outcome, values = parse(reply)
-        span.set_attribute("threads.outcome", outcome.value)
-        return outcome, values
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

@@ -1,9 +1,9 @@
-"""Auto-pipelining: every script call shares one connection, many calls in flight on it.
+"""Auto-pipelining: every call shares one connection, many calls in flight on it.
 
-This is where a script call goes to Redis (one Redis, or Sentinel's primary), as lettuce,
-ioredis and node-redis do: ``ScriptPipeline`` holds ONE connection, taken from the client's
+The default way a call goes to one Redis (or Sentinel's primary), as lettuce, ioredis and
+node-redis do: ``Pipelined`` holds ONE connection, taken from the client's
 pool for as long as it works (so Sentinel's connections keep finding the primary and
-turning READONLY into a ConnectionError). ``ScriptPipeline.call`` packs its EVALSHA and
+turning READONLY into a ConnectionError). ``Pipelined.handle`` packs its command and
 queues it; at the end of the event-loop tick (one ``call_soon`` callback, no task) the
 tick's calls are written in one write, in the order issued, without waiting for the
 replies of earlier ticks. One reader task, running while calls are in flight, reads the
@@ -15,9 +15,9 @@ checkout and no ``wait_for`` task (a lone call ≈60 µs of CPU instead of ≈10
 The rules, each held by ``tests/test_pipelining.py``:
 
 - A write is never re-sent. A lost connection or a timeout fails every call in flight with
-  that error (UNAVAILABLE at ``store_errors``); the connection is dropped and the next call
-  opens another. Only NOSCRIPT (the script is not loaded, so the call did not run) loads
-  the script and sends that call again, as ``AsyncScript`` does.
+  that error (UNAVAILABLE, once mapped by ``Corridor``); the connection is dropped and the
+  next call opens another. Only NOSCRIPT (the script is not loaded, so the call did not
+  run) is answered by sending the call again, after ``Corridor`` loads the script.
 - An error reply fails only its own call (WRONGTYPE, OOM, NOSCRIPT, READONLY on one Redis);
   the replies stay matched to their calls in order. Sentinel's connections turn READONLY (a
   demoted primary) into a ConnectionError and disconnect: every call in flight fails.
@@ -32,9 +32,15 @@ The rules, each held by ``tests/test_pipelining.py``:
 A write does not wait for the socket's buffer to drain: at most the calls in flight are
 buffered, and a Redis that stops reading is caught by the reader's timeout.
 
-Not used on Redis Cluster (each call goes to its slot's node: ``AsyncScript`` as before)
-nor with ``--min-replica-acks`` (``replication.ReplicatedWriter`` sends each write with its
-WAIT); ``--redis-pipelining off`` turns it off.
+Not used on Redis Cluster (``per_node.PerNode``: each call goes to its slot's node); with
+``--min-replica-acks``, writes go beside it (``replicated.Replicated`` sends each write
+with its WAIT on a connection of its own); ``--redis-pipelining off`` turns it off
+(``alone.Alone``).
+
+It reads and writes redis-py's streams of a connection it holds (``connection._reader``,
+``._writer``: private; ``tests/test_pipelining.py`` pins what is relied on, so that a
+redis-py upgrade that changes them fails a test, not production). The public
+``send_packed_command`` would await the buffer's drain in a task per tick.
 """
 
 from __future__ import annotations
@@ -42,12 +48,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError
+
+from threads_server.store.corridor.transport import OneRedis, Request
 
 
 class _Link:
@@ -72,31 +78,25 @@ class _Link:
         return self.writer.is_closing() or self.stream.at_eof()
 
 
-class ScriptPipeline:
-    """Sends every script call to one Redis (or Sentinel's primary) over one connection."""
+class Pipelined(OneRedis):
+    """Sends every call to one Redis (or Sentinel's primary) over one connection."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pool = redis.connection_pool
+    def __init__(self, client: Redis) -> None:
+        super().__init__(client)
+        self._pool = client.connection_pool
         self._link: _Link | None = None
         self._opening: asyncio.Task[_Link] | None = None  # the connection being opened
         self._closing: set[asyncio.Task[None]] = set()  # dropped connections being released
 
-    async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The script's reply, as ``script(keys=keys, args=args)`` returns it."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self._send(command)
-        except NoScriptError:  # not run: Redis lost its scripts (restart, failover)
-            await self._redis.script_load(script.script)
-            return await self._send(command)
+    async def handle(self, request: Request) -> Any:
+        return await self._send(request.command)
 
     async def aclose(self) -> None:
         """Fails the calls in flight (ConnectionError) and releases the connection."""
         if self._opening is not None:  # bounded by the connect timeout
             await asyncio.wait([self._opening])
         if self._link is not None:
-            self._drop(self._link, ConnectionError("the script pipeline was closed"))
+            self._drop(self._link, ConnectionError("the pipelined connection was closed"))
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _send(self, command: tuple[Any, ...]) -> Any:

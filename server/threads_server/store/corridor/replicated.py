@@ -1,31 +1,32 @@
-"""Write scripts followed by ``WAIT``: a write is acknowledged once N replicas have it.
+"""Writes followed by ``WAIT``: a write is acknowledged once N replicas have it.
 
 ``WAIT numreplicas timeout`` counts the replicas that have the replication offset of the
 *connection's* last write, so it must run on the very connection, and the very node, that
 ran the script. A plain (or Sentinel) client sends both as one non-transactional
-pipeline on one pooled connection. A cluster client would route a keyless ``WAIT`` to any
-node, so ``ReplicatedWriter`` sends ``EVALSHA`` and ``WAIT`` together to the primary that
-owns the keys' slot, on one of that node's connections, and follows redirects itself:
-``MOVED``, ``ASK`` (``ASKING`` on the same connection), ``TRYAGAIN`` and ``NOSCRIPT`` all
-mean the script did not run, so re-sending it is safe. A lost reply (connection error,
-timeout) is never re-sent: it propagates, and the caller retries with ``request_id`` or
-``expected_length``.
+pipeline on one pooled connection (not the shared pipelined one: WAIT there would hold
+every call behind it). A cluster client would route a keyless ``WAIT`` to any node, so
+``Replicated`` sends the write and ``WAIT`` together to the primary that owns the keys'
+slot, on one of that node's connections, and follows redirects itself: ``MOVED``, ``ASK``
+(``ASKING`` on the same connection) and ``TRYAGAIN`` mean the script did not run, so
+re-sending it is safe (``NOSCRIPT`` too: ``Corridor`` loads the script and sends it
+again). A lost reply (connection error, timeout) is never re-sent: it propagates, and the
+caller retries with ``request_id`` or ``expected_length``. Reads, and everything but
+writes, go to the transport it wraps.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
-from redis.commands.core import AsyncScript
 
 from threads_server.errors import Reason, Unavailable
+from threads_server.store.corridor.transport import Request, Transport
 
 _TRYAGAIN_PAUSE = 0.05
-_FENCE_TTL_MS = 1000
 # Replies after which the cluster client reloads the slot layout before the next command.
 _RELEARN_AFTER = (
     redis.exceptions.ConnectionError,
@@ -49,72 +50,66 @@ class ReplicationTimeout(Unavailable):
         )
 
 
-class ReplicatedWriter:
-    """Runs write scripts so that they are acknowledged only once ``min_acks`` replicas
-    confirm them (``WAIT min_acks timeout_ms`` on the script's connection)."""
+class Replicated(Transport):
+    """Writes acknowledged only once ``min_acks`` replicas confirm them (``WAIT min_acks
+    timeout_ms`` on the write's connection); everything else goes to ``inner``."""
 
-    def __init__(self, redis: Any, min_acks: int, timeout_ms: int) -> None:
-        self._redis = redis
+    def __init__(self, inner: Transport, min_acks: int, timeout_ms: int) -> None:
+        self.inner = inner
+        self.client = inner.client
         self._min_acks = min_acks
         self._timeout_ms = timeout_ms
-        self._cluster = isinstance(redis, RedisCluster)
+        self._cluster = isinstance(self.client, RedisCluster)
 
-    async def run(
-        self,
-        script: AsyncScript,
-        keys: Sequence[Any],
-        args: Sequence[Any],
-        *,
-        fence: str | None = None,
-        reports_earlier_write: Callable[[Any], bool] = lambda _reply: False,
-    ) -> Any:
-        """The script's reply; raises ReplicationTimeout when too few replicas confirm.
-
-        A reply that reports an earlier write instead of making one (a request_id's
-        earlier result, a length that already includes a batch) is acknowledged only once
-        that write is replicated too; but WAIT only covers the connection's own writes, so
-        then a short-lived ``fence`` key (in the keys' slot) is written and waited for:
-        being later in the replication stream, it covers everything before it.
-        """
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        reply, acks = await self._send(command, keys[0], script)
-        if fence is not None and acks >= self._min_acks and reports_earlier_write(reply):
-            _, acks = await self._send(("SET", fence, b"", "PX", _FENCE_TTL_MS), fence, None)
+    async def handle(self, request: Request) -> Any:
+        """The write's reply; raises ReplicationTimeout when too few replicas confirm it."""
+        if not request.write:
+            return await self.inner.handle(request)
+        if self._cluster:
+            reply, acks = await self._on_cluster(request.command, request.key)
+        else:
+            reply, acks = await self._on_one(request.command)
         if acks < self._min_acks:
             raise ReplicationTimeout(acks, self._min_acks, self._timeout_ms)
         return reply
 
-    async def _send(
-        self, command: tuple[Any, ...], key: Any, script: AsyncScript | None
-    ) -> tuple[Any, int]:
-        if self._cluster:
-            return await self._on_cluster(command, key, script)
-        return await self._on_one(command, script)
+    async def handle_batch(self, requests: Sequence[Request]) -> list[Any]:
+        if any(request.write for request in requests):
+            return await super().handle_batch(requests)
+        return await self.inner.handle_batch(requests)
+
+    async def load(self, script: str) -> None:
+        await self.inner.load(script)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def servers(self) -> list[Mapping[str, Any]]:
+        return await self.inner.servers()
+
+    async def primaries(self) -> frozenset[str]:
+        return await self.inner.primaries()
+
+    def scan(self, match: str, count: int) -> AsyncIterator[Any]:
+        return self.inner.scan(match, count)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     def _commands(self, command: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return [command, ("WAIT", self._min_acks, self._timeout_ms)]
 
-    async def _on_one(
-        self, command: tuple[Any, ...], script: AsyncScript | None
-    ) -> tuple[Any, int]:
+    async def _on_one(self, command: tuple[Any, ...]) -> tuple[Any, int]:
         """Plain or Sentinel client: one pipeline (one connection, one round trip)."""
-        for _ in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for each in self._commands(command):
-                pipe.execute_command(*each)
-            reply, acks = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, redis.exceptions.NoScriptError) and script is not None:
-                # Not run (a restarted or newly promoted primary): load it, send again.
-                await self._redis.script_load(script.script)
-                continue
-            return _checked(reply, acks)
-        raise redis.exceptions.NoScriptError("script still missing after SCRIPT LOAD")
+        pipe = self.client.pipeline(transaction=False)
+        for each in self._commands(command):
+            pipe.execute_command(*each)
+        reply, acks = await pipe.execute(raise_on_error=False)
+        return _checked(reply, acks)
 
-    async def _on_cluster(
-        self, command: tuple[Any, ...], key: Any, script: AsyncScript | None
-    ) -> tuple[Any, int]:
+    async def _on_cluster(self, command: tuple[Any, ...], key: Any) -> tuple[Any, int]:
         """Cluster: both commands to the slot's primary, on one of its connections."""
-        cluster: RedisCluster = self._redis
+        cluster: RedisCluster = self.client
         await cluster.initialize()  # a no-op unless a failure asked for a new layout
         node = _primary_for(cluster, key)
         asking = False
@@ -141,8 +136,6 @@ class ReplicatedWriter:
                 node, asking = target, True
             elif isinstance(reply, redis.exceptions.TryAgainError):
                 await asyncio.sleep(_TRYAGAIN_PAUSE * min(attempt + 1, 4))
-            elif isinstance(reply, redis.exceptions.NoScriptError) and script is not None:
-                await node.execute_command("SCRIPT LOAD", script.script)
             else:
                 if isinstance(reply, _RELEARN_AFTER):
                     _relearn_layout(cluster)

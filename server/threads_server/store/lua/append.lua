@@ -1,12 +1,14 @@
 -- Append entries to a thread's history, all or nothing.
 -- KEYS: meta, history
--- ARGV: index prefix ('' = indexing off), thread id, expected_length ('' when unset), now_us, max_history_length,
---       entry1, entry2, ...
+-- ARGV: idx (index prefix, '' = indexing off), id (the thread's), expected_length ('' when
+--       unset), now (us), max_length (max_history_length), first_entry... (entry1, entry2, ...)
 -- Replies:
 --   {'OK', new_length}
 --   {'NOT_FOUND'}                   no such thread
 --   {'LENGTH_MISMATCH', length}     expected_length is set and is not the length
 --   {'TOO_LONG', length}            the entries would pass max_history_length
+--- @include "includes/apply_expiry"
+--- @include "includes/call_sliced"
 local meta, hist = KEYS[1], KEYS[2]
 local idx, id = ARGV[1], ARGV[2]
 local expected_length, now, max_length = ARGV[3], ARGV[4], tonumber(ARGV[5])

@@ -3,11 +3,11 @@
 -- The history is duplicated inside Redis with COPY (O(N) in C); nothing is read out.
 --
 -- KEYS: source meta, source history, copy meta, copy history[, request record]
--- ARGV: index prefix ('' = indexing off), copy_id, source_id, now_us,
---       history_length ('' = all), request fingerprint,
---       request record TTL (seconds), copy's expire_ms ('0' = none),
---       max_history_length, max_metadata_bytes,
---       field1, value1, ... (metadata merged over the source's)
+-- ARGV: idx (index prefix, '' = indexing off), copy_id, source_id, now (us),
+--       want (history_length, '' = all), fingerprint (of the request),
+--       request_ttl (the request record's, s), expire_ms (the copy's, '0' = none),
+--       max_length (max_history_length), max_metadata (max_metadata_bytes),
+--       first_field... (field1, value1, ...: metadata merged over the source's)
 -- Replies:
 --   {'OK', state}                         the new copy
 --   {'DUPLICATE', copy_id}                this request_id already made copy_id
@@ -17,6 +17,12 @@
 --   {'TOO_LONG', copy_length}             the copy would exceed max_history_length
 --   {'METADATA_TOO_LARGE', size}          the merged metadata would exceed its limit
 --   {'ID_TAKEN'}                          copy_id exists (caller retries with another id)
+--- @include "includes/call_sliced"
+--- @include "includes/oversized_metadata"
+--- @include "includes/record_expiry"
+--- @include "includes/apply_expiry"
+--- @include "includes/thread_state"
+--- @include "includes/index_thread"
 local src_meta, src_hist, dst_meta, dst_hist = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local request_key = KEYS[5]
 local idx = ARGV[1]

@@ -1,10 +1,14 @@
 -- Count the threads of one shard that Search would page through with the same filters,
 -- after purging the shard's expired index entries (docs/search.md, "Count").
 -- KEYS: idx:c, idx:u, idx:i, idx:e, filter set1, filter set2, ... (as search.lua)
--- ARGV: thread key prefix ('thr:{<ns>.<s>}:'), index prefix,
---       id1, id2, ... (thread_ids: only these; none = every thread)
+-- ARGV: prefix (of the shard's thread keys, 'thr:{<ns>.<s>}:'), idx (index prefix),
+--       first_id... (thread_ids: only these; none = every thread)
 -- Replies:
 --   {'OK', count}
+--- @include "includes/argv_list"
+--- @include "includes/purge_expired"
+--- @include "includes/count_matching"
+--- @include "includes/smallest_set"
 local by_created, expiring = KEYS[1], KEYS[4]
 local first_filter = 5
 local prefix, idx = ARGV[1], ARGV[2]

@@ -1,14 +1,20 @@
 -- Create a thread with its metadata and initial history, all or nothing.
 -- KEYS: meta, history[, create request record]
--- ARGV: index prefix ('' = indexing off), thread id, now_us, owner ('' with auth off), expire_ms ('0' = none), request_id,
---       fingerprint, record TTL (seconds), n (number of metadata args that follow),
---       field1, value1, ..., entry1, entry2, ...
+-- ARGV: idx (index prefix, '' = indexing off), id (the thread's), now (us), owner ('' with
+--       auth off), expire_ms ('0' = none), request_id, fingerprint, record_ttl (s),
+--       n_meta (the number of metadata arguments that follow),
+--       first_field... (field1, value1, ..., then entry1, entry2, ...)
 -- Replies:
 --   {'OK'}                          created
 --   {'EXISTS', state}               the id is taken; the existing thread, untouched
 --   {'DUPLICATE', state}            this request_id already created this thread
 --   {'REQUEST_ID_REUSED'}           this request_id created it with other parameters
 --   {'DELETED'}                     this request_id created it; deleted or expired since
+--- @include "includes/call_sliced"
+--- @include "includes/record_expiry"
+--- @include "includes/apply_expiry"
+--- @include "includes/thread_state"
+--- @include "includes/index_thread"
 local meta, hist, record = KEYS[1], KEYS[2], KEYS[3]
 local idx, id = ARGV[1], ARGV[2]
 local now, owner, expire_ms, request_id, fingerprint, record_ttl =

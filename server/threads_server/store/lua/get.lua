@@ -4,6 +4,7 @@
 -- Replies:
 --   {'OK', state}                   {history_length, {field, value, ...}}
 --   {'NOT_FOUND'}                   no such thread
+--- @include "includes/thread_state"
 local meta, hist = KEYS[1], KEYS[2]
 
 if redis.call('EXISTS', meta) == 0 then

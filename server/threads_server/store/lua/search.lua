@@ -3,11 +3,15 @@
 -- The server merges the shards' lists, so each one is sorted by (sort key, id).
 -- KEYS: idx:c, idx:u, idx:i, idx:e, filter set1, filter set2, ... (idx:m:<digest>,
 --       idx:f:<source>)
--- ARGV: thread key prefix ('thr:{<ns>.<s>}:'), index prefix, sort ('c', 'u' or 'i'),
---       order ('desc' or 'asc'), cursor score ('' = from the start), cursor id ('' = none),
---       limit, id1, id2, ... (thread_ids: only these; none = every thread)
+-- ARGV: prefix (of the shard's thread keys, 'thr:{<ns>.<s>}:'), idx (index prefix),
+--       sort ('c', 'u' or 'i'), order ('desc' or 'asc'), cursor_score ('' = from the
+--       start), cursor_id ('' = none), limit, first_id... (thread_ids: only these; none =
+--       every thread)
 -- Replies:
 --   {'OK', {id1, score1, ...}}   score: created_at or updated_at (us); '0' in id order
+--- @include "includes/argv_list"
+--- @include "includes/purge_expired"
+--- @include "includes/search_shard"
 local by_created, by_updated, by_id = KEYS[1], KEYS[2], KEYS[3]
 local first_filter = 5
 local prefix, idx, sort, order = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
