@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -23,8 +21,6 @@ from threads_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from threads_server.service import call as rpc
-from threads_server.service import handlers as service
 from threads_server.service.call import to_threads_error
 from threads_server.store.redis_errors import store_errors, to_store_error
 from threads_service_client.pb import threads_pb2 as pb
@@ -67,20 +63,6 @@ def test_domain_errors_pass_through_and_bugs_become_internal() -> None:
     assert to_threads_error(KeyError("bug")) is None
     assert to_store_error(redis.exceptions.ResponseError("ERR syntax")) is None
     assert to_threads_error(redis.exceptions.ResponseError("ERR syntax")) is None
-
-
-@pytest.mark.parametrize("module", [rpc, service], ids=lambda module: module.__name__)
-def test_the_layers_above_the_store_do_not_import_redis(module: object) -> None:
-    """The store owns Redis: its exceptions are mapped there (threads_server.redis_errors)."""
-    tree = ast.parse(Path(str(getattr(module, "__file__", ""))).read_text())
-    imported = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {name for name in imported if name.split(".")[0] == "redis"}
 
 
 async def test_one_log_line_per_rpc_with_method_code_and_latency(

@@ -1,4 +1,5 @@
-"""Wires the gRPC server: ThreadService, health, reflection, Redis, signals.
+"""Wires the service: the store, the handlers, the gRPC and HTTP/JSON servers, health,
+signals.
 
 ``ThreadsServer`` is the whole service in one object, used both by ``python -m threads_server``
 and by the tests (which start it in-process on a free port against their own Redis).
@@ -11,29 +12,20 @@ import contextlib
 import logging
 import signal
 
-from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from threads_server.errors import Unavailable
 from threads_server.ops import metrics
 from threads_server.ops.config import Settings
-from threads_server.ops.tls import server_credentials
-from threads_server.ops.workers import ListenError
-from threads_server.pb import threads_pb2 as pb
-from threads_server.service import call as rpc
 from threads_server.service.auth import Authenticator
 from threads_server.service.handlers import ThreadService
 from threads_server.store.limits import Limits
 from threads_server.store.thread_store import ThreadStore
-from threads_server.transports.grpc.reflection import enable_reflection
+from threads_server.transports.grpc.server import SERVICE_NAME, GrpcServer
 from threads_server.transports.http.app import build_app
 from threads_server.transports.http.server import HttpServer
 
-log = logging.getLogger("threads.server")
+__all__ = ["SERVICE_NAME", "ThreadsServer"]
 
-SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
-_SERVING = health_pb2.HealthCheckResponse.SERVING
-_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+log = logging.getLogger("threads.server")
 
 
 class ThreadsServer:
@@ -46,37 +38,23 @@ class ThreadsServer:
         metrics.configure(enabled=settings.metrics)
         limits = Limits.from_settings(settings)
         self.store = ThreadStore.open(settings, redis_url, limits=limits)
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        max_bytes = settings.max_message_bytes
-        self.grpc = aio.server(
-            options=[
-                ("grpc.max_receive_message_length", max_bytes),
-                ("grpc.max_send_message_length", max_bytes),
-                # Off by default, so a second server on the port fails instead of silently
-                # sharing it; workers share it on purpose.
-                ("grpc.so_reuseport", int(reuse_port)),
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ]
-        )
-        # Search and Count are declared in the proto; their handlers come from another
-        # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).
         service = ThreadService(
             self.store,
             limits=limits,
             authenticator=Authenticator.from_settings(settings),
             default_ttl_seconds=settings.default_ttl_seconds,
         )
-        rpc.add_service(service, pb.DESCRIPTOR.services_by_name["ThreadService"], self.grpc)
+        self.grpc = GrpcServer(service, settings, reuse_port=reuse_port)
         # The HTTP/JSON routes call the same servicer's handlers, in this process.
         self.http: HttpServer | None = None
         if settings.http_listen:
-            app = build_app(service, max_body_bytes=max_bytes, is_serving=lambda: self.serving)
+            app = build_app(
+                service,
+                max_body_bytes=settings.max_message_bytes,
+                is_serving=lambda: self.serving,
+            )
             self.http = HttpServer(app, settings, reuse_port=reuse_port)
         self.serving = False
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self.grpc)
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._first_round = asyncio.Event()
@@ -86,28 +64,16 @@ class ThreadsServer:
     async def start(self) -> int:
         """Binds, starts serving and returns the bound port (useful with port 0).
 
-        Raises TLSConfigError (threads_server.tls) when TLS is on and its files are unusable.
+        Raises TLSConfigError (``ops.tls``) when TLS is on and its files are unusable.
         """
-        credentials = server_credentials(self.settings)
-        try:
-            if credentials is None:
-                self.port = self.grpc.add_insecure_port(self.settings.listen)
-            else:
-                self.port = self.grpc.add_secure_port(self.settings.listen, credentials)
-        except RuntimeError as exc:
-            raise ListenError(
-                f"cannot listen on {self.settings.listen} ({exc}); is another server using "
-                "the port? Pass another --listen"
-            ) from exc
+        self.port = self.grpc.bind()
         await self._set_health(serving=False)
         # One Redis check before accepting anything, so that a worker which comes up is
         # SERVING from its first connection when Redis answers (not after its first ping).
         self._watcher = asyncio.create_task(self._watch_redis(), name="redis-health")
         await self._first_round.wait()
         await self.grpc.start()
-        mode = "plaintext"
-        if credentials is not None:
-            mode = "mutual TLS" if self.settings.tls_client_ca_file is not None else "TLS"
+        mode = self.grpc.mode
         if self.http is not None:
             try:
                 self.http_port = await self.http.start()
@@ -132,7 +98,7 @@ class ThreadsServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting RPCs, lets in-flight ones finish within the grace period."""
         grace = self.settings.grace_seconds if grace is None else grace
-        await self.health.enter_graceful_shutdown()
+        await self.grpc.enter_graceful_shutdown()
         self.serving = False
         stopping = [self.grpc.stop(grace)]
         if self.http is not None:
@@ -166,9 +132,7 @@ class ThreadsServer:
     async def _set_health(self, *, serving: bool) -> None:
         self.serving = serving
         metrics.health(serving=serving)
-        status = _SERVING if serving else _NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)
+        await self.grpc.set_health(serving=serving)
 
     async def _watch_redis(self) -> None:
         """Drives the health status from Redis reachability, and reloads scripts on recovery."""

@@ -1,33 +1,33 @@
 """What every ThreadService RPC shares, whatever the transport: auth, deadline, error
-mapping and one log line (``run``). gRPC calls reach it through ``@rpc``, HTTP/JSON calls
-through ``threads_server.http`` (``handler_of``), in the same process: no second hop.
+mapping and one log line (``Endpoint``). The gRPC transport (``transports.grpc``) and the
+HTTP/JSON one (``transports.http``) each make an ``Endpoint`` per RPC and call it, in the
+same process: no second hop. This module knows neither of them: a transport describes
+itself with a ``Via``.
 
-A handler wrapped in ``@rpc`` gets the authenticated caller (its token's subject; "" with
-auth off) instead of the gRPC context, runs under the caller's deadline (so a Redis call
-never outlives it), and whatever it raises leaves as a clear status: domain errors with their
-ErrorInfo (the store has already turned Redis outages into UNAVAILABLE, safe to retry),
-an expired deadline as DEADLINE_EXCEEDED, anything unexpected as INTERNAL with the
-traceback logged here rather than sent to the caller. No redis here: the store owns it.
+A handler (``handlers.ThreadService.Copy(request, owner)``) gets the authenticated caller
+(its token's subject; "" with auth off) instead of a transport's context, runs under the
+caller's deadline (so a Redis call never outlives it), and whatever it raises leaves as a
+clear status: domain errors with their ErrorInfo (the store has already turned Redis
+outages into UNAVAILABLE, safe to retry), an expired deadline as DEADLINE_EXCEEDED,
+anything unexpected as INTERNAL with the traceback logged here rather than sent to the
+caller. No redis here: the store owns it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import grpc
-from google.protobuf import descriptor, message, message_factory
-from grpc import aio
+from google.protobuf import message
 
 from threads_server.errors import DeadlineExceeded, InvalidArgument, Reason, ThreadsError
-from threads_server.ops import metrics, tracing
+from threads_server.ops import tracing
 from threads_server.service.auth import Authenticator
-from threads_server.transports.http.status import HTTP_STATUS
 
 log = logging.getLogger("threads.rpc")
 
@@ -38,10 +38,8 @@ class Authenticating(Protocol):
     authenticator: Authenticator | None
 
 
-S = TypeVar("S", bound=Authenticating)
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Context = aio.ServicerContext[Any, Any]
+Metadata = Iterable[tuple[str, str | bytes]] | None
+"""A call's metadata: gRPC's invocation metadata, or the HTTP request's headers."""
 
 
 def to_threads_error(exc: Exception) -> ThreadsError | None:
@@ -94,41 +92,6 @@ class MalformedRequest:
         )
 
 
-def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], Any]:
-    type_name = request_type.DESCRIPTOR.full_name
-
-    def parse(data: bytes) -> Any:
-        try:
-            return request_type.FromString(data)
-        except message.DecodeError as exc:
-            return MalformedRequest(type_name, str(exc))
-
-    return parse
-
-
-def add_service(
-    servicer: object, service: descriptor.ServiceDescriptor, server: aio.Server
-) -> None:
-    """Registers a servicer's ``@rpc`` methods, parsing requests leniently."""
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=_lenient_parser(
-                message_factory.GetMessageClass(method.input_type)
-            ),
-            response_serializer=message_factory.GetMessageClass(
-                method.output_type
-            ).SerializeToString,
-        )
-        for method in service.methods
-    }
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-    )
-    # Registered methods skip gRPC's per-call generic lookup (missing from grpc-stubs).
-    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
-
-
 INTERNAL_MESSAGE = "internal error; see the server log"
 
 
@@ -142,153 +105,102 @@ class Failure:
     error: ThreadsError | None = None
 
 
-Handler = Callable[[S, Req, str], Awaitable[Resp]]
+@dataclass(frozen=True, slots=True)
+class Via:
+    """How a transport's calls come, made once per route: its name (log lines, spans), the
+    HTTP (verb, path template) of the route, whether the call needs a timer for its deadline
+    (gRPC cancels the handler's task itself at the deadline: no timer per call), and the
+    HTTP status of each code (HTTP's log lines and spans carry it)."""
+
+    name: str
+    route: tuple[str, str] | None = None
+    deadline_timer: bool = True
+    http_status: Mapping[grpc.StatusCode, int] | None = None
 
 
-async def run(
-    servicer: S,
-    handler: Handler[S, Req, Resp],
-    request: Req | MalformedRequest,
-    *,
-    metadata: Iterable[tuple[str, str | bytes]] | None,
-    time_remaining: float | None,
-    transport: str = "grpc",
-    route: tuple[str, str] | None = None,
-    deadline_timer: bool = True,
-) -> Resp | Failure:
-    """The per-call pipeline every transport shares: auth from the call's metadata (gRPC
-    metadata or HTTP headers), a malformed request as INVALID_ARGUMENT, the deadline,
-    errors to a status, one log line. Returns the response, or the Failure to send.
-    ``route``: the HTTP (verb, path template) the call came by, for its log line and span.
-    ``deadline_timer`` False: the transport itself cancels the call at its deadline (gRPC
-    does: its core cancels the handler's task), so no timer per call here.
-    With tracing on, all of it runs inside the call's SERVER span (``tracing.rpc_span``)."""
-    # A coroutine: nothing runs until it is awaited, inside the span when there is one.
-    call = _run(
-        servicer,
-        handler,
-        request,
-        metadata=metadata,
-        time_remaining=time_remaining,
-        transport=transport,
-        route=route,
-        deadline_timer=deadline_timer,
-    )
-    if not tracing.ENABLED:
-        return await call
-    with tracing.rpc_span(handler.__name__, metadata, transport, route) as span:
-        outcome = await call
-        code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
-        tracing.end_rpc(
-            span,
-            code.value[0],
-            outcome.message if isinstance(outcome, Failure) else "",
-            outcome.error.reason if isinstance(outcome, Failure) and outcome.error else None,
-            HTTP_STATUS[code] if route is not None else None,
-        )
-        return outcome
+Handler = Callable[[Any, str], Awaitable[Any]]
+"""A servicer's bound handler: ``(request, owner) -> response``."""
 
 
-async def _run(
-    servicer: S,
-    handler: Handler[S, Req, Resp],
-    request: Req | MalformedRequest,
-    *,
-    metadata: Iterable[tuple[str, str | bytes]] | None,
-    time_remaining: float | None,
-    transport: str,
-    route: tuple[str, str] | None,
-    deadline_timer: bool,
-) -> Resp | Failure:
-    method = handler.__name__
-    call = _CallLog(method, transport, route, _thread_id(request))
-    started = time.perf_counter()
-    try:
-        # Before anything else: an unauthenticated caller learns nothing, not even
-        # whether its request was well-formed.
-        owner = (
-            servicer.authenticator.caller(metadata) if servicer.authenticator is not None else ""
-        )
-        if isinstance(request, MalformedRequest):
-            raise request.as_error()
-        if time_remaining is not None and time_remaining <= 0:
-            # Do not start a write the caller has already given up on.
-            raise TimeoutError
-        if deadline_timer:
-            async with asyncio.timeout(time_remaining):
-                response = await handler(servicer, request, owner)
-        else:
-            response = await handler(servicer, request, owner)
-    except asyncio.CancelledError:
-        if past_deadline(started, time_remaining):  # the transport ended it at the deadline
-            _log_done(call, grpc.StatusCode.DEADLINE_EXCEEDED, started, _deadline_error())
-        raise
-    except Exception as exc:
-        failure, error = exc, to_threads_error(exc)
-    else:
-        _log_done(call, grpc.StatusCode.OK, started)
-        return response
-    if error is None:
-        log.error(
-            "rpc=%s failed unexpectedly; request=%s",
-            method,
-            _shape(request),
-            exc_info=failure,
-            extra=call.fields(grpc.StatusCode.INTERNAL),
-        )
-        _log_done(call, grpc.StatusCode.INTERNAL, started)
-        return Failure(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-    _log_done(call, error.code, started, error)
-    return Failure(error.code, error.message, error)
+class Endpoint:
+    """One RPC of a servicer as one transport serves it. Calling it runs the per-call
+    pipeline every transport shares: auth from the call's metadata (gRPC metadata or HTTP
+    headers), a malformed request as INVALID_ARGUMENT, the deadline, errors to a status,
+    one log line. It returns the response, or the Failure to send. With tracing on, all of
+    it runs inside the call's SERVER span (``tracing.rpc_span``)."""
 
+    __slots__ = ("handler", "method", "servicer", "via")
 
-def handler_of(bound: object) -> Handler[Any, Any, Any] | None:
-    """The transport-neutral handler behind a servicer's ``@rpc`` method; None for a method
-    the servicer does not implement (gRPC's generated base answers UNIMPLEMENTED)."""
-    found: Handler[Any, Any, Any] | None = getattr(bound, "__threads_handler__", None)
-    return found
+    def __init__(self, servicer: Authenticating, method: str, via: Via) -> None:
+        self.servicer = servicer
+        self.method = method
+        self.via = via
+        # None: the servicer does not implement the method (UNIMPLEMENTED).
+        self.handler: Handler | None = getattr(servicer, method, None)
 
-
-def rpc(
-    handler: Callable[[S, Req, str], Awaitable[Resp]],
-) -> Callable[[S, Req, Context], Awaitable[Resp]]:
-    """The gRPC face of a handler: ``run`` with the call's metadata and deadline, and a
-    Failure sent as the call's status (with its ErrorInfo). Counted here, for gRPC only
-    (go-grpc-prometheus's metrics); HTTP calls are counted by route in ``http.app``."""
-
-    method = handler.__name__
-
-    @functools.wraps(handler)
-    async def wrapper(self: S, request: Req, context: Context) -> Resp:
-        started = metrics.grpc_started_call(method)
-        time_remaining = context.time_remaining()
-        try:
-            outcome = await run(
-                self,
-                handler,
-                request,
-                metadata=context.invocation_metadata(),
-                time_remaining=time_remaining,
-                deadline_timer=False,  # gRPC cancels this task at the caller's deadline
+    async def __call__(
+        self, request: Any, metadata: Metadata, time_remaining: float | None
+    ) -> Any | Failure:
+        # A coroutine: nothing runs until it is awaited, inside the span when there is one.
+        call = self._handle(request, metadata, time_remaining)
+        if not tracing.ENABLED:
+            return await call
+        via = self.via
+        with tracing.rpc_span(self.method, metadata, via.name, via.route) as span:
+            outcome = await call
+            code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
+            tracing.end_rpc(
+                span,
+                code.value[0],
+                outcome.message if isinstance(outcome, Failure) else "",
+                outcome.error.reason if isinstance(outcome, Failure) and outcome.error else None,
+                via.http_status[code] if via.http_status is not None else None,
             )
-        except asyncio.CancelledError:  # the deadline passed, or the caller went away
-            expired = past_deadline(started, time_remaining)
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-            metrics.grpc_handled_call(method, code, started)
-            raise
-        code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
-        metrics.grpc_handled_call(method, code, started)
-        if not isinstance(outcome, Failure):
             return outcome
-        if outcome.error is None:
-            await context.abort(outcome.code, outcome.message)
-        else:
-            status = outcome.error.to_status()
-            await context.abort(status.code, status.details, status.trailing_metadata)
-        raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
-    wrapper.__threads_handler__ = handler  # type: ignore[attr-defined]
-    return wrapper
+    async def _handle(
+        self, request: Any, metadata: Metadata, time_remaining: float | None
+    ) -> Any | Failure:
+        method, via, handler = self.method, self.via, self.handler
+        assert handler is not None, "a transport serves only the methods the servicer has"
+        call = _CallLog(method, via, _thread_id(request))
+        started = time.perf_counter()
+        try:
+            # Before anything else: an unauthenticated caller learns nothing, not even
+            # whether its request was well-formed.
+            authenticator = self.servicer.authenticator
+            owner = authenticator.caller(metadata) if authenticator is not None else ""
+            if isinstance(request, MalformedRequest):
+                raise request.as_error()
+            if time_remaining is not None and time_remaining <= 0:
+                # Do not start a write the caller has already given up on.
+                raise TimeoutError
+            if via.deadline_timer:
+                async with asyncio.timeout(time_remaining):
+                    response = await handler(request, owner)
+            else:
+                response = await handler(request, owner)
+        except asyncio.CancelledError:
+            if past_deadline(started, time_remaining):  # the transport ended it at the deadline
+                _log_done(call, grpc.StatusCode.DEADLINE_EXCEEDED, started, _deadline_error())
+            raise
+        except Exception as exc:
+            failure, error = exc, to_threads_error(exc)
+        else:
+            _log_done(call, grpc.StatusCode.OK, started)
+            return response
+        if error is None:
+            log.error(
+                "rpc=%s failed unexpectedly; request=%s",
+                method,
+                _shape(request),
+                exc_info=failure,
+                extra=call.fields(grpc.StatusCode.INTERNAL),
+            )
+            _log_done(call, grpc.StatusCode.INTERNAL, started)
+            return Failure(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        _log_done(call, error.code, started, error)
+        return Failure(error.code, error.message, error)
 
 
 def _shape(request: Any) -> str:
@@ -323,20 +235,19 @@ class _CallLog:
     and the JSON formats (``threads_server.logs``) come from one place."""
 
     method: str
-    transport: str
-    route: tuple[str, str] | None
+    via: Via
     thread_id: str
 
     def fields(
         self, code: grpc.StatusCode, elapsed_ms: float | None = None, reason: str = ""
     ) -> dict[str, Any]:
-        found: dict[str, Any] = {"method": self.method, "transport": self.transport}
-        if self.route is None:
-            found["grpc_code"] = code.name
-        else:
-            found["route"] = f"{self.route[0]} {self.route[1]}"
-            found["http_status"] = HTTP_STATUS[code]
-            found["grpc_code"] = code.name
+        via = self.via
+        found: dict[str, Any] = {"method": self.method, "transport": via.name}
+        if via.route is not None:
+            found["route"] = f"{via.route[0]} {via.route[1]}"
+        if via.http_status is not None:
+            found["http_status"] = via.http_status[code]
+        found["grpc_code"] = code.name
         if elapsed_ms is not None:
             found["latency_ms"] = round(elapsed_ms, 3)
         if self.thread_id:
@@ -389,7 +300,7 @@ def _log_done(
 
 
 def _via(call: _CallLog) -> str:
-    return "" if call.transport == "grpc" else f" via={call.transport}"
+    return "" if call.via.name == "grpc" else f" via={call.via.name}"
 
 
 _SERVER_SIDE = frozenset(

@@ -1,10 +1,10 @@
 """The ``threads.v1.ThreadService`` handlers: validate the request, call the store, reply.
 
-Storage lives in ``threads_server.store``; authentication, status mapping, deadlines and
-logging in ``threads_server.rpc``; size limits in ``threads_server.limits``; other request
-checks (nesting depth among them) in ``threads_server.validation``. What a request carries
-is checked before Redis is touched. Every handler gets ``owner``, the authenticated caller
-("" with auth off), and only ever touches that caller's threads.
+Storage lives in ``store``; authentication, status mapping, deadlines and logging in
+``service.call``; size limits in ``store.limits``; other request checks (nesting depth among
+them) in ``service.validation``. What a request carries is checked before Redis is touched.
+Every handler gets ``owner``, the authenticated caller ("" with auth off), and only ever
+touches that caller's threads.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from __future__ import annotations
 from threads_server import errors
 from threads_server.errors import InvalidArgument, Reason
 from threads_server.pb import threads_pb2 as pb
-from threads_server.pb import threads_pb2_grpc as pb_grpc
 from threads_server.service import page_tokens, search, validation
 from threads_server.service.auth import Authenticator
-from threads_server.service.call import rpc
 from threads_server.store.keys import new_thread_id, parse_thread_id, request_thread_id
 from threads_server.store.limits import Limits
 from threads_server.store.thread_store import ThreadStore
 
 
-class ThreadService(pb_grpc.ThreadServiceServicer):
+class ThreadService:
+    """One method per RPC of the proto's ThreadService, by its name: ``(request, owner)``
+    to the response. The transports find them by name (``service.call.Endpoint``)."""
+
     def __init__(
         self,
         store: ThreadStore,
@@ -41,7 +42,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             return validation.ttl_ms(request.ttl)
         return self._default_ttl_ms
 
-    @rpc
     async def Create(self, request: pb.CreateRequest, owner: str) -> pb.CreateResponse:
         request_id = validation.request_id(request.request_id)
         if request.thread_id:
@@ -69,12 +69,10 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         )
         return pb.CreateResponse(thread=thread)
 
-    @rpc
     async def Get(self, request: pb.GetRequest, owner: str) -> pb.GetResponse:
         thread_id = parse_thread_id(request.thread_id)
         return pb.GetResponse(thread=await self._store.get(owner, thread_id))
 
-    @rpc
     async def Update(self, request: pb.UpdateRequest, owner: str) -> pb.UpdateResponse:
         thread_id = parse_thread_id(request.thread_id)
         ttl_ms = validation.ttl_ms(request.ttl) if request.HasField("ttl") else None
@@ -82,12 +80,10 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         thread = await self._store.update(owner, thread_id, request.metadata, ttl_ms=ttl_ms)
         return pb.UpdateResponse(thread=thread)
 
-    @rpc
     async def Delete(self, request: pb.DeleteRequest, owner: str) -> pb.DeleteResponse:
         await self._store.delete(owner, parse_thread_id(request.thread_id))
         return pb.DeleteResponse()
 
-    @rpc
     async def Append(self, request: pb.AppendRequest, owner: str) -> pb.AppendResponse:
         thread_id = parse_thread_id(request.thread_id)
         self._limits.check_entries(request.entries, "entries", required=True)
@@ -100,7 +96,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         length = await self._store.append(owner, thread_id, request.entries, expected)
         return pb.AppendResponse(history_length=length)
 
-    @rpc
     async def GetHistory(self, request: pb.GetHistoryRequest, owner: str) -> pb.GetHistoryResponse:
         thread_id = parse_thread_id(request.thread_id)
         limit = validation.page_size(request.page_size)
@@ -112,7 +107,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             next_page_token=page_tokens.encode(thread_id, end) if end < total else "",
         )
 
-    @rpc
     async def Copy(self, request: pb.CopyRequest, owner: str) -> pb.CopyResponse:
         source_id = parse_thread_id(request.thread_id)
         history_length = None
@@ -130,7 +124,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         )
         return pb.CopyResponse(thread=thread)
 
-    @rpc
     async def Search(self, request: pb.SearchRequest, owner: str) -> pb.SearchResponse:
         query = search.query(request, self._limits)
         page_size = search.page_size(request)
@@ -148,7 +141,6 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
             next_page_token=page_tokens.encode_search(digest, next_cursor) if next_cursor else "",
         )
 
-    @rpc
     async def Count(self, request: pb.CountRequest, owner: str) -> pb.CountResponse:
         filters = search.filters(
             request.metadata, request.thread_ids, request.copied_from, self._limits

@@ -1,10 +1,10 @@
 """The HTTP/JSON front door: a Starlette app whose routes are the proto's google.api.http
-options, calling the same handlers as gRPC in the same process (``rpc.run``).
+options, calling the same handlers as gRPC in the same process (``service.call.Endpoint``).
 
 Each request goes: body read under ``--max-message-bytes`` (else 413), JSON to the
-request message (``codec``; a bad one is carried to ``rpc.run`` as a MalformedRequest, so
-that auth is still checked first), then ``rpc.run`` with the request's headers as the
-call's metadata (``Authorization: Bearer <JWT>``) and its deadline, then the reply as
+request message (``codec``; a bad one is carried to the endpoint as a MalformedRequest, so
+that auth is still checked first), then the route's endpoint with the request's headers as
+the call's metadata (``Authorization: Bearer <JWT>``) and its deadline, then the reply as
 JSON or the error as ``google.rpc.Status`` JSON with the status grpc-gateway would give.
 
 Deadline: ``X-Request-Timeout: <seconds>`` bounds the call as a gRPC deadline does.
@@ -37,7 +37,14 @@ from threads_server.errors import (
     Unimplemented,
 )
 from threads_server.ops import metrics
-from threads_server.service import call as rpc
+from threads_server.service.call import (
+    INTERNAL_MESSAGE,
+    Authenticating,
+    Endpoint,
+    Failure,
+    MalformedRequest,
+    Via,
+)
 from threads_server.transports.http import codec, openapi
 from threads_server.transports.http.routes import ROUTES
 from threads_server.transports.http.routes import Route as RpcRoute
@@ -112,9 +119,10 @@ def _prefers_minimal(request: Request) -> bool:
 
 
 def _endpoint(
-    route: RpcRoute, servicer: rpc.Authenticating, max_body_bytes: int
+    route: RpcRoute, servicer: Authenticating, max_body_bytes: int
 ) -> Callable[[Request], Any]:
-    handler = rpc.handler_of(getattr(servicer, route.name))
+    via = Via("http", route=(route.verb, route.path), http_status=HTTP_STATUS)
+    call = Endpoint(servicer, route.name, via)
     request_type = route.method.input_type.full_name
 
     async def endpoint(request: Request) -> Response:
@@ -128,7 +136,7 @@ def _endpoint(
                 limit=max_body_bytes,
             )
             return _transport_error(too_large, 413)
-        if handler is None:
+        if call.handler is None:
             return error_response(
                 grpc.StatusCode.UNIMPLEMENTED, f"{route.name} is not implemented by this server"
             )
@@ -143,18 +151,10 @@ def _endpoint(
                 route, request.path_params, request.query_params.multi_items(), body
             )
         except InvalidArgument as exc:
-            message = rpc.MalformedRequest(request_type, exc.message, exc)
+            message = MalformedRequest(request_type, exc.message, exc)
         metadata = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        outcome = await rpc.run(
-            servicer,
-            handler,
-            message,
-            metadata=metadata,
-            time_remaining=timeout,
-            transport="http",
-            route=(route.verb, route.path),
-        )
-        if isinstance(outcome, rpc.Failure):
+        outcome = await call(message, metadata, timeout)
+        if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message, outcome.error)
         if route.empty_reply or _prefers_minimal(request):
             return Response(status_code=204)
@@ -203,7 +203,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     """Never a traceback to the caller: the log has it (Starlette logs what reaches here)."""
-    return error_response(grpc.StatusCode.INTERNAL, rpc.INTERNAL_MESSAGE)
+    return error_response(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 class _CountRequests:
@@ -235,7 +235,7 @@ class _CountRequests:
 
 
 def build_app(
-    servicer: rpc.Authenticating,
+    servicer: Authenticating,
     *,
     max_body_bytes: int,
     is_serving: Callable[[], bool],
