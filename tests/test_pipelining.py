@@ -10,7 +10,7 @@ paused) are in flight on it together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +409,41 @@ async def test_callers_waiting_for_the_connection_share_one_attempt(
         assert attempts == 1
     finally:
         await client.aclose()
+
+
+async def test_the_redis_py_internals_the_pipelined_transport_relies_on(
+    own_redis: RedisProcess, raw: Any
+) -> None:
+    """``Pipelined`` writes a tick's calls on a pooled connection's private stream writer
+    (``connection._writer``) and tells a closed connection by its streams; redis-py's own
+    ``read_response`` reads the replies. Exactly that is pinned here, so that a redis-py
+    upgrade changing it fails this test rather than production."""
+    client: Any = connect_redis(own_redis.url, Settings())
+    connection = await client.connection_pool.get_connection()
+    try:
+        reader, writer = connection._reader, connection._writer
+        assert isinstance(reader, asyncio.StreamReader)
+        assert isinstance(writer, asyncio.StreamWriter)
+        # Commands written together on _writer are answered, in order, by read_response.
+        writer.writelines(
+            [*connection.pack_command("PING", "a"), *connection.pack_command("CLIENT", "ID")]
+        )
+        assert await connection.read_response() == b"a"
+        client_id = await connection.read_response()
+        assert not (writer.is_closing() or reader.at_eof())
+        # Redis closing the connection (a restart) shows as the end of _reader's stream.
+        await raw.client_kill_filter(_id=client_id)
+        await _eventually(_async(reader.at_eof), "the killed connection's stream at its end")
+        # Closing it ourselves shows on the writer we kept.
+        await connection.disconnect(nowait=True)
+        assert writer.is_closing()
+    finally:
+        await client.connection_pool.release(connection)
+        await client.aclose()
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
