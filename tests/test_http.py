@@ -28,7 +28,7 @@ from tests.redis_process import RedisProcess
 from tests.test_auth import SECRET, token
 from tests.tls_certs import generate
 from threads_server.server import ThreadsServer
-from threads_server.transports.http import openapi
+from threads_server.transports.http import langgraph, openapi
 from threads_server.transports.http.routes import ROUTES, SERVICE, RouteError, route_of
 from threads_server.transports.http.status import HTTP_STATUS
 from threads_service_client.pb import threads_pb2 as pb
@@ -455,3 +455,9 @@ async def test_a_bug_is_a_500_without_a_traceback(
     body = assert_status(response, 500, 13, None)
     assert body["message"] == "internal error; see the server log"
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_langgraph_shapes_name_only_rpcs_of_the_proto() -> None:
+    langgraph.check_names(langgraph.SHAPES)
+    with pytest.raises(ValueError, match=r"\['Creat'\]"):
+        langgraph.check_names({**langgraph.SHAPES, "Creat": langgraph.Shape()})

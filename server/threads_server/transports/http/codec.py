@@ -66,8 +66,8 @@ def build_request(
     langgraph.adapt(route.name, fields)
     query_fields = {f.name for f in route.query_fields}
     for name, value in query:
-        if name == "include" and route.name == "Get" and value == "ttl":
-            continue  # LangGraph's opt-in for the ttl; expire_time is always there
+        if langgraph.ignores_query(route.name, name, value):
+            continue
         if name not in query_fields:
             raise malformed(f"unknown query parameter {name!r} for {route.verb} {route.path}", name)
         if name in fields:

@@ -7,16 +7,20 @@ Fields LangGraph has and this service cannot honour (``status``, ``values``,
 ``supersteps``, ...) are accepted only empty, the way the SDKs send them when unused;
 with a value they are a 400 naming the field, never silently dropped.
 
-``EXTRA_FIELDS`` is what each RPC accepts beyond its proto fields: the adapters check
-against it and the OpenAPI document describes it.
+``SHAPES`` is the one table, an entry per RPC that LangGraph shapes its own way (by the
+RPC's name in the proto; an RPC without one takes the proto's JSON only): the fields it
+accepts beyond its proto fields (the OpenAPI document describes them), the adapter that
+rewrites them, and the query parameters LangGraph sends that change nothing here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from threads_server.errors import InvalidArgument, Reason
+from threads_server.transports.http.routes import SERVICE
 
 Json = dict[str, Any]
 
@@ -40,28 +44,6 @@ _SORT_BY = {
     "thread_id": "SORT_BY_THREAD_ID",
 }
 _SORT_ORDER = {"asc": "SORT_ORDER_ASC", "desc": "SORT_ORDER_DESC"}
-
-# Per RPC: field -> JSON schema of what LangGraph may send there beyond the proto's JSON.
-# "aliases" of a proto field (limit -> page_size) and unhonoured fields, accepted only empty.
-EXTRA_FIELDS: dict[str, Json] = {
-    "Create": {
-        "if_exists": {"type": "string", "enum": list(_IF_EXISTS)},
-        "ttl": _TTL_SCHEMA,
-        "supersteps": _UNHONOURED_LIST,
-    },
-    "Update": {"ttl": _TTL_SCHEMA},
-    "Search": {
-        "limit": {"type": "integer", "minimum": 0, "description": "page_size"},
-        "ids": {"type": "array", "items": {"type": "string"}, "description": "thread_ids"},
-        "sort_by": {"type": "string", "enum": list(_SORT_BY)},
-        "sort_order": {"type": "string", "enum": list(_SORT_ORDER)},
-        "status": _NULL,
-        "values": _UNHONOURED_OBJECT,
-        "select": _UNHONOURED_LIST,
-        "extract": _UNHONOURED_OBJECT,
-    },
-    "Count": {"status": _NULL, "values": _UNHONOURED_OBJECT},
-}
 
 
 def _unsupported(field: str, why: str) -> InvalidArgument:
@@ -154,16 +136,73 @@ def _count(body: Json) -> None:
     _only_empty(body, "values", _NO_VALUES, {})
 
 
-ADAPTERS: dict[str, Callable[[Json], None]] = {
-    "Create": _create,
-    "Update": _update,
-    "Search": _search,
-    "Count": _count,
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How LangGraph shapes one RPC's request: ``fields``, what it may send beyond the
+    proto's JSON (field -> JSON schema: aliases of a proto field, limit -> page_size, and
+    unhonoured fields, accepted only empty); ``adapt``, which rewrites those into the
+    proto's JSON in place; ``ignored_query``, query parameters and the values of them that
+    change nothing here (name -> values)."""
+
+    fields: Json = field(default_factory=dict)
+    adapt: Callable[[Json], None] | None = None
+    ignored_query: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+SHAPES: dict[str, Shape] = {
+    "Create": Shape(
+        {
+            "if_exists": {"type": "string", "enum": list(_IF_EXISTS)},
+            "ttl": _TTL_SCHEMA,
+            "supersteps": _UNHONOURED_LIST,
+        },
+        _create,
+    ),
+    # LangGraph's opt-in for the ttl; expire_time is always in the reply.
+    "Get": Shape(ignored_query={"include": frozenset({"ttl"})}),
+    "Update": Shape({"ttl": _TTL_SCHEMA}, _update),
+    "Search": Shape(
+        {
+            "limit": {"type": "integer", "minimum": 0, "description": "page_size"},
+            "ids": {"type": "array", "items": {"type": "string"}, "description": "thread_ids"},
+            "sort_by": {"type": "string", "enum": list(_SORT_BY)},
+            "sort_order": {"type": "string", "enum": list(_SORT_ORDER)},
+            "status": _NULL,
+            "values": _UNHONOURED_OBJECT,
+            "select": _UNHONOURED_LIST,
+            "extract": _UNHONOURED_OBJECT,
+        },
+        _search,
+    ),
+    "Count": Shape({"status": _NULL, "values": _UNHONOURED_OBJECT}, _count),
 }
-"""Per RPC: rewrites a request body in place from LangGraph's shapes to the proto's JSON."""
+"""Per RPC of the proto, by name: how LangGraph shapes its request."""
+
+
+def check_names(shapes: Mapping[str, Shape]) -> None:
+    """A shape for an RPC the proto does not have (a typo, a renamed RPC) fails at start-up
+    instead of never applying."""
+    unknown = set(shapes) - {method.name for method in SERVICE.methods}
+    if unknown:
+        raise ValueError(f"langgraph.SHAPES names RPCs the proto does not have: {sorted(unknown)}")
+
+
+check_names(SHAPES)
+
+EXTRA_FIELDS: dict[str, Json] = {
+    name: shape.fields for name, shape in SHAPES.items() if shape.fields
+}
+"""Per RPC: field -> JSON schema of what LangGraph may send beyond the proto's JSON."""
+_NO_SHAPE = Shape()
 
 
 def adapt(rpc: str, body: Json) -> None:
-    adapter = ADAPTERS.get(rpc)
+    """Rewrites ``body`` in place from LangGraph's shapes to the proto's JSON."""
+    adapter = SHAPES.get(rpc, _NO_SHAPE).adapt
     if adapter is not None:
         adapter(body)
+
+
+def ignores_query(rpc: str, name: str, value: str) -> bool:
+    """Whether query parameter ``name=value`` is LangGraph's and changes nothing here."""
+    return value in SHAPES.get(rpc, _NO_SHAPE).ignored_query.get(name, ())
