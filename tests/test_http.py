@@ -50,17 +50,22 @@ async def _create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 def test_every_rpc_has_a_route_read_from_its_google_api_http_option() -> None:
     assert [r.name for r in ROUTES] == [m.name for m in SERVICE.methods]
     table = {(r.verb, r.path): r.name for r in ROUTES}
-    assert table == {
-        ("POST", "/threads"): "Create",
-        ("GET", "/threads/{thread_id}"): "Get",
-        ("PATCH", "/threads/{thread_id}"): "Update",
-        ("DELETE", "/threads/{thread_id}"): "Delete",
-        ("POST", "/threads/{thread_id}/entries"): "Append",
-        ("GET", "/threads/{thread_id}/entries"): "GetHistory",
-        ("POST", "/threads/{thread_id}/copy"): "Copy",
-        ("POST", "/threads/search"): "Search",
-        ("POST", "/threads/count"): "Count",
-    }
+    assert len(table) == len(ROUTES), "two RPCs on one route"
+    # LangGraph's routes, which its SDKs call, stay exactly these; a new RPC adds its own.
+    assert (
+        table.items()
+        >= {
+            ("POST", "/threads"): "Create",
+            ("GET", "/threads/{thread_id}"): "Get",
+            ("PATCH", "/threads/{thread_id}"): "Update",
+            ("DELETE", "/threads/{thread_id}"): "Delete",
+            ("POST", "/threads/{thread_id}/entries"): "Append",
+            ("GET", "/threads/{thread_id}/entries"): "GetHistory",
+            ("POST", "/threads/{thread_id}/copy"): "Copy",
+            ("POST", "/threads/search"): "Search",
+            ("POST", "/threads/count"): "Count",
+        }.items()
+    )
     # LangGraph's checkpoint paths are not ours to serve (README: HTTP/JSON).
     assert not any("/history" in r.path or "/state" in r.path for r in ROUTES)
 
