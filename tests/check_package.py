@@ -45,7 +45,11 @@ def check_server() -> None:
     import threads_server  # noqa: PLC0415
     from threads_server.server import ThreadsServer  # noqa: PLC0415
 
+    from threads_server.store.scripts import all_scripts  # noqa: PLC0415
+
     assert callable(ThreadsServer)
+    # The Lua scripts and their includes are package data: every script builds from them.
+    assert "copy" in all_scripts() and all_scripts()["copy"].source.helpers
     script = shutil.which("threads-server", path=str(Path(sys.executable).parent))
     assert script, "the threads-server console script is not installed"
     shown = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)

@@ -1,10 +1,10 @@
 """The server's log format: ``--log-format text`` (the default, for people) or ``json`` (one
 object per line, for log pipelines).
 
-Both render the same records: ``rpc.run`` passes each call's fields (method or route,
+Both render the same records: ``service.call`` passes each call's fields (method or route,
 transport, gRPC code or HTTP status, latency, thread id, reason, trace and span ids) as
 ``extra=``, the text format shows its message, the JSON one adds the fields. No field ever
-holds a token or a metadata value: ``rpc.run`` puts none there.
+holds a token or a metadata value: ``service.call`` puts none there.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ CALL_FIELDS = (
     "trace_id",
     "span_id",
 )
-"""The structured fields a call's log line may carry (``extra=`` in ``rpc``), in order."""
+"""The structured fields a call's log line may carry (``extra=`` in ``service.call``), in order."""
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,7 +1,7 @@
 """Bearer-token authentication: who is calling, from a JWT in the ``authorization`` header.
 
 The token's ``sub`` is the caller, and the caller owns the threads it creates
-(``threads_server.keys`` gives each caller its own key namespace). Verification is HS256 with a
+(``store.keys`` gives each caller its own key namespace). Verification is HS256 with a
 shared secret, or RS256/ES256 with a public key; ``exp`` and ``sub`` are required, and
 ``aud``/``iss`` when configured. Services reuse one token for many calls, so a verified
 token is remembered (bounded, and never past its ``exp``) rather than re-verified on

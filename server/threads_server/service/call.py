@@ -33,7 +33,7 @@ log = logging.getLogger("threads.rpc")
 
 
 class Authenticating(Protocol):
-    """A servicer whose ``@rpc`` handlers need a caller; None: auth is off."""
+    """A servicer whose handlers need a caller; ``authenticator`` None: auth is off."""
 
     authenticator: Authenticator | None
 

@@ -1,4 +1,4 @@
-"""Checks on request fields that are not thread ids (those are in ``threads_server.keys``)."""
+"""Checks on request fields that are not thread ids (those are in ``store.keys``)."""
 
 from __future__ import annotations
 

@@ -68,13 +68,13 @@ class HttpServer:
         self.config = uvicorn.Config(
             app,
             lifespan="off",
-            access_log=False,  # rpc.run logs one line per call
+            access_log=False,  # service.call logs one line per call
             log_config=None,  # keep the process's logging as configured
             server_header=False,
             timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),
             **tls,
         )
-        # One line per call comes from rpc.run; uvicorn's access line would be a second.
+        # One line per call comes from service.call; uvicorn's access line would be a second.
         logging.getLogger("uvicorn.access").disabled = True
         self._server = _EmbeddedServer(self.config)
         self._task: asyncio.Task[None] | None = None
