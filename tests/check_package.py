@@ -44,7 +44,6 @@ def check_client() -> None:
 def check_server() -> None:
     import threads_server  # noqa: PLC0415
     from threads_server.server import ThreadsServer  # noqa: PLC0415
-
     from threads_server.store.scripts import all_scripts  # noqa: PLC0415
 
     assert callable(ThreadsServer)
