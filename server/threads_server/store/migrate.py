@@ -143,6 +143,7 @@ async def _reindex(corridor: Corridor, script: Script, report: Report) -> None:
                 ([f"{prefix}{thread_id}:meta"], script.argv(idx=prefix + "idx:", id=thread_id))
                 for prefix, thread_id in threads
             ],
+            write=True,
         )
 
     namespaces = set()

@@ -94,16 +94,14 @@ class Corridor:
                 return await self.transport.handle(request)
 
     async def run_many(
-        self, script: Script, calls: Sequence[Call]
+        self, script: Script, calls: Sequence[Call], *, write: bool = False
     ) -> list[tuple[Outcome, list[Any]]]:
-        """Read-only calls of one script, sent together (one round trip where the
+        """Calls of one script, each on one slot, sent together (one round trip where the
         transport can): each call's outcome and values, in order. Any call's failure
         fails the batch."""
         if not calls:
             return []
-        requests = [
-            Request(script.command(keys, args), keys[0] if keys else None) for keys, args in calls
-        ]
+        requests = [Request(script.command(keys, args), keys[0], write) for keys, args in calls]
         started = time.perf_counter()
         try:
             if tracing.ENABLED:
