@@ -9,6 +9,7 @@ import grpc
 import pytest
 import redis.exceptions
 from grpc import aio
+from grpc_reflection.v1alpha import reflection_pb2
 from redis.asyncio import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -21,8 +22,10 @@ from threads_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from threads_server.service.auth import Authenticator
 from threads_server.service.call import to_threads_error
 from threads_server.store.redis_errors import store_errors, to_store_error
+from threads_server.transports.grpc.registration import add_service
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -166,3 +169,13 @@ async def test_a_write_on_a_connection_closed_under_it_is_unavailable(
         assert raised.value.reason == Reason.STORE_UNAVAILABLE
     finally:
         await connection.disconnect()
+
+
+async def test_registration_refuses_a_streaming_method_rather_than_serve_it_as_unary() -> None:
+    service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+    with pytest.raises(ValueError, match="ServerReflectionInfo streams"):
+        add_service(_NoAuth(), service, aio.server())
+
+
+class _NoAuth:
+    authenticator: Authenticator | None = None

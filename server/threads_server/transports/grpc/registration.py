@@ -38,9 +38,12 @@ Context = aio.ServicerContext[Any, Any]
 def add_service(
     servicer: Authenticating, service: descriptor.ServiceDescriptor, server: aio.Server
 ) -> None:
-    """Registers every method of ``service`` that ``servicer`` implements."""
+    """Registers every method of ``service`` that ``servicer`` implements. A streaming
+    method fails here, at start-up: it would need its own face, not a unary one."""
     handlers = {}
     for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise ValueError(f"{method.full_name} streams: add_service serves unary methods only")
         endpoint = Endpoint(servicer, method.name, GRPC)
         if endpoint.handler is None:
             continue
