@@ -59,14 +59,17 @@ def inside_client(version: str) -> None:
 
 def inside_server(version: str) -> None:
     import threads_server  # noqa: PLC0415
-    from threads_server.app import ThreadsServer  # noqa: PLC0415
     from threads_server.pb import threads_pb2  # noqa: PLC0415
+    from threads_server.server import ThreadsServer  # noqa: PLC0415
+    from threads_server.store.scripts import all_scripts  # noqa: PLC0415
 
     assert callable(ThreadsServer)
     assert threads_pb2.DESCRIPTOR.package == "threads.v1"
     assert threads_server.__version__ == version, threads_server.__version__
     for name in ("threads_service_client", "threads_client"):
         assert importlib.util.find_spec(name) is None, f"the server venv holds {name!r}"
+    # The Lua scripts and their includes are package data: every script builds from them.
+    assert "copy" in all_scripts() and all_scripts()["copy"].source.helpers
     script = shutil.which("threads-server", path=str(Path(sys.executable).parent))
     assert script, "the threads-server console script is not installed"
     shown = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)

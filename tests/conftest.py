@@ -24,8 +24,8 @@ from grpc import aio
 from tests.inprocess_server import CHANNEL_OPTIONS, POLL_BOUND, Started, StartServer
 from tests.redis_process import BACKENDS, RedisProcess, backend_binary
 from tests.server_process import ServerProcess, Spawn, environment
-from threads_server.app import ThreadsServer
-from threads_server.config import Settings
+from threads_server.ops.config import Settings
+from threads_server.server import ThreadsServer
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]

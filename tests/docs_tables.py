@@ -23,7 +23,7 @@ from pathlib import Path
 from google.protobuf import descriptor, descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
-from threads_server.http.routes import ROUTES, Route
+from threads_server.transports.http.routes import ROUTES, Route
 from threads_service_client import _retry
 
 ROOT = Path(__file__).resolve().parent.parent

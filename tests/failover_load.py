@@ -41,7 +41,7 @@ from redis.crc import key_slot
 from tests.redis_cluster import RedisCluster
 from tests.redis_sentinel import RedisSentinel
 from tests.rpc_helpers import entry, struct
-from threads_server.keys import ThreadKeys, new_thread_id
+from threads_server.store.keys import ThreadKeys, new_thread_id
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -13,8 +13,8 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from threads_server.app import SERVICE_NAME, ThreadsServer
-from threads_server.config import Settings
+from threads_server.ops.config import Settings
+from threads_server.server import SERVICE_NAME, ThreadsServer
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from threads_server.embedded import answers_ping, find_binary, free_port
+from threads_server.ops.embedded import answers_ping, find_binary, free_port
 
 BACKENDS = ("valkey", "redis")
 # A primary sends a new replica its data at once (Redis 7 waits 5 s for more replicas).

@@ -25,7 +25,7 @@ from tests.redis_process import (
     free_port,
     refuses_unauthenticated,
 )
-from threads_server.embedded import answers_ping
+from threads_server.ops.embedded import answers_ping
 
 MASTER_NAME = "threads"
 

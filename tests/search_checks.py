@@ -244,16 +244,20 @@ async def check_paging_while_others_write(caller: Caller, rounds: int = 40) -> N
         doomed = set()
 
 
+async def _past(thread: pb.Thread) -> None:
+    """Sleeps until the wall clock (which Redis's expiry reads too) is past the thread's
+    expiry: only then is it expired."""
+    await asyncio.sleep(max(0.0, thread.expire_time.ToMicroseconds() / 1e6 - time.time()) + 0.002)
+
+
 async def check_expiry_and_delete(caller: Caller) -> None:
-    """A 1 ms thread is never found once its millisecond has passed; a thread is gone from
-    Search and Count the moment its TTL passes or it is deleted."""
+    """A 1 ms thread is never found once its millisecond is over (within it, it is a live
+    thread: a fast enough Search may find it); a thread is gone from Search and Count the
+    moment its TTL passes or it is deleted."""
     keep = await caller.create(user="e")
     for _ in range(5):
         brief = await caller.create(ttl_ms=1, user="e")
-        # Redis expires a key once its clock is past the expiry, not at it: 2 ms of slack.
-        await asyncio.sleep(
-            max(0.0, brief.expire_time.ToMicroseconds() / 1e6 - time.time()) + 0.002
-        )
+        await _past(brief)
         assert [t.thread_id for t in await caller.search_all(1000, metadata=struct(user="e"))] == [
             keep.thread_id
         ]

@@ -29,7 +29,7 @@ from tests.inprocess_server import (
 from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

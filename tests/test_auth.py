@@ -1,4 +1,5 @@
-"""Bearer-token auth and per-caller threads (threads_server/auth.py, keys.py namespaces).
+"""Bearer-token auth and per-caller threads (threads_server/service/auth.py, the namespaces
+of store/keys.py).
 
 Real servers with auth on (HS256, RS256, ES256) against the session's Redis; tokens are
 made with PyJWT, the same library the server verifies with.
@@ -29,10 +30,10 @@ from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, error_reason, expect_error, struct
 from threads_server import __main__ as server_main
-from threads_server.auth import LEEWAY_SECONDS, AuthConfigError, Authenticator
-from threads_server.config import Settings
 from threads_server.errors import Unauthenticated
-from threads_server.keys import ThreadKeys, owner_namespace
+from threads_server.ops.config import Settings
+from threads_server.service.auth import LEEWAY_SECONDS, AuthConfigError, Authenticator
+from threads_server.store.keys import ThreadKeys, owner_namespace
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import threads_service_client
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 from threads_service_client import (
     DEFAULT_TIMEOUT,
     AbortedError,

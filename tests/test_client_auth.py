@@ -23,7 +23,7 @@ from tests.inprocess_server import SERVING, Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.test_client_sync import serve_in_thread
 from tests.tls_certs import Certs, generate
-from threads_server.config import Settings
+from threads_server.ops.config import Settings
 from threads_service_client import (
     TLS,
     NotFoundError,

@@ -25,8 +25,8 @@ from google.protobuf import json_format
 from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
 from tests.test_client import expires_in
-from threads_server.app import ThreadsServer
-from threads_server.config import Settings
+from threads_server.ops.config import Settings
+from threads_server.server import ThreadsServer
 from threads_service_client import (
     DEFAULT_TIMEOUT,
     AbortedError,

@@ -27,10 +27,10 @@ from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.rpc_helpers import entries, history, struct
 from tests.test_copy import appends_race_copies, copy, threads_in_slot
 from tests.test_migrate import check_migrated, seed_old_layout
-from threads_server.app import ThreadsServer
-from threads_server.keys import ThreadKeys, all_shards, new_thread_id
-from threads_server.migrate import migrate
-from threads_server.scripts import Scripts
+from threads_server.server import ThreadsServer
+from threads_server.store.keys import ThreadKeys, all_shards, new_thread_id
+from threads_server.store.migrate import migrate
+from threads_server.store.scripts import all_scripts
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
@@ -100,7 +100,7 @@ async def create(stub: Stub, thread_id: str, n: int) -> pb.Thread:
 async def test_scripts_are_loaded_on_every_primary(
     cluster_server: Started, cluster: ClusterClient
 ) -> None:
-    shas = [script.sha for script in Scripts.register(cluster).values()]
+    shas = [script.sha for script in all_scripts().values()]
     primaries = cluster.get_primaries()
     assert len(primaries) == 3
     for node in primaries:

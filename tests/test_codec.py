@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
-from threads_server import codec
 from threads_server.pb import threads_pb2 as pb
+from threads_server.store import codec
 
 
 def test_metadata_fields_round_trip_through_the_hash_layout() -> None:

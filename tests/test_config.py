@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from threads_server.config import Settings, env_name
+from threads_server.ops.config import Settings, env_name
 
 # One row per setting: (field, a raw value, what it parses to, another raw value, its parse).
 # Two distinct values per setting, so precedence tests can tell which source won.

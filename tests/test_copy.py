@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
-from threads_server.keys import ThreadKeys
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from threads_server.config import Settings, env_name
+from threads_server.ops.config import Settings, env_name
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))

@@ -14,9 +14,9 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 
 from tests import docs_tables
-from threads_server import metrics
-from threads_server.config import Settings, env_name, flag_name
 from threads_server.errors import Reason
+from threads_server.ops import metrics
+from threads_server.ops.config import Settings, env_name, flag_name
 from threads_service_client import _retry
 
 ROOT = docs_tables.ROOT

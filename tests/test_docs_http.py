@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.http_helpers import base_url
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 
 HTTP_PAGE = Path(__file__).resolve().parent.parent / "docs" / "http.md"
 _DEFAULT = "http://127.0.0.1:8080"

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.redis_process import process_alive, unix_socket_accepts
-from threads_server.embedded import EmbeddedServer, EmbeddedServerError
+from threads_server.ops.embedded import EmbeddedServer, EmbeddedServerError
 
 
 @pytest.fixture

@@ -47,8 +47,8 @@ from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.redis_process import FAST_SYNC, RedisProcess
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel, TLSFiles, sentinel_binaries
 from tests.rpc_helpers import expect_error, struct
-from threads_server.keys import ThreadKeys, new_thread_id
-from threads_server.scripts import Scripts, script_names
+from threads_server.store.keys import ThreadKeys, new_thread_id
+from threads_server.store.scripts import all_scripts, script_names
 from threads_service_client.pb import threads_pb2 as pb
 
 _REQUIRED = [b for b in os.environ.get("THREADS_TEST_BACKENDS", "").split(",") if b]
@@ -396,7 +396,7 @@ def _assert_failover_kept_everything(outcome: Outcome) -> None:
 async def _scripts_on(port: int) -> list[bool]:
     client: Any = aioredis.Redis(host="127.0.0.1", port=port)
     try:
-        shas = [script.sha for script in Scripts.register(client).values()]
+        shas = [script.sha for script in all_scripts().values()]
         return list(await client.script_exists(*shas))
     finally:
         await client.aclose()

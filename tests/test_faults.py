@@ -37,7 +37,7 @@ from tests.redis_process import RedisProcess, process_alive
 from tests.rpc_helpers import entry, error_reason, expect_error, struct
 from tests.server_process import Spawn, embedded_pid, eventually
 from tests.tcp_proxy import TcpProxy
-from threads_server.keys import ThreadKeys
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

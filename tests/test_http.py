@@ -27,10 +27,10 @@ from tests.inprocess_server import SERVING, StartServer, eventually
 from tests.redis_process import RedisProcess
 from tests.test_auth import SECRET, token
 from tests.tls_certs import generate
-from threads_server.app import ThreadsServer
-from threads_server.http import openapi
-from threads_server.http.routes import ROUTES, SERVICE, RouteError, route_of
-from threads_server.http.status import HTTP_STATUS
+from threads_server.server import ThreadsServer
+from threads_server.transports.http import langgraph, openapi
+from threads_server.transports.http.routes import ROUTES, SERVICE, RouteError, route_of
+from threads_server.transports.http.status import HTTP_STATUS
 from threads_service_client.pb import threads_pb2 as pb
 
 
@@ -50,17 +50,22 @@ async def _create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 def test_every_rpc_has_a_route_read_from_its_google_api_http_option() -> None:
     assert [r.name for r in ROUTES] == [m.name for m in SERVICE.methods]
     table = {(r.verb, r.path): r.name for r in ROUTES}
-    assert table == {
-        ("POST", "/threads"): "Create",
-        ("GET", "/threads/{thread_id}"): "Get",
-        ("PATCH", "/threads/{thread_id}"): "Update",
-        ("DELETE", "/threads/{thread_id}"): "Delete",
-        ("POST", "/threads/{thread_id}/entries"): "Append",
-        ("GET", "/threads/{thread_id}/entries"): "GetHistory",
-        ("POST", "/threads/{thread_id}/copy"): "Copy",
-        ("POST", "/threads/search"): "Search",
-        ("POST", "/threads/count"): "Count",
-    }
+    assert len(table) == len(ROUTES), "two RPCs on one route"
+    # LangGraph's routes, which its SDKs call, stay exactly these; a new RPC adds its own.
+    assert (
+        table.items()
+        >= {
+            ("POST", "/threads"): "Create",
+            ("GET", "/threads/{thread_id}"): "Get",
+            ("PATCH", "/threads/{thread_id}"): "Update",
+            ("DELETE", "/threads/{thread_id}"): "Delete",
+            ("POST", "/threads/{thread_id}/entries"): "Append",
+            ("GET", "/threads/{thread_id}/entries"): "GetHistory",
+            ("POST", "/threads/{thread_id}/copy"): "Copy",
+            ("POST", "/threads/search"): "Search",
+            ("POST", "/threads/count"): "Count",
+        }.items()
+    )
     # LangGraph's checkpoint paths are not ours to serve (README: HTTP/JSON).
     assert not any("/history" in r.path or "/state" in r.path for r in ROUTES)
 
@@ -455,3 +460,9 @@ async def test_a_bug_is_a_500_without_a_traceback(
     body = assert_status(response, 500, 13, None)
     assert body["message"] == "internal error; see the server log"
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_langgraph_shapes_name_only_rpcs_of_the_proto() -> None:
+    langgraph.check_names(langgraph.SHAPES)
+    with pytest.raises(ValueError, match=r"\['Creat'\]"):
+        langgraph.check_names({**langgraph.SHAPES, "Creat": langgraph.Shape()})

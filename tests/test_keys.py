@@ -6,7 +6,7 @@ import pytest
 from redis.crc import key_slot
 
 from threads_server.errors import InvalidArgument
-from threads_server.keys import (
+from threads_server.store.keys import (
     ThreadKeys,
     all_shards,
     new_copy_id,

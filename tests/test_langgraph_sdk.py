@@ -17,7 +17,7 @@ from tests.http_helpers import LANGGRAPH_ONLY, THREAD_KEYS, base_url, needs_sear
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
 from tests.test_auth import SECRET, token
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 
 
 def _deployment_url(server: ThreadsServer) -> str:

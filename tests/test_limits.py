@@ -1,4 +1,5 @@
-"""Configurable size limits (threads_server/limits.py and the scripts' checks), on real servers.
+"""Configurable size limits (threads_server/store/limits.py and the scripts' checks), on real
+servers.
 
 Each test starts a server with small limits against the session's Redis and checks both
 sides of each boundary: exactly at the limit is accepted, one past is refused with the
@@ -16,8 +17,8 @@ from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, expect_error, history, struct
-from threads_server import codec
-from threads_server.keys import ThreadKeys
+from threads_server.store import codec
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 
 

@@ -18,9 +18,10 @@ from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry, struct
 from tests.test_auth import SECRET, bearer, token
-from threads_server import rpc
-from threads_server.auth import Authenticator
-from threads_server.logs import TEXT_FORMAT, JsonFormatter
+from threads_server.ops.logs import TEXT_FORMAT, JsonFormatter
+from threads_server.service.auth import Authenticator
+from threads_server.service.call import Endpoint, Failure
+from threads_server.transports.grpc.registration import GRPC
 from threads_service_client.pb import threads_pb2 as pb
 
 MARKER = "s3cr3t-marker-7f1e"
@@ -68,10 +69,8 @@ async def test_no_token_or_request_value_is_ever_logged(
         body = {"metadata": {"k": MARKER}}
         assert (await http.post("/threads", json=body, headers=headers)).is_success
         assert (await http.get(f"/threads/{missing}", headers=headers)).status_code == 404
-    outcome = await rpc.run(
-        _Buggy(), _Buggy.Create, with_values, metadata=auth, time_remaining=None
-    )
-    assert isinstance(outcome, rpc.Failure) and outcome.code == grpc.StatusCode.INTERNAL
+    outcome = await Endpoint(_Buggy(), "Create", GRPC)(with_values, auth, None)
+    assert isinstance(outcome, Failure) and outcome.code == grpc.StatusCode.INTERNAL
 
     records = [r for r in caplog.records if r.name == "threads.rpc"]
     text, lines = _rendered(records)

@@ -31,8 +31,8 @@ from tests.server_process import (
     eventually,
     tcp_accepts,
 )
-from threads_server.config import Settings, env_name
-from threads_server.keys import ThreadKeys
+from threads_server.ops.config import Settings, env_name
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

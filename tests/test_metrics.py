@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import NOT_SERVING, SERVING, StartServer
 from tests.redis_process import RedisProcess, free_port
-from tests.rpc_helpers import entry
+from tests.rpc_helpers import entry, struct
 from tests.server_process import (
     ServerProcess,
     Spawn,
@@ -32,7 +32,8 @@ from tests.server_process import (
     create_thread,
     eventually,
 )
-from threads_server import metrics
+from threads_server.ops import metrics
+from threads_server.store.keys import SHARDS
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
@@ -254,6 +255,31 @@ async def test_errors_are_counted_by_code_and_http_by_template(
         # Open without a token, like /ok.
         text = (await http.get("/metrics")).text
     assert "grpc_server_handled_total" in text
+
+
+async def test_search_count_and_the_reads_of_a_page_are_script_calls(
+    own_redis: RedisProcess, start_server: StartServer
+) -> None:
+    """Every script call is a sample of threads_redis_script_duration_seconds, those sent
+    together too: 3 Creates, 5 Searches and 5 Counts are 3 create calls, a search and a
+    count call per shard of each query, and a get call per thread on each page."""
+    started = await start_server(settings_for_test(), own_redis.url)
+    stub = pb_grpc.ThreadServiceStub(started.channel)
+    names = ("create", "search", "count", "get")
+    before = {s: _sample("threads_redis_script_duration_seconds_count", script=s) for s in names}
+    for i in range(3):
+        await stub.Create(pb.CreateRequest(metadata=struct(i=i)), timeout=10)
+    for _ in range(5):
+        page = await stub.Search(pb.SearchRequest(page_size=2), timeout=10)
+        assert len(page.threads) == 2
+        assert (await stub.Count(pb.CountRequest(), timeout=10)).count == 3
+    after = {s: _sample("threads_redis_script_duration_seconds_count", script=s) for s in names}
+    assert {s: after[s] - before[s] for s in names} == {
+        "create": 3,
+        "search": 5 * len(SHARDS),
+        "count": 5 * len(SHARDS),
+        "get": 5 * 2,
+    }
 
 
 def test_metrics_off_records_nothing(spawn: Spawn, redis_server: RedisProcess) -> None:

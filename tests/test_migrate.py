@@ -23,9 +23,9 @@ from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import history, struct
 from tests.search_checks import SECRET, Caller
-from threads_server.codec import metadata_args
-from threads_server.keys import owner_namespace
-from threads_server.migrate import OldKeys, migrate
+from threads_server.store.codec import metadata_args
+from threads_server.store.keys import owner_namespace
+from threads_server.store.migrate import OldKeys, migrate
 from threads_service_client.pb import threads_pb2 as pb
 
 

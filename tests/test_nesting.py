@@ -18,9 +18,9 @@ from google.protobuf.message import DecodeError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from threads_server.app import ThreadsServer
-from threads_server.keys import ThreadKeys
-from threads_server.validation import MAX_NESTING_DEPTH, too_deep
+from threads_server.server import ThreadsServer
+from threads_server.service.validation import MAX_NESTING_DEPTH, too_deep
+from threads_server.store.keys import ThreadKeys
 from threads_service_client import Client, InvalidArgumentError, get_client
 from threads_service_client.pb import threads_pb2 as pb
 

@@ -3,7 +3,7 @@
 Every ``lua/*.lua`` (the prelude aside) has a header naming its KEYS, ARGV and replies,
 names every KEYS/ARGV element in locals at the top, and replies ``{'<TAG>', ...}``. Every
 tag a script can return is an ``Outcome`` that Python handles (OK, an error in
-``errors.OUTCOME_ERRORS``, or control flow in the store), and every ``Outcome`` is
+``outcomes.OUTCOME_ERRORS``, or control flow in the store), and every ``Outcome`` is
 returned by some script.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from threads_server import errors, store
-from threads_server.outcomes import Outcome
+from threads_server.store import thread_store as store
+from threads_server.store.outcomes import OUTCOME_ERRORS, Outcome
 
-LUA = Path(str(resources.files("threads_server").joinpath("lua")))
+LUA = Path(str(resources.files("threads_server.store").joinpath("lua")))
 SCRIPTS = sorted(path for path in LUA.glob("*.lua") if not path.name.startswith("_"))
 RETURN = re.compile(r"^\s*return\b(.*)$", re.MULTILINE)
 TAG = re.compile(r"^\s*\{\s*'([A-Z_]+)'")
@@ -71,6 +71,6 @@ def test_every_tag_a_script_returns_is_handled_and_every_outcome_is_returned() -
     outcomes = {outcome.value for outcome in Outcome}
     assert returned - outcomes == set(), "tags no Outcome defines"
     assert outcomes - returned == set(), "outcomes no script returns"
-    handled = {Outcome.OK.value} | set(errors.OUTCOME_ERRORS) | store_outcomes()
+    handled = {Outcome.OK.value} | set(OUTCOME_ERRORS) | store_outcomes()
     assert outcomes - handled == set(), "outcomes neither an error nor acted on by the store"
     assert store_outcomes() <= outcomes

@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 
-from threads_server import page_tokens
 from threads_server.errors import InvalidArgument
-from threads_server.page_tokens import MAX_OFFSET
+from threads_server.service import page_tokens
+from threads_server.service.page_tokens import MAX_OFFSET
 
 
 def test_round_trip() -> None:

@@ -1,68 +1,71 @@
-"""Auto-pipelining (``threads_server.pipelining``) against the real servers.
+"""Auto-pipelining (``store.corridor.pipelined``) against the real servers.
 
-Each test issues script calls the way the store does (``run_script`` with the pipeline's
-``call``, inside ``store_errors``) on a client built as the server builds it
-(``connect_redis``), against a Redis of its own that it can pause. Every call goes over the
-pipeline's one connection; calls issued before the earlier ones are answered (gathered, or
-while Redis is paused) are in flight on it together.
+Each test issues script calls the way the store does (``Corridor.run`` over the
+``Pipelined`` transport) on a client built as the server builds it (``connect_redis``),
+against a Redis of its own that it can pause. Every call goes over the transport's one
+connection; calls issued before the earlier ones are answered (gathered, or while Redis is
+paused) are in flight on it together.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from tests.inprocess_server import eventually as _eventually
 from tests.redis_process import RedisProcess
 from tests.tcp_proxy import TcpProxy
-from threads_server import scripts
-from threads_server.app import connect_redis
-from threads_server.config import Settings
 from threads_server.errors import ResourceExhausted, Unavailable
-from threads_server.outcomes import Outcome
-from threads_server.pipelining import ScriptPipeline
-from threads_server.store import run_script
+from threads_server.ops.config import Settings
+from threads_server.store.connect import connect_redis
+from threads_server.store.corridor import Corridor
+from threads_server.store.corridor.pipelined import Pipelined
+from threads_server.store.outcomes import Outcome
+from threads_server.store.scripts import Script
 
 BOUND = 15.0  # guards the test only: far below the 30 s pauses and 60 s socket timeouts
 
 PUSH = """\
--- A test-only write: appends ARGV[1] to the list KEYS[1]; replies its new length.
+-- A test-only write: appends item to the list KEYS[1]; replies its new length.
+-- ARGV: item
 local key = KEYS[1]
-return {'OK', redis.call('RPUSH', key, ARGV[1])}
+local item = ARGV[1]
+return {'OK', redis.call('RPUSH', key, item)}
 """
 
 READ = """\
 -- A test-only read: the length of the list KEYS[1].
+-- ARGV: none
 local key = KEYS[1]
 return {'OK', redis.call('LLEN', key)}
 """
 
 
 class Client:
-    """A client as the server builds it, its pipeline, and the two test scripts."""
+    """A client as the server builds it, its pipelined transport in a corridor, and the two
+    test scripts."""
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         self.redis: Any = connect_redis(url, Settings(redis_timeout_seconds=timeout))
-        self.pipeline = ScriptPipeline(self.redis)
-        self.push: AsyncScript = scripts.register(self.redis, "push", PUSH)
-        self.read: AsyncScript = scripts.register(self.redis, "read", READ)
+        self.pipeline = Pipelined(self.redis)
+        self.corridor = Corridor(self.pipeline)
+        self.push = Script.load("push", PUSH)
+        self.read = Script.load("read", READ)
 
     async def load(self) -> None:
         """As ``ThreadStore.prepare`` does before the first call (so that no NOSCRIPT, and
         the call sent again after it, changes the order the calls run in)."""
-        for script in (self.push, self.read):
-            await self.redis.script_load(script.script)
+        await self.corridor.load([self.push, self.read])
 
-    async def run(self, script: AsyncScript, key: str, *args: Any) -> int:
-        outcome, values = await run_script(script, [key], args, send=self.pipeline.call)
+    async def run(self, script: Script, key: str, *args: Any) -> int:
+        outcome, values = await self.corridor.run(script, [key], args)
         assert outcome is Outcome.OK
         return int(values[0])
 
@@ -142,7 +145,7 @@ async def test_an_error_reply_fails_only_its_own_call(client: Client, raw: Any) 
     )
     assert (pushed, read) == (1, 1)
     assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
-    assert "push.lua:3" in str(wrong) and "user_script" not in str(wrong), str(wrong)
+    assert "push.lua:5" in str(wrong) and "user_script" not in str(wrong), str(wrong)
     # The connection stayed in sync: the next call gets its own reply.
     assert await client.run(client.read, "list") == 1
 
@@ -304,8 +307,8 @@ async def test_a_caller_that_leaves_before_its_call_is_written_writes_nothing(
     caller leaves then, it is never sent."""
     client = Client(own_redis.url)  # no connection yet: the first call opens it
     try:
-        for script in (PUSH, READ):
-            await raw.script_load(script)
+        for script in (client.push, client.read):
+            await raw.script_load(script.text)
         first = asyncio.create_task(client.run(client.push, "list", "first"))
         left = asyncio.create_task(client.run(client.push, "list", "left"))
         await asyncio.sleep(0)  # both started: the first opening the connection
@@ -355,15 +358,14 @@ async def test_readonly_on_sentinel_fails_the_calls_in_flight_as_unavailable(
         "primary", _NamesOneNode(replica.port), socket_timeout=10, client_name="threads"
     )
     redis: Any = aioredis.Redis(connection_pool=pool)
-    pipeline = ScriptPipeline(redis)
-    push = scripts.register(redis, "push", PUSH)
-    read = scripts.register(redis, "read", READ)
+    pipeline = Pipelined(redis)
+    corridor = Corridor(pipeline)
+    push, read = Script.load("push", PUSH), Script.load("read", READ)
     try:
-        for script in (push, read):  # loaded, so that no NOSCRIPT reorders the calls
-            await redis.script_load(script.script)
+        await corridor.load([push, read])  # loaded, so that no NOSCRIPT reorders the calls
 
-        async def run(script: AsyncScript, *args: Any) -> Any:
-            return await run_script(script, ["list"], args, send=pipeline.call)
+        async def run(script: Script, *args: Any) -> Any:
+            return await corridor.run(script, ["list"], args)
 
         results = await asyncio.gather(run(read), run(push, "a"), run(read), return_exceptions=True)
         assert results[0] == (Outcome.OK, [0])
@@ -407,3 +409,41 @@ async def test_callers_waiting_for_the_connection_share_one_attempt(
         assert attempts == 1
     finally:
         await client.aclose()
+
+
+async def test_the_redis_py_internals_the_pipelined_transport_relies_on(
+    own_redis: RedisProcess, raw: Any
+) -> None:
+    """``Pipelined`` writes a tick's calls on a pooled connection's private stream writer
+    (``connection._writer``) and tells a closed connection by its streams; redis-py's own
+    ``read_response`` reads the replies. Exactly that is pinned here, so that a redis-py
+    upgrade changing it fails this test rather than production."""
+    client: Any = connect_redis(own_redis.url, Settings())
+    connection = await client.connection_pool.get_connection()
+    try:
+        reader, writer = connection._reader, connection._writer
+        assert isinstance(reader, asyncio.StreamReader)
+        assert isinstance(writer, asyncio.StreamWriter)
+        # Commands written together on _writer are answered, in order, by read_response.
+        writer.writelines(
+            [*connection.pack_command("PING", "a"), *connection.pack_command("CLIENT", "ID")]
+        )
+        assert await connection.read_response() == b"a"
+        client_id = await connection.read_response()
+        assert not (writer.is_closing() or reader.at_eof())
+        # Redis closing the connection (a restart) shows as the end of _reader's stream.
+        await raw.client_kill_filter(_id=client_id)
+        await _eventually(_async(reader.at_eof), "the killed connection's stream at its end")
+        # Closing it ourselves shows on the writer we kept.
+        await connection.disconnect(nowait=True)
+        assert writer.is_closing()
+    finally:
+        await client.connection_pool.release(connection)
+        await client.aclose()
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked

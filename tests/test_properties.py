@@ -46,9 +46,10 @@ from grpc_status import rpc_status
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from threads_server import codec, page_tokens, validation
-from threads_server.keys import ThreadKeys
-from threads_server.limits import Limits
+from threads_server.service import page_tokens, validation
+from threads_server.store import codec
+from threads_server.store.keys import ThreadKeys
+from threads_server.store.limits import Limits
 from threads_service_client.pb import threads_pb2 as pb
 
 LIMITS = Limits()  # the session server runs with the default limits

@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from threads_server.app import ThreadsServer
+from threads_server.server import ThreadsServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -13,20 +13,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from threads_server.app import ThreadsServer
-from threads_server.reflection import MethodResolvingPool
+from threads_server.server import ThreadsServer
+from threads_server.transports.grpc.reflection import MethodResolvingPool
+from threads_service_client.pb import threads_pb2 as pb
 
-THREAD_METHODS = {
-    "Create",
-    "Get",
-    "Update",
-    "Delete",
-    "Append",
-    "GetHistory",
-    "Copy",
-    "Search",
-    "Count",
-}
+THREAD_METHODS = {m.name for m in pb.DESCRIPTOR.services_by_name["ThreadService"].methods}
+"""The proto's, compiled into the stubs: what reflection must describe."""
 
 
 async def _reflect(

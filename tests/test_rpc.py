@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 import redis.exceptions
 from grpc import aio
+from grpc_reflection.v1alpha import reflection_pb2
 from redis.asyncio import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.rpc_helpers import error_reason
-from threads_server import rpc, service
 from threads_server.errors import (
     DeadlineExceeded,
     NotFound,
@@ -24,8 +22,10 @@ from threads_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from threads_server.redis_errors import store_errors, to_store_error
-from threads_server.rpc import to_threads_error
+from threads_server.service.auth import Authenticator
+from threads_server.service.call import to_threads_error
+from threads_server.store.redis_errors import store_errors, to_store_error
+from threads_server.transports.grpc.registration import add_service
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -66,20 +66,6 @@ def test_domain_errors_pass_through_and_bugs_become_internal() -> None:
     assert to_threads_error(KeyError("bug")) is None
     assert to_store_error(redis.exceptions.ResponseError("ERR syntax")) is None
     assert to_threads_error(redis.exceptions.ResponseError("ERR syntax")) is None
-
-
-@pytest.mark.parametrize("module", [rpc, service], ids=lambda module: module.__name__)
-def test_the_layers_above_the_store_do_not_import_redis(module: object) -> None:
-    """The store owns Redis: its exceptions are mapped there (threads_server.redis_errors)."""
-    tree = ast.parse(Path(str(getattr(module, "__file__", ""))).read_text())
-    imported = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {name for name in imported if name.split(".")[0] == "redis"}
 
 
 async def test_one_log_line_per_rpc_with_method_code_and_latency(
@@ -183,3 +169,13 @@ async def test_a_write_on_a_connection_closed_under_it_is_unavailable(
         assert raised.value.reason == Reason.STORE_UNAVAILABLE
     finally:
         await connection.disconnect()
+
+
+async def test_registration_refuses_a_streaming_method_rather_than_serve_it_as_unary() -> None:
+    service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+    with pytest.raises(ValueError, match="ServerReflectionInfo streams"):
+        add_service(_NoAuth(), service, aio.server())
+
+
+class _NoAuth:
+    authenticator: Authenticator | None = None

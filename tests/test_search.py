@@ -24,8 +24,8 @@ from tests.inprocess_server import Started, StartServer
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import expect_error, struct
 from tests.search_checks import Caller, brute_force
-from threads_server.app import ThreadsServer
-from threads_server.keys import ShardKeys, ThreadKeys, shard_of
+from threads_server.server import ThreadsServer
+from threads_server.store.keys import ShardKeys, ThreadKeys, shard_of
 from threads_service_client.pb import threads_pb2 as pb
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

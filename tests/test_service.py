@@ -12,7 +12,7 @@ import pytest
 from grpc import aio
 
 from tests.rpc_helpers import entries, expect_error, history, new_thread, struct
-from threads_server.keys import ThreadKeys, request_thread_id
+from threads_server.store.keys import ThreadKeys, request_thread_id
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:

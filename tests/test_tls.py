@@ -35,9 +35,9 @@ from tests.server_process import (
     eventually,
 )
 from tests.tls_certs import Certs, KeyPair, generate
-from threads_server.app import SERVICE_NAME, ThreadsServer
-from threads_server.config import Settings
-from threads_server.tls import TLSConfigError
+from threads_server.ops.config import Settings
+from threads_server.ops.tls import TLSConfigError
+from threads_server.server import SERVICE_NAME, ThreadsServer
 from threads_service_client import get_client
 from threads_service_client._tls import TLS
 from threads_service_client.exceptions import UnavailableError

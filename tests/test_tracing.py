@@ -20,7 +20,7 @@ from tests import otlp_receiver
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry
 from tests.server_process import REPO, Spawn, eventually
-from threads_server.keys import ThreadKeys
+from threads_server.store.keys import SHARDS, ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
@@ -150,13 +150,62 @@ def test_spans_per_call_continue_the_callers_trace_and_carry_failures(  # noqa: 
     assert logged[0]["thread_id"] == thread_id
 
 
+def test_search_count_and_a_pages_reads_are_script_spans_of_the_call(
+    spawn: Spawn, own_redis: RedisProcess, receiver: tuple[otlp_receiver.Receiver, int]
+) -> None:
+    """The calls Search and Count send together (a script per shard, a Get per thread of
+    the page) are CLIENT spans of the RPC, one per batch, sized by db.operation.batch.size."""
+    store, port = receiver
+    server = spawn(
+        "--workers", "1", "--redis-url", own_redis.url,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )  # fmt: skip
+    server.wait_serving()
+    search, search_trace, _ = _traceparent()
+    count, count_trace, _ = _traceparent()
+    with server.channel() as channel:
+        stub = pb_grpc.ThreadServiceStub(channel)
+        for _ in range(3):
+            stub.Create(pb.CreateRequest(), timeout=10)
+        page = stub.Search(
+            pb.SearchRequest(page_size=2), metadata=(("traceparent", search),), timeout=10
+        )
+        assert len(page.threads) == 2
+        counted = stub.Count(pb.CountRequest(), metadata=(("traceparent", count),), timeout=10)
+        assert counted.count == 3
+
+    def arrived() -> bool:
+        traces = {s.trace_id for _, s in store.spans() if s.kind == CLIENT}
+        return {search_trace, count_trace} <= traces
+
+    eventually(arrived, "the Search and Count script spans at the receiver")
+    assert server.stop() == 0
+    spans = [span for _, span in store.spans()]
+    for trace_id, batches in (
+        (search_trace, {"search": len(SHARDS), "get": 2}),
+        (count_trace, {"count": len(SHARDS)}),
+    ):
+        rpc = _one(spans, trace_id=trace_id, kind=SERVER)
+        scripts = [s for s in spans if s.trace_id == trace_id and s.kind == CLIENT]
+        assert all(s.parent_span_id == rpc.span_id for s in scripts)
+        found = {}
+        for span in scripts:
+            attrs = otlp_receiver.attributes(span.attributes)
+            assert span.name == f"redis.script {attrs['threads.script']}"
+            found[attrs["threads.script"]] = attrs["db.operation.batch.size"]
+        assert found == batches
+
+
 def test_without_otel_variables_no_provider_is_installed(
     spawn: Spawn, redis_server: RedisProcess, request: pytest.FixtureRequest
 ) -> None:
     """No OTEL_* endpoint: the SDK is not even imported, and a served call exports nothing
     and logs no trace id."""
     probe = (
-        "import sys; from threads_server import tracing; from opentelemetry import trace; "
+        "import sys; from threads_server.ops import tracing; from opentelemetry import trace; "
         "on = tracing.configure({'OTEL_SERVICE_NAME': 'x', 'OTEL_BSP_SCHEDULE_DELAY': '1'}); "
         "print(on, tracing.ENABLED, type(trace.get_tracer_provider()).__name__, "
         "'opentelemetry.sdk.trace' in sys.modules)"

@@ -16,9 +16,11 @@ from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import StartServer, eventually
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entries, expect_error, struct
-from threads_server import codec
-from threads_server.keys import ThreadKeys, new_copy_id
-from threads_server.scripts import Scripts
+from threads_server.store import codec
+from threads_server.store.corridor import Corridor, transport_for
+from threads_server.store.keys import ThreadKeys, new_copy_id
+from threads_server.store.outcomes import Outcome
+from threads_server.store.scripts import all_scripts
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -183,27 +185,43 @@ async def test_an_expiry_already_past_when_the_script_runs_leaves_no_stray_key(
     skew). Redis then deletes the keys at PEXPIREAT; nothing may write the meta after that
     (an HSET would leave a stray hash with no expiry), and the reply still describes the
     thread. Driven through the scripts with an expiry in 1970, so it is deterministic."""
-    scripts = Scripts.register(redis)
+    scripts = all_scripts()
+    corridor = Corridor(transport_for(redis, pipelining=False))
+    update, copy = scripts["update"], scripts["copy"]
     past = "1000"
     updated = (
         await stub.Create(pb.CreateRequest(history=entries({}), metadata=struct(a=1)))
     ).thread
     keys = ThreadKeys(updated.thread_id)
-    reply = await scripts["update"](
-        keys=[keys.meta, keys.history], args=["", updated.thread_id, 1, past, 65536]
+    outcome, values = await corridor.run(
+        update,
+        [keys.meta, keys.history],
+        update.argv(idx="", id=updated.thread_id, now=1, expire_ms=past, max_metadata=65536),
     )
-    assert reply[0] == b"OK"
-    assert codec.thread_from_fields(updated.thread_id, *reply[1]).metadata == struct(a=1)
+    assert outcome is Outcome.OK
+    assert codec.thread_from_fields(updated.thread_id, *values[0]).metadata == struct(a=1)
     assert await redis.exists(keys.meta, keys.history) == 0
 
     source = (await stub.Create(pb.CreateRequest(history=entries({}, {})))).thread
     copy_id = new_copy_id(source.thread_id)
     src, dst = ThreadKeys(source.thread_id), ThreadKeys(copy_id)
-    reply = await scripts["copy"](
-        keys=[src.meta, src.history, dst.meta, dst.history],
-        args=["", copy_id, source.thread_id, 1, "", "", 60, past, 10, 65536],
+    outcome, values = await corridor.run(
+        copy,
+        [src.meta, src.history, dst.meta, dst.history],
+        copy.argv(
+            idx="",
+            copy_id=copy_id,
+            source_id=source.thread_id,
+            now=1,
+            want="",
+            fingerprint="",
+            request_ttl=60,
+            expire_ms=past,
+            max_length=10,
+            max_metadata=65536,
+        ),
     )
-    assert reply[0] == b"OK"
-    assert reply[1][0] == 2  # the copy's history length, read before the keys went
+    assert outcome is Outcome.OK
+    assert values[0][0] == 2  # the copy's history length, read before the keys went
     assert await redis.exists(dst.meta, dst.history) == 0
     assert await redis.exists(src.meta, src.history) == 2

@@ -26,7 +26,7 @@ from tests.server_process import (
     embedded_pid,
     eventually,
 )
-from threads_server.workers import ListenError, reserve_port, split_listen
+from threads_server.ops.workers import ListenError, reserve_port, split_listen
 
 
 def test_every_worker_accepts_connections_and_serves_all_services(
@@ -144,7 +144,7 @@ def test_supervisor_gives_up_on_workers_that_keep_dying() -> None:
     result = _run_supervisor(
         """
         import logging, sys
-        from threads_server.workers import Supervisor
+        from threads_server.ops.workers import Supervisor
         logging.basicConfig(level=logging.INFO)
         sys.exit(Supervisor(2, lambda index: 7, max_restarts=3).run())
         """
@@ -158,7 +158,7 @@ def test_supervisor_gives_up_at_once_when_a_worker_cannot_listen() -> None:
     result = _run_supervisor(
         """
         import sys
-        from threads_server.workers import EXIT_LISTEN_FAILED, Supervisor
+        from threads_server.ops.workers import EXIT_LISTEN_FAILED, Supervisor
         sys.exit(Supervisor(1, lambda index: EXIT_LISTEN_FAILED).run())
         """
     )

@@ -3,7 +3,7 @@
 
 With ``--workers 1`` the server runs in this process. With more, this process starts the
 embedded Redis (if any), holds the ports (gRPC and HTTP/JSON) and supervises N forked workers
-(``threads_server/workers.py``). TLS files and auth keys are checked first, so a bad one
+(``threads_server/ops/workers.py``). TLS files and auth keys are checked first, so a bad one
 fails once, before anything starts.
 """
 
@@ -16,18 +16,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from threads_server import event_loop, logs, tracing
-from threads_server.auth import AuthConfigError, Authenticator
-from threads_server.config import Settings
-from threads_server.embedded import EmbeddedServer, EmbeddedServerError
-from threads_server.tls import TLSConfigError, load_tls
-from threads_server.workers import (
+from threads_server.ops import event_loop, logs, tracing
+from threads_server.ops.config import Settings
+from threads_server.ops.embedded import EmbeddedServer, EmbeddedServerError
+from threads_server.ops.tls import TLSConfigError, load_tls
+from threads_server.ops.workers import (
     EXIT_LISTEN_FAILED,
     ListenError,
     Supervisor,
     metrics_dir,
     reserve_port,
 )
+from threads_server.service.auth import AuthConfigError, Authenticator
 
 log = logging.getLogger("threads.server")
 
@@ -35,7 +35,7 @@ log = logging.getLogger("threads.server")
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["migrate"]:
-        from threads_server import migrate  # noqa: PLC0415
+        from threads_server.store import migrate  # noqa: PLC0415
 
         return migrate.main(args[1:])
     settings = Settings.load(argv)
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, redis_url: str | None, *, reuse_port: bool) -> int:
     """Serves until SIGTERM/SIGINT; imports gRPC only here, after any fork. Tracing is set
     up here too, in each worker: an export thread started before a fork would not survive."""
-    from threads_server.app import ThreadsServer  # noqa: PLC0415
+    from threads_server.server import ThreadsServer  # noqa: PLC0415
 
     if tracing.configure():
         log.info("tracing on: exporting spans over OTLP (OTEL_* environment variables)")

@@ -26,7 +26,7 @@ from grpc import aio
 
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
-from threads_server.auth import Authenticator
+from threads_server.service.auth import Authenticator
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -29,7 +29,7 @@ from grpc import aio
 
 from tests.redis_process import RedisProcess, backend_binary
 from tests.server_process import ServerProcess, environment
-from threads_server.keys import ThreadKeys
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -38,7 +38,7 @@ import os, sys, tempfile, time, timeit
 if sys.argv[1] == "multiprocess":
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 import grpc
-from threads_server import metrics
+from threads_server.ops import metrics
 class Script:
     sha = "0" * 40
 n = 200_000

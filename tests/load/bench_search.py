@@ -36,11 +36,13 @@ from grpc import aio
 from tests.redis_process import RedisProcess, backend_binary
 from tests.rpc_helpers import struct
 from tests.server_process import ServerProcess, environment
-from threads_server import codec, search
-from threads_server.keys import SHARDS, ShardKeys, ThreadKeys
-from threads_server.limits import Limits
-from threads_server.scripts import Scripts
-from threads_server.store import ThreadStore
+from threads_server.service import search
+from threads_server.store import codec
+from threads_server.store.keys import SHARDS, ShardKeys, ThreadKeys
+from threads_server.store.limits import Limits
+from threads_server.store.query import Filters
+from threads_server.store.scripts import all_scripts
+from threads_server.store.thread_store import ThreadStore
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
@@ -55,9 +57,8 @@ def _metadata(i: int) -> list[bytes]:
 async def seed(url: str, total: int, bound_s: float) -> float:
     """``total`` threads through create.lua, pipelined; returns the seconds it took."""
     client = aioredis.from_url(url)
-    scripts = Scripts.register(client)
-    create = scripts["create"]
-    await client.script_load(create.script)
+    create = all_scripts()["create"]
+    await client.script_load(create.text)
     metadata = [_metadata(i) for i in range(USERS * KINDS)]
     base_us = codec.now_us() - total  # one distinct created_at per thread, in the past
     started = time.monotonic()
@@ -70,18 +71,19 @@ async def seed(url: str, total: int, bound_s: float) -> float:
                 thread_id = str(uuid.uuid4())
                 keys = ThreadKeys(thread_id)
                 meta = metadata[i % len(metadata)]
-                args: list[Any] = [
-                    keys.shard.index,
-                    thread_id,
-                    base_us + i,
-                    "",
-                    "0",
-                    "",
-                    "",
-                    0,
-                    len(meta),
-                ]
-                pipe.evalsha(create.sha, 2, keys.meta, keys.history, *args, *meta)
+                args = create.argv(
+                    meta,
+                    idx=keys.shard.index,
+                    id=thread_id,
+                    now=base_us + i,
+                    owner="",
+                    expire_ms="0",
+                    request_id="",
+                    fingerprint="",
+                    record_ttl=0,
+                    n_meta=len(meta),
+                )
+                pipe.execute_command(*create.command([keys.meta, keys.history], args))
             await pipe.execute()
     finally:
         await client.aclose()
@@ -163,13 +165,15 @@ async def redis_part(url: str, calls: int) -> dict[str, list[float]]:
         await client.aclose()
 
 
-async def _scripts(store: ThreadStore, name: str, filters: search.Filters) -> Any:
+async def _scripts(store: ThreadStore, name: str, filters: Filters) -> Any:
+    script = all_scripts()[name]
     calls = []
     for shard, _ in store.shards("", filters):
-        args: list[Any] = [shard.prefix, shard.index]
+        named: dict[str, Any] = {"prefix": shard.prefix, "idx": shard.index}
         if name == "search":
-            args += ["c", "desc", "", "", 11]
-        calls.append((store.filter_keys(shard, filters), args))
+            named |= {"sort": "c", "order": "desc", "cursor_score": "", "cursor_id": ""}
+            named["limit"] = 11
+        calls.append((store.filter_keys(shard, filters), script.argv(**named)))
     return await store.run_many(name, calls)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import uvloop
 
 from tests.load.ghz_load import REPO
-from threads_server import codec
+from threads_server.store import codec
 
 FIELDS = [
     b"created_at", b"1764490000000000", b"updated_at", b"1764490000000001",
@@ -97,13 +97,20 @@ def main() -> None:
     results["os.getpid x 8 (a Copy's metrics)"] = best_us(
         lambda: [os.getpid() for _ in range(8)], 50_000
     )
-    source = subprocess.run(
-        ["git", "show", f"{args.base}:server/threads_server/codec.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    source = ""
+    for path in ("server/threads_server/store/codec.py", "server/threads_server/codec.py"):
+        shown = subprocess.run(  # codec.py moved into store/ in issue 20
+            ["git", "show", f"{args.base}:{path}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode == 0:
+            source = shown.stdout
+            break
+    if not source:
+        raise SystemExit(f"no codec.py at {args.base}")
     base = types.ModuleType("base_codec")
     exec(compile(source, "base_codec", "exec"), base.__dict__)  # our own file, at --base
     assert base.thread_from_fields("t", 10, FIELDS) == codec.thread_from_fields("t", 10, FIELDS)

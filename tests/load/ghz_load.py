@@ -47,7 +47,7 @@ from grpc import aio
 
 from tests.load.seed import SEARCH_THREADS, delete_search, seed, seed_search
 from tests.server_process import ServerProcess, connections_per_process, environment
-from threads_server.embedded import EmbeddedServer
+from threads_server.ops.embedded import EmbeddedServer
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 

@@ -1,0 +1,169 @@
+"""The corridor: the one way every Redis call of the service goes.
+
+``Corridor`` is to Redis what httpx's ``Client`` is to HTTP: one ``Transport``
+(``transport.py``: one connection auto-pipelined, a call per cluster node, a write
+followed by WAIT...) sends the commands, and everything every call needs is written here,
+once, above it:
+
+- NOSCRIPT (Redis lost its scripts: a restart, a failover) means the call did not run: the
+  script is loaded and the call sent again, once;
+- Redis's exceptions become the service's errors (``redis_errors.store_errors``), and a
+  script's error names its file and line;
+- each script call is a sample of ``threads_redis_script_duration_seconds`` and, with
+  tracing on, a ``redis.script <name>`` span, child of the RPC's; calls sent together (a
+  batch) share one span and each records the batch's round trip.
+
+The store (``ThreadStore``) and ``threads-server migrate`` reach Redis only through here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from threads_server.ops import metrics, tracing
+from threads_server.store.corridor.alone import Alone
+from threads_server.store.corridor.per_node import PerNode
+from threads_server.store.corridor.pipelined import Pipelined
+from threads_server.store.corridor.replicated import Replicated
+from threads_server.store.corridor.transport import Request, Transport
+from threads_server.store.outcomes import Outcome, parse
+from threads_server.store.redis_errors import store_errors
+from threads_server.store.scripts import Script
+
+Call = tuple[Sequence[Any], Sequence[Any]]
+"""One script call of a batch: its KEYS and its ARGV."""
+
+
+def transport_for(
+    client: Any,
+    *,
+    pipelining: bool = True,
+    min_replica_acks: int = 0,
+    replica_ack_timeout_ms: int = 1000,
+) -> Transport:
+    """The transport for a redis-py client: per node on a cluster; else one pipelined
+    connection (``pipelining``) or a pooled connection per call; writes followed by WAIT
+    when ``min_replica_acks``."""
+    transport: Transport
+    if isinstance(client, RedisCluster):
+        transport = PerNode(client)
+    elif pipelining:
+        transport = Pipelined(client)
+    else:
+        transport = Alone(client)
+    if min_replica_acks:
+        transport = Replicated(transport, min_replica_acks, replica_ack_timeout_ms)
+    return transport
+
+
+class Corridor:
+    """Sends the store's calls through one transport, with what every call needs."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def run(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any] = (), *, write: bool = False
+    ) -> tuple[Outcome, list[Any]]:
+        """One script call: its reply's outcome and the values after the tag."""
+        request = Request(script.command(keys, args), keys[0] if keys else None, write)
+        started = time.perf_counter()
+        try:
+            if tracing.ENABLED:
+                with tracing.script_span(script.name, keys) as span:
+                    outcome, values = parse(await self._send(script, request))
+                    span.set_attribute("threads.outcome", outcome.value)
+                    return outcome, values
+            return parse(await self._send(script, request))
+        finally:
+            metrics.script_call(script.name, started)
+
+    async def _send(self, script: Script, request: Request) -> Any:
+        with store_errors(script):
+            try:
+                return await self.transport.handle(request)
+            except NoScriptError:  # not run: Redis lost its scripts (a restart, a failover)
+                await self.transport.load(script.text)
+                return await self.transport.handle(request)
+
+    async def run_many(
+        self, script: Script, calls: Sequence[Call], *, write: bool = False
+    ) -> list[tuple[Outcome, list[Any]]]:
+        """Calls of one script, each on one slot, sent together (one round trip where the
+        transport can): each call's outcome and values, in order. Any call's failure
+        fails the batch."""
+        if not calls:
+            return []
+        requests = [Request(script.command(keys, args), keys[0], write) for keys, args in calls]
+        started = time.perf_counter()
+        try:
+            if tracing.ENABLED:
+                with tracing.script_span(script.name, (), batch=len(requests)):
+                    replies = await self._send_batch(script, requests)
+            else:
+                replies = await self._send_batch(script, requests)
+        finally:
+            metrics.script_call(script.name, started, len(requests))
+        return [parse(reply) for reply in replies]
+
+    async def _send_batch(self, script: Script | None, requests: Sequence[Request]) -> list[Any]:
+        with store_errors(script):
+            replies = await self.transport.handle_batch(requests)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if script is not None and missing:  # those did not run: load, send them again
+                await self.transport.load(script.text)
+                again = await self.transport.handle_batch([requests[i] for i in missing])
+                for position, reply in zip(missing, again, strict=True):
+                    replies[position] = reply
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return replies
+
+    async def command(self, *command: Any, key: Any = None, write: bool = False) -> Any:
+        """One plain command (not a script: no metric, no span), its reply."""
+        with store_errors():
+            return await self.transport.handle(Request(command, key, write))
+
+    async def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Plain commands of one key each (the key after the command's name), sent together."""
+        return await self._send_batch(
+            None, [Request(c, c[1] if len(c) > 1 else None) for c in commands]
+        )
+
+    async def ping(self) -> None:
+        """Raises (Unavailable) unless every primary answers."""
+        with store_errors():
+            await self.transport.ping()
+
+    async def servers(self) -> list[Mapping[str, Any]]:
+        """``INFO server`` of every primary."""
+        with store_errors():
+            return await self.transport.servers()
+
+    async def primaries(self) -> frozenset[str]:
+        """The primaries' addresses now (empty for one Redis, whose address never moves)."""
+        with store_errors():
+            return await self.transport.primaries()
+
+    async def load(self, scripts: Iterable[Script]) -> None:
+        """SCRIPT LOAD of each, ahead of their first calls."""
+        for script in scripts:
+            with store_errors(script):
+                await self.transport.load(script.text)
+
+    async def scan(self, match: str, count: int = 1000) -> AsyncIterator[Any]:
+        """Every key matching ``match``."""
+        with store_errors():
+            async for key in self.transport.scan(match, count):
+                yield key
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()

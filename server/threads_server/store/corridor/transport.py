@@ -1,0 +1,149 @@
+"""The interface every way to Redis implements, as httpx's ``BaseTransport.handle_request``.
+
+A ``Transport`` sends commands and returns Redis's replies, raising redis-py's exceptions
+as they come (an error reply is a ``ResponseError``: NOSCRIPT, WRONGTYPE, OOM...). It knows
+how to reach Redis (one connection or a pool, one server or a cluster's nodes, a write
+followed by WAIT) and nothing else: the NOSCRIPT reload, the mapping of Redis's errors to
+the service's, the script metric and the ``redis.script`` span are ``Corridor``'s, above
+it, written once for every transport.
+
+The family, by the topology it serves (``OneRedis``: a Redis, or Sentinel's primary;
+``Cluster``: a Redis Cluster's primaries) and how it sends:
+
+- ``pipelined.Pipelined`` (one Redis): every call on one shared connection, each event-loop
+  tick's calls in one write, many in flight (the default);
+- ``alone.Alone`` (one Redis): each call on a pooled connection of its own, a batch as one
+  redis-py pipeline (``--redis-pipelining off``, and ``threads-server migrate``);
+- ``per_node.PerNode`` (cluster): each call to its slot's node, a batch's calls one after
+  another per node, the nodes in parallel;
+- ``replicated.Replicated`` (either, around one of the above): a write followed by ``WAIT``
+  on the connection and node that ran it (``--min-replica-acks``).
+
+Each has ``handle`` (one command) and ``handle_batch`` (several sent together: Search and
+Count's per-shard scripts, the Gets behind a Search page, migrate's reads), and the calls
+of its topology that are not commands of one key: ``load`` (SCRIPT LOAD where the calls
+go), ``ping``, ``servers``, ``primaries``, ``scan``.
+
+A subscription (Watch, issue 21) is the next kind of call and belongs here, beside
+``handle``: ``subscribe(channel) -> Subscription`` per topology (one shared connection per
+node; sharded Pub/Sub on a cluster), with its errors mapped once in ``Corridor`` as the
+other calls' are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
+
+
+class Request(NamedTuple):
+    """One command for Redis: a script call (``Script.command``: EVALSHA) or a plain one.
+
+    ``key``: the key whose slot routes it on a cluster (None: any node). ``write``: it
+    changes data, so ``Replicated`` waits for the replicas to have it."""
+
+    command: tuple[Any, ...]
+    key: Any = None
+    write: bool = False
+
+
+class Transport(ABC):
+    """One way to send commands to Redis. ``client``: the redis-py client it sends through."""
+
+    client: Any
+
+    @abstractmethod
+    async def handle(self, request: Request) -> Any:
+        """Redis's reply to one command; redis-py's exception for an error or an outage."""
+
+    async def handle_batch(self, requests: Sequence[Request]) -> list[Any]:
+        """The replies to commands sent together, in order; a command that failed has its
+        exception in its place (its reply lost, or never sent: NOSCRIPT, a lost
+        connection), so that each can be answered on its own."""
+        return list(
+            await asyncio.gather(*(self.handle(r) for r in requests), return_exceptions=True)
+        )
+
+    @abstractmethod
+    async def load(self, script: str) -> None:
+        """SCRIPT LOAD, wherever this transport's calls may run."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raises unless every primary answers."""
+
+    @abstractmethod
+    async def servers(self) -> list[Mapping[str, Any]]:
+        """``INFO server`` of every primary."""
+
+    @abstractmethod
+    async def primaries(self) -> frozenset[str]:
+        """The primaries' addresses, as the client sees them now (empty for a plain Redis,
+        whose address never moves)."""
+
+    def scan(self, match: str, count: int) -> AsyncIterator[Any]:
+        """Every key matching ``match`` (every primary's, on a cluster)."""
+        found: AsyncIterator[Any] = self.client.scan_iter(match=match, count=count)
+        return found
+
+    async def aclose(self) -> None:  # noqa: B027 - most transports hold nothing to close
+        """At shutdown: no call is left waiting (the client itself is not closed here)."""
+
+
+class OneRedis(Transport, ABC):
+    """A transport to one Redis, or to the primary Sentinel names."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._sentinel = isinstance(
+            getattr(client, "connection_pool", None), SentinelConnectionPool
+        )
+
+    async def load(self, script: str) -> None:
+        await self.client.script_load(script)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def servers(self) -> list[Mapping[str, Any]]:
+        return [await self.client.info("server")]
+
+    async def primaries(self) -> frozenset[str]:
+        if not self._sentinel:
+            return frozenset()
+        host, port = await self.client.connection_pool.get_master_address()
+        return frozenset({f"{host}:{port}"})
+
+
+class Cluster(Transport, ABC):
+    """A transport to a Redis Cluster's primaries."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self.client = client
+
+    async def load(self, script: str) -> None:
+        """On every primary that answers: the one a call goes to may be any of them (a
+        slot being migrated, a replica just promoted). Raises only when none does."""
+        nodes = self.client.get_primaries()
+        loaded = await asyncio.gather(
+            *(node.execute_command("SCRIPT LOAD", script) for node in nodes),
+            return_exceptions=True,
+        )
+        failures = [result for result in loaded if isinstance(result, BaseException)]
+        if failures and len(failures) == len(loaded):
+            raise failures[0]
+
+    async def ping(self) -> None:
+        await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    async def servers(self) -> list[Mapping[str, Any]]:
+        by_node = await self.client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return list(by_node.values()) if "redis_version" not in by_node else [by_node]
+
+    async def primaries(self) -> frozenset[str]:
+        return frozenset(node.name for node in self.client.get_primaries())

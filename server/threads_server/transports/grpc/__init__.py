@@ -1,0 +1,1 @@
+"""The gRPC transport: the servicer's registration, health and reflection."""

@@ -1,0 +1,105 @@
+"""The gRPC face of the service's handlers: each RPC of the service descriptor registered
+with grpc.aio, calling its ``service.call.Endpoint``.
+
+Registration walks the descriptor, so a new RPC needs nothing here: its handler on the
+servicer is found by name. A method the servicer lacks is not registered, and gRPC answers
+UNIMPLEMENTED. Requests are parsed leniently: bytes that do not parse reach the pipeline as
+a ``MalformedRequest`` and are answered INVALID_ARGUMENT after auth, where gRPC would
+answer UNKNOWN with a Python exception's text. Calls are counted here, for gRPC only
+(go-grpc-prometheus's metrics); HTTP calls are counted by route in ``transports.http.app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor, message, message_factory
+from grpc import aio
+
+from threads_server.ops import metrics
+from threads_server.service.call import (
+    Authenticating,
+    Endpoint,
+    Failure,
+    MalformedRequest,
+    Via,
+    past_deadline,
+)
+
+GRPC = Via("grpc", deadline_timer=False)
+"""gRPC's calls: gRPC itself cancels the handler's task at the caller's deadline."""
+
+Context = aio.ServicerContext[Any, Any]
+
+
+def add_service(
+    servicer: Authenticating, service: descriptor.ServiceDescriptor, server: aio.Server
+) -> None:
+    """Registers every method of ``service`` that ``servicer`` implements. A streaming
+    method fails here, at start-up: it would need its own face, not a unary one."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise ValueError(f"{method.full_name} streams: add_service serves unary methods only")
+        endpoint = Endpoint(servicer, method.name, GRPC)
+        if endpoint.handler is None:
+            continue
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _face(endpoint),
+            request_deserializer=_lenient_parser(
+                message_factory.GetMessageClass(method.input_type)
+            ),
+            response_serializer=message_factory.GetMessageClass(
+                method.output_type
+            ).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    # Registered methods skip gRPC's per-call generic lookup (missing from grpc-stubs).
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
+
+
+def _face(endpoint: Endpoint) -> Callable[[Any, Context], Awaitable[Any]]:
+    """The endpoint with the call's metadata and deadline, and a Failure sent as the call's
+    status (with its ErrorInfo in the trailer)."""
+    method = endpoint.method
+
+    async def handle(request: Any, context: Context) -> Any:
+        started = metrics.grpc_started_call(method)
+        time_remaining = context.time_remaining()
+        try:
+            outcome = await endpoint(request, context.invocation_metadata(), time_remaining)
+        except asyncio.CancelledError:  # the deadline passed, or the caller went away
+            expired = past_deadline(started, time_remaining)
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            metrics.grpc_handled_call(method, code, started)
+            raise
+        code = outcome.code if isinstance(outcome, Failure) else grpc.StatusCode.OK
+        metrics.grpc_handled_call(method, code, started)
+        if not isinstance(outcome, Failure):
+            return outcome
+        if outcome.error is None:
+            await context.abort(outcome.code, outcome.message)
+        else:
+            status = outcome.error.to_status()
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+    handle.__name__ = method
+    return handle
+
+
+def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], Any]:
+    type_name = request_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except message.DecodeError as exc:
+            return MalformedRequest(type_name, str(exc))
+
+    return parse

@@ -1,0 +1,164 @@
+"""JSON to request messages and response messages to JSON, for one route.
+
+Proto field names as written (snake_case, as LangGraph and grpcurl write them), RFC 3339
+timestamps, Struct as plain JSON (``google.protobuf.json_format``). Two departures from
+proto3 JSON, both for LangGraph's clients: int64 fields are JSON numbers, not strings
+(``history_length``, Count's reply; all far below 2**53), and the field named by the
+route's ``response_body`` is the whole reply (a thread, a bare list, a bare number).
+Fields without presence are always written (``copied_from: ""``), so a reply always has
+the same keys; unset messages (``expire_time``) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf import descriptor, json_format, message, message_factory
+
+from threads_server.errors import InvalidArgument, Reason
+from threads_server.transports.http import langgraph
+from threads_server.transports.http.routes import Route
+
+_INT64 = frozenset(
+    {
+        descriptor.FieldDescriptor.TYPE_INT64,
+        descriptor.FieldDescriptor.TYPE_SINT64,
+        descriptor.FieldDescriptor.TYPE_SFIXED64,
+        descriptor.FieldDescriptor.TYPE_UINT64,
+        descriptor.FieldDescriptor.TYPE_FIXED64,
+    }
+)
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
+_AT_PATH = re.compile(r" at [A-Za-z0-9_]+\.([^ ]+?)\.*$")
+_PARSE_FIELD = re.compile(r"^Failed to parse ([A-Za-z0-9_]+) field")
+
+
+def malformed(message_text: str, field: str | None = None) -> InvalidArgument:
+    extra = {"field": field} if field else {}
+    return InvalidArgument(message_text, reason=Reason.MALFORMED_REQUEST, **extra)
+
+
+def parse_body(data: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is ``{}`` (Copy with no body)."""
+    if not data.strip():
+        return {}
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise malformed(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise malformed(f"the request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def build_request(
+    route: Route,
+    path_params: Mapping[str, str],
+    query: Iterable[tuple[str, str]],
+    body: dict[str, Any],
+) -> message.Message:
+    """The route's request message from its path variables, query string and JSON body."""
+    request_class = message_factory.GetMessageClass(route.method.input_type)
+    fields: dict[str, Any] = dict(body)
+    langgraph.adapt(route.name, fields)
+    query_fields = {f.name for f in route.query_fields}
+    for name, value in query:
+        if langgraph.ignores_query(route.name, name, value):
+            continue
+        if name not in query_fields:
+            raise malformed(f"unknown query parameter {name!r} for {route.verb} {route.path}", name)
+        if name in fields:
+            raise malformed(f"query parameter {name!r} is given twice", name)
+        fields[name] = value
+    for name, value in path_params.items():
+        if name in fields and fields[name] != value:
+            raise malformed(f"{name} is in the path ({value}); the body may not differ", name)
+        fields[name] = value
+    _no_bools_but_bools(route.method.input_type, fields, "")
+    request = request_class()
+    try:
+        json_format.ParseDict(fields, request, max_recursion_depth=100)
+    except json_format.ParseError as exc:
+        raise _parse_error(str(exc)) from None
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise malformed(
+            f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}"
+        ) from None
+    return request
+
+
+def _no_bools_but_bools(message_type: descriptor.Descriptor, body: Any, prefix: str) -> None:
+    """json_format takes ``true`` for a number or an enum (Python's bool is an int): a wrong
+    type, refused here with the field named."""
+    if not isinstance(body, dict):
+        return
+    for field in message_type.fields:
+        value = body.get(field.name)
+        items = value if isinstance(value, list) else [value]
+        name = prefix + field.name
+        wants_bool = field.type == descriptor.FieldDescriptor.TYPE_BOOL
+        if (
+            not wants_bool
+            and field.message_type is None
+            and any(isinstance(v, bool) for v in items)
+        ):
+            raise malformed(f"{name}: a boolean where a number, string or enum belongs", name)
+        if field.message_type is not None and not field.message_type.full_name.startswith(
+            "google.protobuf."
+        ):
+            for index, item in enumerate(items):
+                where = f"{name}[{index}]." if isinstance(value, list) else f"{name}."
+                _no_bools_but_bools(field.message_type, item, where)
+
+
+def _parse_error(text: str) -> InvalidArgument:
+    first = text.splitlines()[0]
+    unknown = _UNKNOWN_FIELD.search(first)
+    if unknown:
+        field = unknown.group(1)
+        return malformed(f"{field}: no such field in this request (see /openapi.json)", field)
+    at = _AT_PATH.search(first)
+    named = _PARSE_FIELD.search(first)
+    field = at.group(1) if at else (named.group(1) if named else None)
+    return malformed(f"{field}: {first}" if field else first, field)
+
+
+def render(route: Route, response: message.Message) -> Any:
+    """The reply's JSON: the message, or its ``response_body`` field."""
+    body = json_format.MessageToDict(
+        response,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    _int64_as_numbers(route.method.output_type, body)
+    reply = body[route.response_body] if route.response_body else body
+    return _integral_floats_as_ints(reply)
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """A Struct holds every number as a double; ``1`` went in, so ``1`` comes out (as
+    LangGraph returns it), not ``1.0``. Only exactly representable integers change."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
+
+
+def _int64_as_numbers(message_type: descriptor.Descriptor, body: dict[str, Any]) -> None:
+    for field in message_type.fields:
+        if field.name not in body:
+            continue
+        value = body[field.name]
+        if field.type in _INT64:
+            body[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif field.message_type is not None and not field.message_type.full_name.startswith(
+            "google.protobuf."
+        ):
+            for item in value if isinstance(value, list) else [value]:
+                _int64_as_numbers(field.message_type, item)
