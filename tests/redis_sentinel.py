@@ -159,7 +159,7 @@ class RedisSentinel:
         """``down_after_ms``: Sentinel's down-after-milliseconds. At 1000 on this shared
         2-core machine, sentinels sometimes failed the *new* primary over again moments
         after a failover, to a replica still re-syncing (acknowledged writes lost even
-        with --min-replica-acks 1; see README, Durability); 2000 did not."""
+        with --min-replica-acks 1; see docs/ha-and-durability.md); 2000 did not."""
         self.cli = cli
         self.password = password
         self.sentinel_password = sentinel_password

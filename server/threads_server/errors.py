@@ -34,7 +34,7 @@ ERROR_DOMAIN = "threads.v1"
 class Reason(StrEnum):
     """Every ``google.rpc.ErrorInfo`` reason the service sends (AIP-193), defined once.
 
-    Callers branch on these, so each is a contract: the README's Errors table documents
+    Callers branch on these, so each is a contract: docs/api.md's errors table documents
     every member (a test checks), and a new failure gets a member here before it is raised.
     """
 

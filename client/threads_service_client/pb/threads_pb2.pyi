@@ -4,7 +4,7 @@ isort:skip_file
 Threads: conversation/agent threads stored in Redis, with an atomic Copy.
 
 Errors follow AIP-193: every domain error carries a google.rpc.ErrorInfo in the
-status details with domain "threads.v1" and an UPPER_SNAKE reason (see README).
+status details with domain "threads.v1" and an UPPER_SNAKE reason (see docs/api.md).
 
 With auth on, every call carries `authorization: Bearer <JWT>` metadata (else
 UNAUTHENTICATED); the token's subject owns the threads it creates, and another

@@ -204,7 +204,8 @@ class Settings:
     appendfsync: str = _opt(
         "everysec",
         _appendfsync,
-        "embedded server's AOF fsync policy: always, everysec or no (see README: durability)",
+        "embedded server's AOF fsync policy: always, everysec or no "
+        "(see docs/ha-and-durability.md)",
     )
     embedded_server: str | None = _opt(
         None,

@@ -3,7 +3,7 @@ else the standard library's.
 
 uvloop (libuv, in C) runs the same asyncio code with less work per wake-up, callback and
 socket operation, which is most of what a short RPC costs outside gRPC's own machinery:
-``make bench-cost`` measures it side by side with the standard loop (README, Performance).
+``make bench-cost`` measures it side by side with the standard loop (docs/performance.md).
 ``--event-loop asyncio`` is the escape hatch; ``uvloop`` insists on it.
 """
 

@@ -128,7 +128,7 @@ _server: tuple[str, str] | None = None
 
 
 def configure(*, enabled: bool) -> None:
-    """``--metrics off``: every recorder returns at once (the cost A/B of the README)."""
+    """``--metrics off``: every recorder returns at once (the cost A/B of docs/performance.md)."""
     global _enabled  # noqa: PLW0603
     _enabled = enabled
 

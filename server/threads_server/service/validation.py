@@ -124,7 +124,7 @@ def _nested(value: struct_pb2.Value) -> struct_pb2.Struct | struct_pb2.ListValue
 def _too_deep_message(where: str, key: str) -> str:
     return (
         f"{where} nests deeper than the {MAX_NESTING_DEPTH} levels allowed, under key {key!r} "
-        "(a Struct is level 1; each object in it adds 3 levels, each list 2: README, "
+        "(a Struct is level 1; each object in it adds 3 levels, each list 2: docs/api.md, "
         "Limits), which keeps every reply well inside protobuf parsers' 100-level limit. "
         "Flatten it, or store the deep part as a JSON string"
     )

@@ -1,1 +1,1 @@
-"""HTTP/JSON front door: the proto's google.api.http routes, served in-process (README)."""
+"""HTTP/JSON front door: the proto's google.api.http routes, served in-process (docs/http.md)."""
