@@ -302,3 +302,104 @@ async def test_migrate_on_a_cluster(search_server: Started, cluster: ClusterClie
     second = await migrate(cluster)
     assert (second.threads, second.restored, second.deleted) == (0, 0, 0)
     await check_migrated(search_checks.Caller(search_server.stub, sub=owner), seeded)
+
+
+async def _seed_every_shard(caller: search_checks.Caller) -> None:
+    """Threads until the caller has at least two in every shard, some with ``kind=1``."""
+    per_shard: dict[str, int] = {}
+    for i in range(400):
+        thread = await caller.create(kind=i % 2)
+        shard = thread.thread_id[-1]
+        per_shard[shard] = per_shard.get(shard, 0) + 1
+        if len(per_shard) == 16 and min(per_shard.values()) >= 2:
+            return
+    raise AssertionError(f"shards after 400 creates: {per_shard}")
+
+
+async def _check_exact(caller: search_checks.Caller) -> None:
+    """Search and Count against the brute force, with Search and Count first: the Gets of
+    the brute force would teach the service's client where every thread lives now."""
+    first = (await caller.stub.Search(pb.SearchRequest(page_size=4), metadata=caller.md)).threads
+    counted = await caller.count()
+    kind = struct(kind=1)
+    every = [t.thread_id for t in await caller.search_all(3)]
+    kind_1 = [t.thread_id for t in await caller.search_all(2, metadata=kind)]
+    live = await caller.live()
+    assert counted == len(live)
+    assert every == search_checks.brute_force(live)
+    assert kind_1 == search_checks.brute_force(live, metadata=kind)
+    assert await caller.count(metadata=kind) == len(kind_1)
+    by_id = {thread.thread_id: thread for thread in live}
+    assert list(first) == [by_id[thread.thread_id] for thread in first]  # the whole thread
+
+
+def _evalsha_calls(cluster: RedisCluster) -> dict[int, int]:
+    calls = {}
+    for port in cluster.primaries():
+        stats = cluster.redis_cli(port, "INFO", "commandstats")
+        found = [line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:")]
+        calls[port] = int(found[0].split("calls=")[1].split(",")[0]) if found else 0
+    return calls
+
+
+async def test_search_and_count_are_one_call_per_node(
+    search_server: Started, redis_cluster: RedisCluster
+) -> None:
+    """A first page and its threads, and a Count, are one script call on each primary that
+    holds some of the caller's shards (all three do): no call per shard, no Get after."""
+    caller = search_checks.Caller(search_server.stub)
+    await _seed_every_shard(caller)
+    before = _evalsha_calls(redis_cluster)
+    page = await caller.stub.Search(pb.SearchRequest(page_size=10), metadata=caller.md)
+    assert len(page.threads) == 10 and all(t.created_at.seconds for t in page.threads)
+    after_search = _evalsha_calls(redis_cluster)
+    assert await caller.count() == len(caller.made)
+    after_count = _evalsha_calls(redis_cluster)
+    assert {p: after_search[p] - before[p] for p in before} == dict.fromkeys(before, 1)
+    assert {p: after_count[p] - after_search[p] for p in before} == dict.fromkeys(before, 1)
+
+
+def _move_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    """Moves ``slot`` and its keys from primary ``source`` to ``target``, telling every
+    primary, as redis-cli --cluster reshard does; the service's client is not told."""
+    ids = {port: cluster.redis_cli(port, "CLUSTER", "MYID").strip() for port in (source, target)}
+    cluster.redis_cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
+    cluster.redis_cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+    keys = cluster.redis_cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").split()
+    if keys:
+        cluster.redis_cli(
+            source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys
+        )
+    for port in cluster.primaries():
+        cluster.redis_cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
+    cluster.wait_ok()
+
+
+async def test_search_and_count_stay_exact_when_a_shard_moved_to_another_node(
+    search_server: Started, redis_cluster: RedisCluster, cluster: ClusterClient
+) -> None:
+    """The service groups the shards by the node its client last saw holding them. After
+    a resharding it has not seen, a node's call reaches a shard that left it: first a
+    shard reached from inside the script (the node refuses the non-local key), then the
+    shard that routes the call (MOVED, followed to a node that lacks the others). Either
+    way the shards of that call are read again one call each, and the answers stay exact."""
+    caller = search_checks.Caller(search_server.stub)
+    await _seed_every_shard(caller)
+    await _check_exact(caller)
+    shards = [shard for shard in all_shards(caller.sub)]
+    port_of = {shard.shard: int(node_of(cluster, shard.by_created).port) for shard in shards}
+    source = max(set(port_of.values()), key=list(port_of.values()).count)
+    target = next(port for port in redis_cluster.primaries() if port != source)
+    on_source = [shard for shard in shards if port_of[shard.shard] == source]
+    assert len(on_source) >= 3
+    moved = []
+    try:
+        for shard in (on_source[1], on_source[0]):  # a shard inside the call, then its route
+            slot = await cluster.cluster_keyslot(shard.by_created)
+            await asyncio.to_thread(_move_slot, redis_cluster, slot, source, target)
+            moved.append(slot)
+            await _check_exact(caller)
+    finally:
+        for slot in moved:
+            await asyncio.to_thread(_move_slot, redis_cluster, slot, target, source)
+    await _check_exact(caller)

@@ -227,15 +227,15 @@ def test_a_header_its_locals_contradict_fails_at_load(body: str, problem: str) -
 
 
 def test_the_store_passes_each_script_the_arguments_its_header_declares() -> None:
-    """Every ``_read``/``_write``/``_argv`` call in the store names exactly the script's
-    declared arguments: a drift fails here, before any call runs."""
+    """Every ``_read``/``_write``/``_argv``/``_shards_call`` call in the store names exactly
+    the script's declared arguments: a drift fails here, before any call runs."""
     tree = ast.parse(Path(str(thread_store.__file__)).read_text())
     checked = set()
     for node in ast.walk(tree):
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("_read", "_write", "_argv")
+            and node.func.attr in ("_read", "_write", "_argv", "_shards_call")
             and node.args
             and isinstance(node.args[0], ast.Constant)
             and isinstance(node.args[0].value, str)
@@ -245,7 +245,10 @@ def test_the_store_passes_each_script_the_arguments_its_header_declares() -> Non
         passed = {kw.arg for kw in node.keywords} - {"reports_earlier_write"}
         declared = all_scripts()[name].arguments
         assert passed == set(declared.names), name
-        gives_rest = len(node.args) > (1 if node.func.attr == "_argv" else 2)
+        # _shards_call always gives the rest: three arguments per shard.
+        gives_rest = node.func.attr == "_shards_call" or len(node.args) > (
+            1 if node.func.attr == "_argv" else 2
+        )
         assert gives_rest <= (declared.rest is not None), name
         checked.add(name)
     assert checked == set(all_scripts()) - {"migrate"}  # migrate.py passes its own

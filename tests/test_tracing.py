@@ -20,7 +20,7 @@ from tests import otlp_receiver
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry
 from tests.server_process import REPO, Spawn, eventually
-from threads_server.store.keys import SHARDS, ThreadKeys
+from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 
@@ -153,8 +153,8 @@ def test_spans_per_call_continue_the_callers_trace_and_carry_failures(  # noqa: 
 def test_search_count_and_a_pages_reads_are_script_spans_of_the_call(
     spawn: Spawn, own_redis: RedisProcess, receiver: tuple[otlp_receiver.Receiver, int]
 ) -> None:
-    """The calls Search and Count send together (a script per shard, a Get per thread of
-    the page) are CLIENT spans of the RPC, one per batch, sized by db.operation.batch.size."""
+    """Search and Count are one script call each on one Redis (every shard, and the page's
+    threads, in one call): a CLIENT span of the RPC, sized by db.operation.batch.size."""
     store, port = receiver
     server = spawn(
         "--workers", "1", "--redis-url", own_redis.url,
@@ -185,8 +185,8 @@ def test_search_count_and_a_pages_reads_are_script_spans_of_the_call(
     assert server.stop() == 0
     spans = [span for _, span in store.spans()]
     for trace_id, batches in (
-        (search_trace, {"search": len(SHARDS), "get": 2}),
-        (count_trace, {"count": len(SHARDS)}),
+        (search_trace, {"search": 1}),
+        (count_trace, {"count": 1}),
     ):
         rpc = _one(spans, trace_id=trace_id, kind=SERVER)
         scripts = [s for s in spans if s.trace_id == trace_id and s.kind == CLIENT]

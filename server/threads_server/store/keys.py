@@ -135,10 +135,20 @@ class ShardKeys:
     def metadata(self, field: bytes, value: bytes) -> str:
         """The set of threads whose metadata field (``m:<key>``) holds ``value`` (serialized
         ``Value``), as ``lua/includes/metadata_set.lua`` names it."""
-        return self.index + "m:" + metadata_digest(field, value)
+        return self.index + metadata_set(field, value)
 
     def copies_of(self, source_id: str) -> str:
-        return self.index + "f:" + source_id
+        return self.index + copies_set(source_id)
+
+
+def metadata_set(field: bytes, value: bytes) -> str:
+    """``m:<digest>``: a metadata set's name after its shard's index prefix."""
+    return "m:" + metadata_digest(field, value)
+
+
+def copies_set(source_id: str) -> str:
+    """``f:<source>``: the set of a thread's direct copies, after the index prefix."""
+    return "f:" + source_id
 
 
 def metadata_digest(field: bytes, value: bytes) -> str:

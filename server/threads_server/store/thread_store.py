@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +25,16 @@ from threads_server.ops.config import Settings
 from threads_server.pb import threads_pb2 as pb
 from threads_server.store import codec
 from threads_server.store.connect import close_redis, connect_redis
-from threads_server.store.corridor import Call, Corridor, transport_for
-from threads_server.store.keys import ShardKeys, ThreadKeys, all_shards, new_copy_id, shard_of
+from threads_server.store.corridor import Build, Call, Corridor, transport_for
+from threads_server.store.keys import (
+    ShardKeys,
+    ThreadKeys,
+    all_shards,
+    copies_set,
+    metadata_set,
+    new_copy_id,
+    shard_of,
+)
 from threads_server.store.limits import Limits
 from threads_server.store.outcomes import (
     Outcome,
@@ -396,72 +405,104 @@ class ThreadStore:
         """One page of the caller's threads matching ``query``, past ``cursor``, and the
         cursor of the next page (None on the last).
 
-        Each shard returns its first ``offset + page_size + 1`` matches in order (one
-        script per shard, all sent at once); their merge gives the page and tells whether
-        more follow. The page's threads are then read with the Get script: one deleted in
-        between is left out, as it no longer exists.
+        One search.lua call per node holding the caller's shards (one in all on one
+        Redis): it takes each shard's first ``offset + page_size + 1`` matches, merges
+        them and replies the page's rows with the threads' stored state, so the page needs
+        no second read. On a cluster the nodes' rows are merged here; a page row whose
+        state no call read (LangGraph's ``offset`` over several nodes) is read with Get.
         """
         limit = offset + page_size + 1
         score, after = cursor if cursor is not None else ("", "")
-        order = "desc" if query.descending else "asc"
-        calls = [
-            (
-                self.filter_keys(shard, query.filters),
-                self._argv(
-                    "search",
-                    ids,
-                    prefix=shard.prefix,
-                    idx=shard.index,
-                    sort=query.sort,
-                    order=order,
-                    cursor_score=score,
-                    cursor_id=after,
-                    limit=limit,
-                ),
+        shards = self.shards(owner, query.filters)
+
+        def build(positions: Sequence[int], whole: bool) -> Call:
+            # Only the one call that reads every shard knows where the page starts; one
+            # node of several knows that its first page_size rows may all be on it.
+            return self._shards_call(
+                "search",
+                shards,
+                positions,
+                sort=query.sort,
+                order="desc" if query.descending else "asc",
+                cursor_score=score,
+                cursor_id=after,
+                limit=limit,
+                skip=offset if whole else 0,
+                take=page_size if whole or not offset else 0,
+                filters=_filter_sets(query.filters),
             )
-            for shard, ids in self.shards(owner, query.filters)
-        ]
-        rows: list[list[tuple[int, str]]] = []
-        for _, values in await self.run_many("search", calls):
-            flat = values[0]
-            rows.append([(int(s), i.decode()) for i, s in zip(flat[::2], flat[1::2], strict=True)])
-        merged = list(heapq.merge(*rows, reverse=query.descending))[:limit]
-        page = merged[offset : offset + page_size]
-        threads = await self._get_many(owner, [thread_id for _, thread_id in page])
-        return threads, (page[-1] if len(merged) == limit else None)
+
+        skipped = 0
+        lists: list[list[_Row]] = []
+        for positions, _, (flat, states) in await self._fan_out("search", shards, build):
+            if len(positions) == len(shards):
+                skipped = offset  # the only call: it replied the rows past offset
+            ids, scores = flat[::2], flat[1::2]
+            read = [*states, *[_NOT_READ] * (len(ids) - len(states))]
+            lists.append(
+                [(int(s), i.decode(), state) for i, s, state in zip(ids, scores, read, strict=True)]
+            )
+        merged = heapq.merge(*lists, key=_row_order, reverse=query.descending)
+        rows = list(itertools.islice(merged, limit - skipped))
+        page = rows[offset - skipped : offset - skipped + page_size]
+        unread = [thread_id for _, thread_id, state in page if state is _NOT_READ]
+        fetched = {thread.thread_id: thread for thread in await self._get_many(owner, unread)}
+        threads = []
+        for _, thread_id, state in page:
+            if state is _NOT_READ:
+                if thread_id in fetched:
+                    threads.append(fetched[thread_id])
+            elif state is not None:  # None: deleted since the index was written
+                threads.append(codec.thread_from_fields(thread_id, *state))
+        more = len(rows) == limit - skipped
+        return threads, (page[-1][:2] if more and page else None)
 
     async def count(self, owner: str, filters: Filters) -> int:
         """How many of the caller's threads match: what Search pages through."""
-        calls = [
-            (
-                self.filter_keys(shard, filters),
-                self._argv("count", ids, prefix=shard.prefix, idx=shard.index),
-            )
-            for shard, ids in self.shards(owner, filters)
-        ]
-        return sum(int(values[0]) for _, values in await self.run_many("count", calls))
+        shards = self.shards(owner, filters)
+
+        def build(positions: Sequence[int], whole: bool) -> Call:
+            return self._shards_call("count", shards, positions, filters=_filter_sets(filters))
+
+        return sum(int(values[0]) for _, _, values in await self._fan_out("count", shards, build))
+
+    async def _fan_out(
+        self, name: str, shards: Sequence[tuple[ShardKeys, str]], build: Build
+    ) -> list[tuple[Sequence[int], Outcome, list[Any]]]:
+        """Script ``name`` over ``shards``: one call per node that holds them."""
+        routes = [shard.by_created for shard, _ in shards]
+        return await self._corridor.fan_out(self._scripts[name], routes, build)
+
+    def _shards_call(
+        self,
+        name: str,
+        shards: Sequence[tuple[ShardKeys, str]],
+        positions: Sequence[int],
+        **argv: Any,
+    ) -> Call:
+        """search.lua/count.lua's call over the shards at ``positions``: KEYS the first
+        one's ``idx:c`` (it routes the call), ARGV ``argv`` then three per shard."""
+        rest: list[str] = []
+        for position in positions:
+            shard, ids = shards[position]
+            rest += (shard.prefix, shard.index, ids)
+        return [shards[positions[0]][0].by_created], self._argv(name, rest, **argv)
 
     @staticmethod
-    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, list[str]]]:
-        """The shards a query reads, each with its share of ``thread_ids``: with ids, the
-        shards holding them; with ``copied_from``, the source's (copies stay in it)."""
+    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, str]]:
+        """The shards a query reads, each with its share of ``thread_ids`` (space-separated;
+        "" for every thread): with ids, the shards holding them; with ``copied_from``, the
+        source's (copies stay in it)."""
         if filters.thread_ids:
             by_shard: dict[str, list[str]] = {}
             for thread_id in filters.thread_ids:
                 by_shard.setdefault(shard_of(thread_id), []).append(thread_id)
-            return [(ShardKeys(owner, shard), ids) for shard, ids in sorted(by_shard.items())]
+            return [
+                (ShardKeys(owner, shard), " ".join(ids)) for shard, ids in sorted(by_shard.items())
+            ]
         if filters.copied_from:
-            return [(ShardKeys(owner, shard_of(filters.copied_from)), [])]
-        return [(shard, []) for shard in all_shards(owner)]
-
-    @staticmethod
-    def filter_keys(shard: ShardKeys, filters: Filters) -> list[str]:
-        """search.lua/count.lua's KEYS: the shard's sorted sets, then one set per filter."""
-        keys = [shard.by_created, shard.by_updated, shard.by_id, shard.expiring]
-        keys += [shard.metadata(field, value) for field, value in filters.metadata]
-        if filters.copied_from:
-            keys.append(shard.copies_of(filters.copied_from))
-        return keys
+            return [(ShardKeys(owner, shard_of(filters.copied_from)), "")]
+        return [(shard, "") for shard in all_shards(owner)]
 
     async def _get_many(self, owner: str, thread_ids: Sequence[str]) -> list[pb.Thread]:
         """The threads that still exist, in the order given."""
@@ -480,6 +521,24 @@ class ThreadStore:
     def _call(self, script: str, thread_id: str) -> ScriptCall:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
+
+
+_Row = tuple[int, str, Any]
+"""A Search row: its sort key (us; 0 in id order), thread id and stored state (get.lua's
+``{history_length, fields}``; None: the thread is gone; ``_NOT_READ``: not read)."""
+_NOT_READ: Any = object()
+
+
+def _row_order(row: _Row) -> tuple[int, str]:
+    return row[0], row[1]
+
+
+def _filter_sets(filters: Filters) -> str:
+    """search.lua/count.lua's ``filters``: the filter sets after an index prefix."""
+    names = [metadata_set(field, value) for field, value in filters.metadata]
+    if filters.copied_from:
+        names.append(copies_set(filters.copied_from))
+    return " ".join(names)
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

@@ -11,7 +11,10 @@ once, above it:
   script's error names its file and line;
 - each script call is a sample of ``threads_redis_script_duration_seconds`` and, with
   tracing on, a ``redis.script <name>`` span, child of the RPC's; calls sent together (a
-  batch) share one span and each records the batch's round trip.
+  batch) share one span and each records the batch's round trip;
+- a call over many slots (Search and Count read a caller's 16 shards) is one call per
+  node that holds them (``fan_out``): the transport groups the slots by node, and a group
+  whose node no longer holds one of its slots (a resharding) is sent again a slot a call.
 
 The store (``ThreadStore``) and ``threads-server migrate`` reach Redis only through here.
 """
@@ -19,8 +22,8 @@ The store (``ThreadStore``) and ``threads-server migrate`` reach Redis only thro
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
@@ -35,8 +38,14 @@ from threads_server.store.outcomes import Outcome, parse
 from threads_server.store.redis_errors import store_errors
 from threads_server.store.scripts import Script
 
+T = TypeVar("T")
+
 Call = tuple[Sequence[Any], Sequence[Any]]
 """One script call of a batch: its KEYS and its ARGV."""
+
+Build = Callable[[Sequence[int], bool], Call]
+"""Builds the call that reads some of a fan-out's slots (their positions), told whether
+it is the only call (it reads every slot)."""
 
 
 def transport_for(
@@ -59,6 +68,19 @@ def transport_for(
     if min_replica_acks:
         transport = Replicated(transport, min_replica_acks, replica_ack_timeout_ms)
     return transport
+
+
+def _request(script: Script, call: Call) -> Request:
+    keys, args = call
+    return Request(script.command(keys, args), keys[0])
+
+
+def _raise_first(replies: Iterable[Any], script: Script | None) -> None:
+    """Raises the first failure among ``replies``, mapped by ``store_errors``."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            with store_errors(script):
+                raise reply
 
 
 class Corridor:
@@ -102,18 +124,59 @@ class Corridor:
         if not calls:
             return []
         requests = [Request(script.command(keys, args), keys[0], write) for keys, args in calls]
+        replies = await self._measured(script, len(requests), self._send_batch(script, requests))
+        return [parse(reply) for reply in replies]
+
+    async def fan_out(
+        self, script: Script, slots: Sequence[Any], build: Build
+    ) -> list[tuple[Sequence[int], Outcome, list[Any]]]:
+        """A read of several slots (``slots``: a key of each), one call of ``script`` per
+        node that holds them: one call on one Redis, a node's share each on a cluster
+        (``Transport.group``), the nodes in parallel. ``build`` makes the call that reads
+        the slots at some positions; its first key routes it, and the script reaches the
+        other slots' keys on the same node. A call refused because its node no longer
+        holds one of its slots (a resharding since the layout was read) is sent again as
+        one call per slot, which the cluster client routes and redirects. Each call's
+        positions, outcome and values."""
+        groups = self.transport.group(slots)
+        calls = [(group, build(group, len(groups) == 1)) for group in groups]
+
+        async def send() -> list[tuple[Sequence[int], Any]]:
+            replies = await self._replies(script, [_request(script, c) for _, c in calls])
+            sent: list[tuple[Sequence[int], Any]] = []
+            for (group, _), reply in zip(calls, replies, strict=True):
+                if len(group) > 1 and self.transport.misrouted(reply):
+                    alone = [([p], build([p], False)) for p in group]
+                    again = await self._replies(script, [_request(script, c) for _, c in alone])
+                    sent += zip([g for g, _ in alone], again, strict=True)
+                else:
+                    sent.append((group, reply))
+            _raise_first((reply for _, reply in sent), script)
+            return sent
+
+        sent = await self._measured(script, len(calls), send())
+        return [(group, *parse(reply)) for group, reply in sent]
+
+    async def _measured(self, script: Script, size: int, sending: Awaitable[T]) -> T:
+        """Awaits ``sending``, ``size`` calls of ``script`` sent together: one span, and a
+        sample each of the batch's round trip."""
         started = time.perf_counter()
         try:
             if tracing.ENABLED:
-                with tracing.script_span(script.name, (), batch=len(requests)):
-                    replies = await self._send_batch(script, requests)
-            else:
-                replies = await self._send_batch(script, requests)
+                with tracing.script_span(script.name, (), batch=size):
+                    return await sending
+            return await sending
         finally:
-            metrics.script_call(script.name, started, len(requests))
-        return [parse(reply) for reply in replies]
+            metrics.script_call(script.name, started, size)
 
     async def _send_batch(self, script: Script | None, requests: Sequence[Request]) -> list[Any]:
+        replies = await self._replies(script, requests)
+        _raise_first(replies, script)
+        return replies
+
+    async def _replies(self, script: Script | None, requests: Sequence[Request]) -> list[Any]:
+        """The replies to requests sent together, each failure's exception in its place
+        (mapped by ``store_errors``); calls NOSCRIPT refused are sent again once loaded."""
         with store_errors(script):
             replies = await self.transport.handle_batch(requests)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -122,9 +185,6 @@ class Corridor:
                 again = await self.transport.handle_batch([requests[i] for i in missing])
                 for position, reply in zip(missing, again, strict=True):
                     replies[position] = reply
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise reply
             return replies
 
     async def command(self, *command: Any, key: Any = None, write: bool = False) -> Any:

@@ -6,7 +6,8 @@ never re-sends after a lost connection (``store.connect``). A batch (Search's sh
 page's Gets) goes to the nodes in parallel, each node's calls one after another over one
 connection: one concurrent call per shard would take a pooled connection each, and a busy
 server then runs out of them (MaxConnectionsError). redis-py refuses EVALSHA in a cluster
-pipeline; a batch of plain commands (migrate's reads) goes as one.
+pipeline; a batch of plain commands (migrate's reads) goes as one. Search and Count send
+one call per node (``Corridor.fan_out``), which reaches the slots it reads on that node.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ class PerNode(Cluster):
                 pipe.execute_command(*request.command)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
-        by_node: dict[str, list[int]] = {}
-        for position, request in enumerate(requests):
-            node = self.client.get_node_from_key(request.key)
-            by_node.setdefault(node.name if node else "", []).append(position)
         replies = [None] * len(requests)
 
         async def run(positions: list[int]) -> None:
@@ -45,5 +42,6 @@ class PerNode(Cluster):
                         replies[left] = error
                     return
 
-        await asyncio.gather(*(run(positions) for positions in by_node.values()))
+        by_node = self.group([request.key for request in requests])
+        await asyncio.gather(*(run(positions) for positions in by_node))
         return replies

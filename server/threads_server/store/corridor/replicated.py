@@ -78,6 +78,12 @@ class Replicated(Transport):
             return await super().handle_batch(requests)
         return await self.inner.handle_batch(requests)
 
+    def group(self, keys: Sequence[Any]) -> list[list[int]]:
+        return self.inner.group(keys)
+
+    def misrouted(self, reply: Any) -> bool:
+        return self.inner.misrouted(reply)
+
     async def load(self, script: str) -> None:
         await self.inner.load(script)
 

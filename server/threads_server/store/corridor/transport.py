@@ -37,6 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
@@ -68,6 +69,16 @@ class Transport(ABC):
         return list(
             await asyncio.gather(*(self.handle(r) for r in requests), return_exceptions=True)
         )
+
+    def group(self, keys: Sequence[Any]) -> list[list[int]]:
+        """The positions of ``keys`` grouped by the node that holds their slots, for one
+        call per node (``Corridor.fan_out``): one group for one Redis."""
+        return [list(range(len(keys)))]
+
+    def misrouted(self, reply: Any) -> bool:
+        """Whether ``reply`` says a call grouped by ``group`` reached a node that no longer
+        holds all of its slots (never, on one Redis)."""
+        return False
 
     @abstractmethod
     async def load(self, script: str) -> None:
@@ -125,6 +136,22 @@ class Cluster(Transport, ABC):
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
+
+    def group(self, keys: Sequence[Any]) -> list[list[int]]:
+        """By the primary the client believes holds each key's slot now."""
+        by_node: dict[str, list[int]] = {}
+        for position, key in enumerate(keys):
+            node = self.client.get_node_from_key(key)
+            by_node.setdefault(node.name if node else "", []).append(position)
+        return list(by_node.values())
+
+    def misrouted(self, reply: Any) -> bool:
+        """A script reaching a key of a slot its node does not hold is refused ("Script
+        attempted to access a non local key", Redis 7 and Valkey) before it reads it; a
+        redirect the client could not follow is refused before the script runs."""
+        if isinstance(reply, redis.exceptions.MovedError | redis.exceptions.AskError):
+            return True
+        return isinstance(reply, redis.exceptions.ResponseError) and "non local key" in str(reply)
 
     async def load(self, script: str) -> None:
         """On every primary that answers: the one a call goes to may be any of them (a

@@ -1,37 +1,18 @@
--- Count the threads of one shard that Search would page through with the same filters,
--- after purging the shard's expired index entries (docs/search.md, "Count").
--- KEYS: idx:c, idx:u, idx:i, idx:e, filter set1, filter set2, ... (as search.lua)
--- ARGV: prefix (of the shard's thread keys, 'thr:{<ns>.<s>}:'), idx (index prefix),
---       first_id... (thread_ids: only these; none = every thread)
+-- Count the threads that Search would page through with the same filters, over the shards
+-- of a caller's threads that one Redis node holds (all 16 on one Redis; a node's share on
+-- a cluster), each shard's expired index entries purged first (docs/search.md, "Count").
+-- KEYS: the first shard's idx:c (it routes the call on a cluster; the shards' keys come
+--       from ARGV, see includes/shards.lua)
+-- ARGV: filters (as search.lua's), first_shard... (three per shard: prefix, idx, thread_ids)
 -- Replies:
 --   {'OK', count}
---- @include "includes/argv_list"
---- @include "includes/purge_expired"
---- @include "includes/count_matching"
---- @include "includes/smallest_set"
-local by_created, expiring = KEYS[1], KEYS[4]
-local first_filter = 5
-local prefix, idx = ARGV[1], ARGV[2]
-local first_id = 3
+--- @include "includes/count_shard"
+--- @include "includes/shards"
+local filters = ARGV[1]
+local first_shard = 2
 
-local now_ms, clean = purge_expired(prefix, idx)
-local ids = argv_list(first_id)
-local count
-if ids then
-  count = count_matching(prefix, ids, first_filter, nil)
-elseif #KEYS < first_filter then
-  count = redis.call('ZCARD', by_created)
-  if not clean then -- more expired entries than one purge removes: check those one by one
-    local due = redis.call('ZRANGE', expiring, '-inf', now_ms, 'BYSCORE')
-    count = count - #due + count_matching(prefix, due, first_filter, nil)
-  end
-else
-  local driver = smallest_set(first_filter)
-  if clean and #KEYS == first_filter then -- one filter; the index holds live threads only
-    count = redis.call('ZCARD', KEYS[driver])
-  else
-    count = count_matching(prefix, redis.call('ZRANGE', KEYS[driver], 0, -1), first_filter,
-      driver)
-  end
+local count = 0
+for _, shard in ipairs(shards(first_shard, filters)) do
+  count = count + count_shard(shard)
 end
 return {'OK', count}

@@ -1,10 +1,10 @@
 --- @include "thread_matches"
 
--- How many threads of the shard are alive and in every set of KEYS[first..] but KEYS[skip].
-local function count_matching(prefix, ids, first, skip)
+-- How many threads of the shard are alive and in every set of `filters` but filters[skip].
+local function count_matching(prefix, ids, filters, skip)
   local count = 0
   for _, id in ipairs(ids) do
-    if thread_matches(prefix, id, first, skip, true) then
+    if thread_matches(prefix, id, filters, skip, true) then
       count = count + 1
     end
   end

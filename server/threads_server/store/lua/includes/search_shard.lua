@@ -5,8 +5,9 @@
 -- as a flat {id, score, ...} sorted by (sort key, id) in q's order. q holds: prefix (of
 -- the shard's thread keys), check (whether to check each thread exists: purge_expired
 -- left entries due), sort ('c', 'u' or 'i'), desc, cursor_score (number or nil),
--- cursor_id ('' for none), limit, first_filter (index in KEYS of the first filter set),
--- sets ({c =, u =, i =} sorted-set names) and ids (thread_ids, or nil for every thread).
+-- cursor_id ('' for none), limit, filters (the shard's filter sets: idx:m:<digest>,
+-- idx:f:<source>), sets ({c =, u =, i =} sorted-set names) and ids (thread_ids, or nil
+-- for every thread).
 local function search_shard(q)
   local found = {}
 
@@ -41,7 +42,7 @@ local function search_shard(q)
           page = redis.call('ZRANGE', key, from, '+', 'BYLEX', 'LIMIT', offset, batch)
         end
         for _, id in ipairs(page) do
-          if thread_matches(q.prefix, id, q.first_filter, skip, q.check) and keep(id, '0') then
+          if thread_matches(q.prefix, id, q.filters, skip, q.check) and keep(id, '0') then
             return
           end
         end
@@ -60,7 +61,7 @@ local function search_shard(q)
         for i = 1, #page, 2 do
           local id, score = page[i], page[i + 1]
           if past_cursor(tonumber(score), id)
-            and thread_matches(q.prefix, id, q.first_filter, skip, q.check) and keep(id, score) then
+            and thread_matches(q.prefix, id, q.filters, skip, q.check) and keep(id, score) then
             return
           end
         end
@@ -78,7 +79,7 @@ local function search_shard(q)
   local function sort_candidates(ids, skip)
     local rows = {}
     for _, id in ipairs(ids) do
-      if thread_matches(q.prefix, id, q.first_filter, skip, q.check) then
+      if thread_matches(q.prefix, id, q.filters, skip, q.check) then
         local score = '0'
         if q.sort ~= 'i' then
           score = redis.call('ZSCORE', q.sets[q.sort], id)
@@ -108,14 +109,14 @@ local function search_shard(q)
   if q.ids then
     q.check = true -- the caller's ids, not the index's: any may name no thread
     sort_candidates(q.ids, nil)
-  elseif #KEYS < q.first_filter then
+  elseif #q.filters == 0 then
     walk(q.sets[q.sort], nil)
   else
-    local driver = smallest_set(q.first_filter)
+    local driver = smallest_set(q.filters)
     if q.sort == 'c' then
-      walk(KEYS[driver], driver) -- filter sets are scored by created_at too
+      walk(q.filters[driver], driver) -- filter sets are scored by created_at too
     else
-      sort_candidates(redis.call('ZRANGE', KEYS[driver], 0, -1), driver)
+      sort_candidates(redis.call('ZRANGE', q.filters[driver], 0, -1), driver)
     end
   end
   return found

@@ -1,8 +1,8 @@
--- The index of the smallest set among KEYS[first..] (nil when there is none).
-local function smallest_set(first)
+-- The index in `filters` of the smallest set (nil when there is none).
+local function smallest_set(filters)
   local best, best_size = nil, nil
-  for k = first, #KEYS do
-    local size = redis.call('ZCARD', KEYS[k])
+  for k = 1, #filters do
+    local size = redis.call('ZCARD', filters[k])
     if not best or size < best_size then
       best, best_size = k, size
     end
