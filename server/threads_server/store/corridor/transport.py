@@ -20,9 +20,10 @@ The family, by the topology it serves (``OneRedis``: a Redis, or Sentinel's prim
   on the connection and node that ran it (``--min-replica-acks``).
 
 Each has ``handle`` (one command) and ``handle_batch`` (several sent together: Search and
-Count's per-shard scripts, the Gets behind a Search page, migrate's reads), and the calls
-of its topology that are not commands of one key: ``load`` (SCRIPT LOAD where the calls
-go), ``ping``, ``servers``, ``primaries``, ``scan``.
+Count's calls to a cluster's nodes, migrate's reads), ``group`` and ``misrouted`` (which
+slots one call per node can read together, and whether a node refused such a call because
+a slot moved), and the calls of its topology that are not commands of one key: ``load``
+(SCRIPT LOAD where the calls go), ``ping``, ``servers``, ``primaries``, ``scan``.
 
 A subscription (Watch, issue 21) is the next kind of call and belongs here, beside
 ``handle``: ``subscribe(channel) -> Subscription`` per topology (one shared connection per
