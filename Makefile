@@ -23,7 +23,7 @@ VERSION_FILE := client/VERSION
 VERSION := $(shell cat $(VERSION_FILE))
 DIST_DIR := build/dist
 
-.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost
+.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost hey bench-fast
 
 install: $(STAMP)
 
@@ -196,6 +196,20 @@ bench-search: $(STAMP)
 ghz:
 	go version -m build/bin/ghz 2>/dev/null | grep -Eq '^\s+mod\s+github.com/bojand/ghz\s+v0\.121\.0\s' \
 		|| GOBIN=$(abspath build/bin) go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+
+# hey v0.1.4 into build/bin (an HTTP load generator in Go, like ghz for gRPC), for
+# bench-fast's HTTP Copy with and without keep-alive, unless that version is there.
+hey:
+	go version -m build/bin/hey 2>/dev/null | grep -Eq '^\s+mod\s+github.com/rakyll/hey\s+v0\.1\.4\s' \
+		|| GOBIN=$(abspath build/bin) go install github.com/rakyll/hey@v0.1.4
+
+# Issue 22's fast paths, build against build in one run: the server's CPU per Copy over
+# gRPC, HTTP keep-alive and HTTP with a new connection per request (16 callers), and ghz
+# Search/Count RPS over Get RPS at 10,000 and 1,000,000 threads, one worker
+# (tests/load/bench_fast.py; build/bench-fast/results.md).
+# BENCH_FAST_ARGS="--sizes 10000 --duration 3s" narrows it.
+bench-fast: $(STAMP) ghz hey
+	$(PY) -m tests.load.bench_fast $(BENCH_FAST_ARGS)
 
 # ghz scenarios against --workers 1 and N (tests/load/README.md).
 load: $(STAMP) ghz
