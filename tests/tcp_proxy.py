@@ -4,7 +4,9 @@
 ``marker`` is forwarded as usual, so the server (Redis) executes it, but the reply to it is
 swallowed and both sides of that connection are closed. The client sees its connection
 drop after sending: it cannot tell whether the command ran. Every other connection and
-every other request pass through untouched.
+every other request pass through untouched. ``accepted`` counts the connections clients
+opened through it; ``reply_delay`` (seconds) holds every server → client chunk that long,
+so that many calls are in flight at once however fast the server answers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TcpProxy:
         self._armed: _Armed | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.accepted = 0
+        self.reply_delay = 0.0
 
     @property
     def url(self) -> str:
@@ -60,6 +64,7 @@ class TcpProxy:
         return self._armed.lost
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             server_r, server_w = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
@@ -83,6 +88,8 @@ class TcpProxy:
                 if doomed:  # the reply to the armed request: drop it, and the connection
                     doomed[0].lost.set()
                     return
+                if self.reply_delay:
+                    await asyncio.sleep(self.reply_delay)
                 client_w.write(data)
                 await client_w.drain()
 

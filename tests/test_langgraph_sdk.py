@@ -8,14 +8,17 @@ import asyncio
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError
 
 from tests.conftest import test_settings as settings_for_test
 from tests.http_helpers import LANGGRAPH_ONLY, THREAD_KEYS, base_url, needs_search
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
+from tests.tcp_proxy import TcpProxy
 from tests.test_auth import SECRET, token
 from threads_server.server import ThreadsServer
 
@@ -160,3 +163,48 @@ async def test_search_and_count(threads_server: ThreadsServer) -> None:
     )
     assert sync == 3
     await client.http.client.aclose()
+
+
+def _pooled_client(url: str, callers: int) -> LangGraphClient:
+    """docs/http.md's "Many callers at once", as written there."""
+    limits = httpx.Limits(max_connections=callers, max_keepalive_connections=callers)
+    return LangGraphClient(
+        httpx.AsyncClient(
+            base_url=url,
+            transport=httpx.AsyncHTTPTransport(retries=5, limits=limits),
+            timeout=httpx.Timeout(connect=5, read=300, write=300, pool=5),
+        )
+    )
+
+
+async def test_a_pool_as_large_as_the_callers_keeps_every_connection_alive(
+    threads_server: ThreadsServer,
+) -> None:
+    """get_client keeps at most 20 idle connections (httpx's default Limits), so 50
+    concurrent callers open new ones round after round; the SDK's client over an httpx
+    client with a pool of 50 opens 50 once and reuses them (docs/http.md). The proxy holds
+    each reply 0.1 s, so that all 50 calls of a round are in flight together."""
+    callers, rounds = 50, 4
+    proxy = TcpProxy("127.0.0.1", threads_server.http_port)
+    proxy.reply_delay = 0.1
+    await proxy.start()
+    url = f"http://127.0.0.1:{proxy.port}"
+    try:
+        source = await get_client(url=url, api_key=None).threads.create()
+        opened = {}
+        for name, client in (
+            ("default", get_client(url=url, api_key=None)),
+            ("pooled", _pooled_client(url, callers)),
+        ):
+            before = proxy.accepted
+            for _ in range(rounds):
+                copies = await asyncio.gather(
+                    *(client.threads.copy(source["thread_id"]) for _ in range(callers))
+                )
+                assert all(c["copied_from"] == source["thread_id"] for c in copies)
+            opened[name] = proxy.accepted - before
+            await client.http.client.aclose()
+        assert opened["pooled"] <= callers
+        assert opened["default"] > callers, opened
+    finally:
+        await proxy.close()
