@@ -4,6 +4,13 @@ The socket is bound here (SO_REUSEPORT when ``--workers`` share the port, as gRP
 and handed to uvicorn, which then serves in the running loop: one process, one loop, both
 protocols. uvicorn's own signal handling is off: ``ThreadsServer`` owns SIGTERM/SIGINT and
 drains both servers together (``stop``). TLS uses the same files as gRPC.
+
+What a request costs the server is mostly per connection and per socket write, so:
+uvicorn parses with ``httptools`` (llhttp, in C) rather than the pure-Python ``h11``, its
+proxy-headers middleware is off (nothing here reads the client's address), and a response
+leaves in one write (``OneWrite``): uvicorn writes the head and the body separately, and on
+a fresh connection each write is a send that wakes the client (measured in
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from threads_server.ops.config import Settings
 from threads_server.ops.workers import ListenError, resolve_listen
@@ -30,6 +38,51 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class OneWrite:
+    """A transport whose writes of one event-loop tick go out as one write, at the end of
+    the tick (as ``store.corridor.pipelined`` does for Redis): uvicorn writes a response's
+    head and body in one tick, two sends on the socket. ``close`` sends what is pending
+    first; everything else is the wrapped transport's."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a ``OneWrite`` of its connection's transport."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        wrapped: Any = OneWrite(transport, asyncio.get_running_loop())
+        super().connection_made(wrapped)
 
 
 def bind(listen: str, *, reuse_port: bool) -> socket.socket:
@@ -67,6 +120,8 @@ class HttpServer:
                 tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         self.config = uvicorn.Config(
             app,
+            http=HttpProtocol,
+            proxy_headers=False,  # nothing reads the client's address; a middleware less
             lifespan="off",
             access_log=False,  # service.call logs one line per call
             log_config=None,  # keep the process's logging as configured
