@@ -10,7 +10,10 @@ is, uncommitted changes included) whose ``server/`` and ``client/`` are extracte
 archive; WORKTREE: copied) into build/bench-cost/<NAME>/ and run with ``PYTHONPATH=<that>/
 server:<that>/client``, plus optional server arguments after a colon, e.g.
 ``--variant nometrics=HEAD:'--metrics off'``. Default: ``base`` = the merge-base of HEAD and
-origin/main (main when there is no origin) and ``head`` = WORKTREE.
+origin/main (main when there is no origin) and ``head`` = WORKTREE. Every build runs on the
+dev venv's packages, but a module that a library uses only when it can import it
+(``AUTO_DETECTED``: uvicorn's httptools parser) is hidden from a build whose own
+server/requirements.txt does not lock it, so an old build runs as it was deployed.
 
 One embedded Valkey (AOF everysec) for the whole run. For each worker count (default 1 and
 the usable CPUs) every variant's ``python -m threads_server --workers K --redis-url ...`` is
@@ -202,9 +205,13 @@ def prepare(variant: Variant, out: Path) -> Build:
             ).returncode
         )
         git_archive(sha, tree, *parts)
+    paths = [str(tree / p) for p in parts]
+    hidden = _hide_unlocked(tree, sha.removesuffix("+changes") if variant.rev != WORKTREE else "")
+    if hidden:
+        paths.insert(0, str(hidden))
     env = {
         k: v
-        for k, v in environment({"PYTHONPATH": ":".join(str(tree / p) for p in parts)}).items()
+        for k, v in environment({"PYTHONPATH": ":".join(paths)}).items()
         if not k.startswith("OTEL_")
     }
     where = subprocess.run(
@@ -214,7 +221,41 @@ def prepare(variant: Variant, out: Path) -> Build:
     ).stdout.split()  # fmt: skip
     if not where[0].startswith(str(tree)):
         raise SystemExit(f"{variant.name}: threads_server comes from {where[0]}, not {tree}")
+    if hidden:
+        print(
+            f"{variant.name}: its lock lacks {', '.join(p.stem for p in hidden.iterdir())}; hidden"
+        )
     return Build(variant, sha, env, supports_http(sys.executable, env))
+
+
+# Modules a library uses when they are importable and does without otherwise (uvicorn's
+# parser): a build whose own lock lacks one must not run with the dev venv's copy of it.
+AUTO_DETECTED = ("httptools",)
+
+
+def _hide_unlocked(tree: Path, sha: str) -> Path | None:
+    """A directory of stubs that make each AUTO_DETECTED module the build's own server
+    lock does not name fail to import, as it would where that lock is installed; None when
+    it names them all. ``sha``: the build's commit ("" for this checkout)."""
+    lock = "server/requirements.txt"
+    if sha:
+        shown = subprocess.run(
+            ["git", "show", f"{sha}:{lock}"], cwd=REPO, capture_output=True, text=True, check=False
+        )
+        text = shown.stdout
+    else:
+        text = (REPO / lock).read_text() if (REPO / lock).exists() else ""
+    names = {line.split("==")[0].strip().lower() for line in text.splitlines() if "==" in line}
+    missing = [module for module in AUTO_DETECTED if module not in names]
+    if not missing:
+        return None
+    hide = tree / "hidden"
+    hide.mkdir(exist_ok=True)
+    for module in missing:
+        (hide / f"{module}.py").write_text(
+            f'raise ImportError("{module} is not locked for this build (bench_cost hides it)")\n'
+        )
+    return hide
 
 
 def warm_up(
