@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from tests.tls_certs import generate
 from threads_server.transports.http.server import HttpProtocol
 
 
@@ -40,7 +43,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _serve(writes: list[bytes]) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+async def _serve(writes: list[bytes], **tls: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     class Recorded(HttpProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             recording: Any = _Recording(transport, writes)
@@ -50,7 +53,7 @@ async def _serve(writes: list[bytes]) -> tuple[uvicorn.Server, asyncio.Task[None
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     sock.setblocking(False)
-    config = uvicorn.Config(_app, http=Recorded, lifespan="off", log_config=None)
+    config = uvicorn.Config(_app, http=Recorded, lifespan="off", log_config=None, **tls)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(1000):
@@ -86,3 +89,24 @@ async def test_each_response_leaves_in_one_write_and_close_sends_it_first() -> N
     assert len(writes) == 3, writes
     assert writes == responses
     assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b'{"ok":true}') for w in writes)
+
+
+async def test_the_last_response_over_tls_arrives_whole_before_the_end(tmp_path: Path) -> None:
+    """A ``Connection: close`` response is corked and sent with the connection's end; over
+    TLS too (the socket under the TLS layer is corked), the client reads all of it."""
+    certs = generate(tmp_path)
+    writes: list[bytes] = []
+    server, task, port = await _serve(
+        writes, ssl_certfile=str(certs.server.cert), ssl_keyfile=str(certs.server.key)
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        response = await _read_response(reader)
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b'{"ok":true}')
+        assert await reader.read() == b""
+        writer.close()
+    finally:
+        server.should_exit = True
+        await task
