@@ -12,9 +12,12 @@ everysec), each with its own gRPC and HTTP port. Two parts, in this order:
 1. **What a Copy costs the server, by transport.** Copy of the 10-entry seeded thread
    (tests.load.seed; no request_id, the same request on every transport), ``--callers``
    callers each: gRPC with ghz (one connection per caller), HTTP with keep-alive and HTTP
-   with a new connection per request (hey, ``-disable-keepalive``: connect, one POST
-   /threads/{id}/copy, close). The figure is the server's CPU-seconds per copy (parent and
-   worker, /proc utime+stime during the run), and HTTP's over gRPC's of the same build.
+   with a new connection per request, both with hey (``-disable-keepalive``: connect, one
+   POST /threads/{id}/copy with ``Connection: close``, the server closes), and a new
+   connection per request that the client closes (tests.load.new_connections: what an
+   httpx pool does past its keep-alive limit). The figure is the server's CPU-seconds per
+   copy (parent and worker, /proc utime+stime during the run), and HTTP's over gRPC's of
+   the same build.
 2. **Search and Count against Get**, at each ``--sizes`` total of threads (seeded straight
    into Redis through create.lua, 1,000 per round trip, metadata ``{user: one of 1,000,
    kind: one of 10}``; the next size tops up the last): ghz Get, Search first page,
@@ -76,12 +79,15 @@ from tests.load.seed import THREAD_10, seed
 from tests.server_process import ServerProcess, connections_per_process
 
 GRPC, KEEP_ALIVE, NEW_CONNECTION = "grpc", "http_keepalive", "http_new_connection"
-COPY_SCENARIOS = (GRPC, KEEP_ALIVE, NEW_CONNECTION)
+CLIENT_CLOSES = "http_new_client_closes"
+COPY_SCENARIOS = (GRPC, KEEP_ALIVE, NEW_CONNECTION, CLIENT_CLOSES)
+HTTP_SCENARIOS = frozenset(COPY_SCENARIOS) - {GRPC}
 SEARCH_SCENARIOS = ("get", "search_first_page", "search_filtered", "count_filtered")
 LABELS = {
     GRPC: "gRPC",
     KEEP_ALIVE: "HTTP keep-alive",
     NEW_CONNECTION: "HTTP new connection",
+    CLIENT_CLOSES: "HTTP new connection, client closes",
     "get": "Get",
     "search_first_page": "Search first page",
     "search_filtered": "Search filtered",
@@ -91,27 +97,29 @@ SEED_SECONDS = 900.0  # bounds seeding one size
 HEY_STATUS = re.compile(r"^\s*\[(\d+)\]\s+(\d+) responses", re.MULTILINE)
 
 
-def _hey(
-    hey: Path,
-    server: ServerProcess,
-    *,
-    keep_alive: bool,
-    args: argparse.Namespace,
-    out_dir: Path,
+def _http_copy(
+    scenario: str, server: ServerProcess, *, args: argparse.Namespace, out_dir: Path
 ) -> Result:
-    """One hey run of HTTP Copy: ``--callers`` callers for ``--duration``; the server's
-    CPU-seconds over it (parent and workers), as ``run_scenario`` measures ghz's."""
-    scenario = KEEP_ALIVE if keep_alive else NEW_CONNECTION
-    command = [
-        str(hey),
-        "-z", args.duration,
-        "-c", str(args.callers),
-        "-m", "POST",
-        "-T", "application/json",
-        "-d", "{}",
-        *(() if keep_alive else ("-disable-keepalive",)),
-        f"{server.http_url}/threads/{THREAD_10}/copy",
-    ]  # fmt: skip
+    """One HTTP Copy run: ``--callers`` callers for ``--duration`` (hey, or
+    tests.load.new_connections for CLIENT_CLOSES); the server's CPU-seconds over it
+    (parent and workers), as ``run_scenario`` measures ghz's."""
+    url = f"{server.http_url}/threads/{THREAD_10}/copy"
+    if scenario == CLIENT_CLOSES:
+        command = [
+            sys.executable, "-m", "tests.load.new_connections",
+            url, str(seconds(args.duration)), str(args.callers),
+        ]  # fmt: skip
+    else:
+        command = [
+            str(args.hey),
+            "-z", args.duration,
+            "-c", str(args.callers),
+            "-m", "POST",
+            "-T", "application/json",
+            "-d", "{}",
+            *(("-disable-keepalive",) if scenario == NEW_CONNECTION else ()),
+            url,
+        ]  # fmt: skip
     result = Result(scenario, len(server.serving_pids()))
     whole = sorted({server.process.pid, *server.serving_pids()})
     before = cpu_seconds(whole)
@@ -128,10 +136,10 @@ def _hey(
     sampler.start()
     try:
         finished = subprocess.run(
-            command, capture_output=True, text=True, timeout=args.bound, check=False
+            command, capture_output=True, text=True, timeout=args.bound, check=False, cwd=REPO
         )
     except subprocess.TimeoutExpired:
-        result.failure = f"hey killed after {args.bound:.0f}s (the run's time bound)"
+        result.failure = f"{command[0]} killed after {args.bound:.0f}s (the run's time bound)"
         return result
     finally:
         done.set()
@@ -139,13 +147,17 @@ def _hey(
     result.elapsed = time.monotonic() - began
     result.server_cpu_seconds = cpu_seconds(whole) - before
     (out_dir / f"{scenario}.txt").write_text(finished.stdout + finished.stderr)
-    statuses = {code: int(n) for code, n in HEY_STATUS.findall(finished.stdout)}
+    if scenario == CLIENT_CLOSES:
+        lines = finished.stdout.strip().splitlines()
+        statuses = {int(k): v for k, v in json.loads(lines[-1]).items()} if lines else {}
+    else:
+        statuses = {int(code): int(n) for code, n in HEY_STATUS.findall(finished.stdout)}
     if finished.returncode != 0 or not statuses:
-        result.failure = f"hey exited {finished.returncode}: {finished.stderr.strip()[:500]}"
+        result.failure = f"exited {finished.returncode}: {finished.stderr.strip()[-500:]}"
         return result
     result.statuses = {str(code): n for code, n in statuses.items()}
     result.count = sum(statuses.values())
-    result.errors = sum(n for code, n in statuses.items() if code != "200")
+    result.errors = sum(n for code, n in statuses.items() if code != 200)
     result.rps = result.count / result.elapsed
     return result
 
@@ -158,10 +170,8 @@ def _run_one(
     redis_pid: int,
     out_dir: Path,
 ) -> Result:
-    if scenario in (KEEP_ALIVE, NEW_CONNECTION):
-        return _hey(
-            Path(args.hey), server, keep_alive=scenario == KEEP_ALIVE, args=args, out_dir=out_dir
-        )
+    if scenario in HTTP_SCENARIOS:
+        return _http_copy(scenario, server, args=args, out_dir=out_dir)
     copy = scenario == GRPC
     ghz_args = argparse.Namespace(
         connections=args.callers if copy else 16,
@@ -280,18 +290,23 @@ def tables(
     made: list[tuple[str, list[str], list[list[str]]]] = []
     copy = [s for s in COPY_SCENARIOS if ("copy", names[0], s) in found]
     if copy:
-        header = ["variant", *(f"{LABELS[s]} ms CPU/copy" for s in copy)]
-        header += [f"{LABELS[s]} / gRPC" for s in copy if s != GRPC]
-        header += [f"{LABELS[s]} RPS" for s in copy]
+        header = ["variant", "transport", "server CPU ms/copy", "/ gRPC", "RPS", "p50 ms"]
         rows = []
         for name in names:
             cpu = {s: _median(found[("copy", name, s)], _cpu_ms) for s in copy}
-            rps = {s: _median(found[("copy", name, s)], lambda r: r.rps) for s in copy}
-            row = [name, *(f"{cpu[s]:.3f}" for s in copy)]
-            row += [_ratio(cpu[s], cpu[GRPC]) for s in copy if s != GRPC]
-            row += [f"{rps[s]:.0f}" for s in copy]
-            rows.append(row)
-        made.append(("Copy@10: the server's CPU per copy, 1 worker", header, rows))
+            for s in copy:
+                runs = found[("copy", name, s)]
+                rows.append(
+                    [
+                        name,
+                        LABELS[s],
+                        f"{cpu[s]:.3f}",
+                        "1" if s == GRPC else _ratio(cpu[s], cpu[GRPC]),
+                        f"{_median(runs, lambda r: r.rps):.0f}",
+                        f"{_median(runs, lambda r: r.p50):.2f}" if s == GRPC else "-",
+                    ]
+                )
+        made.append(("Copy@10, 1 worker: the server's CPU per copy", header, rows))
     for size in sizes:
         part = f"{size}"
         if ("get" not in SEARCH_SCENARIOS) or (part, names[0], "get") not in found:
