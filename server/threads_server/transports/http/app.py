@@ -46,6 +46,7 @@ from threads_server.service.call import (
     Via,
 )
 from threads_server.transports.http import codec, openapi
+from threads_server.transports.http.front import Front
 from threads_server.transports.http.routes import ROUTES
 from threads_server.transports.http.routes import Route as RpcRoute
 from threads_server.transports.http.status import HTTP_STATUS, status_body
@@ -158,7 +159,7 @@ def _endpoint(
             return error_response(outcome.code, outcome.message, outcome.error)
         if route.empty_reply or _prefers_minimal(request):
             return Response(status_code=204)
-        return JSONResponse(codec.render(route, outcome))
+        return Response(codec.render(route, outcome), media_type="application/json")
 
     return endpoint
 
@@ -239,9 +240,10 @@ def build_app(
     *,
     max_body_bytes: int,
     is_serving: Callable[[], bool],
-) -> Starlette:
+) -> ASGIApp:
     """The ASGI app: one route per RPC (from the proto), ``/ok``, ``/openapi.json`` and
-    ``/metrics`` (Prometheus; like ``/ok``, open without a token)."""
+    ``/metrics`` (Prometheus; like ``/ok``, open without a token). The RPCs' routes are
+    taken by ``front.Front`` before Starlette's stack; Starlette serves the rest."""
     document = openapi.document()
 
     async def health(request: Request) -> Response:
@@ -271,7 +273,7 @@ def build_app(
         Route(path, _dispatch(endpoints), methods=list(endpoints))
         for path, endpoints in by_path.items()
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(_CountRequests)],
         exception_handlers={
@@ -280,3 +282,4 @@ def build_app(
             Exception: _unexpected,
         },
     )
+    return Front(by_path, app)

@@ -6,7 +6,8 @@ proto3 JSON, both for LangGraph's clients: int64 fields are JSON numbers, not st
 (``history_length``, Count's reply; all far below 2**53), and the field named by the
 route's ``response_body`` is the whole reply (a thread, a bare list, a bare number).
 Fields without presence are always written (``copied_from: ""``), so a reply always has
-the same keys; unset messages (``expire_time``) are left out.
+the same keys; unset messages (``expire_time``) are left out. Replies are written in one
+pass by ``reply``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,9 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message, message_factory
 
 from threads_server.errors import InvalidArgument, Reason
-from threads_server.transports.http import langgraph
+from threads_server.transports.http import langgraph, reply
 from threads_server.transports.http.routes import Route
 
-_INT64 = frozenset(
-    {
-        descriptor.FieldDescriptor.TYPE_INT64,
-        descriptor.FieldDescriptor.TYPE_SINT64,
-        descriptor.FieldDescriptor.TYPE_SFIXED64,
-        descriptor.FieldDescriptor.TYPE_UINT64,
-        descriptor.FieldDescriptor.TYPE_FIXED64,
-    }
-)
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _AT_PATH = re.compile(r" at [A-Za-z0-9_]+\.([^ ]+?)\.*$")
 _PARSE_FIELD = re.compile(r"^Failed to parse ([A-Za-z0-9_]+) field")
@@ -126,39 +118,6 @@ def _parse_error(text: str) -> InvalidArgument:
     return malformed(f"{field}: {first}" if field else first, field)
 
 
-def render(route: Route, response: message.Message) -> Any:
-    """The reply's JSON: the message, or its ``response_body`` field."""
-    body = json_format.MessageToDict(
-        response,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-    )
-    _int64_as_numbers(route.method.output_type, body)
-    reply = body[route.response_body] if route.response_body else body
-    return _integral_floats_as_ints(reply)
-
-
-def _integral_floats_as_ints(value: Any) -> Any:
-    """A Struct holds every number as a double; ``1`` went in, so ``1`` comes out (as
-    LangGraph returns it), not ``1.0``. Only exactly representable integers change."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral_floats_as_ints(v) for v in value]
-    return value
-
-
-def _int64_as_numbers(message_type: descriptor.Descriptor, body: dict[str, Any]) -> None:
-    for field in message_type.fields:
-        if field.name not in body:
-            continue
-        value = body[field.name]
-        if field.type in _INT64:
-            body[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
-        elif field.message_type is not None and not field.message_type.full_name.startswith(
-            "google.protobuf."
-        ):
-            for item in value if isinstance(value, list) else [value]:
-                _int64_as_numbers(field.message_type, item)
+def render(route: Route, response: message.Message) -> bytes:
+    """The reply's JSON bytes: the message, or its ``response_body`` field (``reply``)."""
+    return reply.to_json(response, route.response_body)

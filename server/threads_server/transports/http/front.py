@@ -1,0 +1,75 @@
+"""The HTTP app's entry: an RPC route goes straight to its endpoint; the rest to Starlette.
+
+Starlette answers every request through its middleware stack (error and exception
+middleware, our request counter), a router that tries each route's regular expression in
+turn, and ``JSONResponse``. For the routes of the RPCs (the hot path) that is most of what
+the front door adds to a call, so ``Front`` takes them first: a literal path is one dict
+lookup, a templated one a match against the few templates of its first segment, and a hit
+runs the route's endpoint (the same function Starlette would run, with the same
+``Request``), counts the request and sends the reply. Whatever it does not take (another
+method on an RPC's path, ``/ok``, ``/openapi.json``, ``/metrics``, an unknown path)
+goes to the Starlette app unchanged, which answers and counts it as before: a 405 with its
+``Allow`` header, a 404, HEAD.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from threads_server.ops import metrics
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Front:
+    """``routes``: path template -> HTTP method -> endpoint; ``fallback``: the app for
+    everything else."""
+
+    def __init__(self, routes: Mapping[str, Mapping[str, Handler]], fallback: ASGIApp) -> None:
+        self._fallback = fallback
+        self._literal: dict[tuple[str, str], tuple[str, Handler]] = {}
+        self._templated: dict[str, list[tuple[re.Pattern[str], str, Mapping[str, Handler]]]] = {}
+        for template, by_method in routes.items():
+            if "{" not in template:
+                for method, handler in by_method.items():
+                    self._literal[method, template] = (template, handler)
+                continue
+            regex, _, _ = compile_path(template)  # Starlette's own, so both match alike
+            first = template.split("/")[1]
+            self._templated.setdefault(first, []).append((regex, template, by_method))
+
+    def _find(self, method: str, path: str) -> tuple[str, Handler, dict[str, str]] | None:
+        literal = self._literal.get((method, path))
+        if literal is not None:
+            return literal[0], literal[1], {}
+        for regex, template, by_method in self._templated.get(path.split("/", 2)[1], ()):
+            handler = by_method.get(method)
+            if handler is not None and (match := regex.match(path)) is not None:
+                return template, handler, match.groupdict()
+        return None  # Starlette's: a 405 naming the path's methods, or a 404
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._fallback(scope, receive, send)
+            return
+        found = self._find(scope["method"], scope["path"])
+        if found is None:
+            await self._fallback(scope, receive, send)
+            return
+        template, handler, params = found
+        started = time.perf_counter()
+        scope["path_params"] = params
+        status = 500  # if the endpoint fails: a bug, which uvicorn logs
+        try:
+            response = await handler(Request(scope, receive))
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            metrics.http_request(template, scope["method"], status, time.perf_counter() - started)
