@@ -63,6 +63,29 @@ def test_embedded_server_is_started_once_by_the_parent(spawn: Spawn, short_dir: 
     assert not any(process_alive(pid) for pid in [*workers, embedded])
 
 
+def test_only_the_parent_and_the_embedded_server_hold_the_data_directory_lock(
+    spawn: Spawn, short_dir: Path
+) -> None:
+    """The lock file is the parent's (and the embedded server's, which must outlive it):
+    a worker holding a copy kept the directory locked after a SIGKILL of the parent until
+    the last worker had drained, so a restart failed with "in use" meanwhile."""
+    data_dir = short_dir / "data"
+    server = spawn("--workers", "2", "--data-dir", str(data_dir))
+    server.wait_serving()
+    workers = server.workers()
+    assert len(workers) == 2, (workers, server.tail())
+    lock = str(data_dir / ".lock")
+
+    def holds_lock(pid: int) -> bool:
+        fds = Path(f"/proc/{pid}/fd")
+        return any(os.path.realpath(fd) == lock for fd in fds.iterdir())
+
+    assert holds_lock(server.process.pid)
+    assert holds_lock(embedded_pid(data_dir))
+    assert not [pid for pid in workers if holds_lock(pid)]
+    assert server.stop() == 0, server.tail()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_to_the_parent_drains_every_worker(
     spawn: Spawn, redis_server: RedisProcess, sig: signal.Signals

@@ -145,6 +145,8 @@ class Supervisor:
 
     count: int
     serve: Callable[[int], int]
+    # Run in each worker right after the fork: drops what only the parent should hold.
+    in_child: Callable[[], None] = lambda: None
     max_restarts: int = MAX_RESTARTS
     restart_window: float = RESTART_WINDOW
     _workers: dict[int, int] = field(default_factory=dict)  # pid -> worker index
@@ -180,6 +182,7 @@ class Supervisor:
                 # its handlers: a stop during start-up then drains instead of killing it.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
                 die_with_parent()
+                self.in_child()
                 code = self.serve(index)
             except BaseException:
                 traceback.print_exc()
