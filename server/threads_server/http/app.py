@@ -37,7 +37,7 @@ from threads_server.errors import (
     ThreadsError,
     Unimplemented,
 )
-from threads_server.http import codec, openapi
+from threads_server.http import codec, openapi, strict
 from threads_server.http.routes import ROUTES
 from threads_server.http.routes import Route as RpcRoute
 from threads_server.http.status import HTTP_STATUS, status_body
@@ -96,7 +96,7 @@ def _timeout(request: Request) -> float | None:
     except ValueError:
         seconds = math.nan
     if not 0 < seconds < math.inf:
-        raise codec.malformed(
+        raise strict.malformed(
             f"the X-Request-Timeout header must be a positive number of seconds, got {raw!r}",
             "X-Request-Timeout",
         )
@@ -136,7 +136,7 @@ def _endpoint(
         try:
             timeout = _timeout(request)
             if not route.has_body and data.strip():
-                raise codec.malformed(f"{route.verb} {route.path} takes no request body")
+                raise strict.malformed(f"{route.verb} {route.path} takes no request body")
             body = codec.parse_body(data) if route.has_body else {}
             message = codec.build_request(
                 route, request.path_params, request.query_params.multi_items(), body
@@ -205,6 +205,28 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(grpc.StatusCode.INTERNAL, rpc.INTERNAL_MESSAGE)
 
 
+class _StrictRequests:
+    """``strict``'s framing and path rules, before routing: a request with both
+    Content-Length and Transfer-Encoding is refused with ``Connection: close`` (the server
+    closes the connection after it), and a ``%2F`` stays inside its path segment."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = strict.framing_problem(scope["headers"])
+            if problem is not None:
+                response = _transport_error(problem, 400)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+                return
+            path = strict.route_path(scope.get("raw_path") or b"")
+            if path is not None:
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
+
+
 class _CountRequests:
     """Counts every HTTP request by the template of the route Starlette matched (which it
     leaves in the scope), never the raw path, so ids never become label values."""
@@ -270,12 +292,16 @@ def build_app(
         Route(path, _dispatch(endpoints), methods=list(endpoints))
         for path, endpoints in by_path.items()
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(_CountRequests)],
+        middleware=[Middleware(_CountRequests), Middleware(_StrictRequests)],
         exception_handlers={
             404: _not_found,
             HTTPException: _http_exception,
             Exception: _unexpected,
         },
     )
+    # No 307 to the path with(out) a trailing slash: Starlette builds its Location from the
+    # Host header. Such a path is a 404, as behind a transcoder.
+    app.router.redirect_slashes = False
+    return app
