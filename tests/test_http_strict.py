@@ -196,6 +196,29 @@ async def test_a_trailing_slash_is_a_404_never_a_redirect_built_from_host(
     assert_status(response, 404, 5, "ROUTE_NOT_FOUND")
 
 
+@pytest.mark.parametrize("path", ["/threads/search", "/threads/count"])
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT"])
+async def test_a_wrong_method_on_a_literal_path_names_that_paths_methods(
+    http: httpx.AsyncClient, path: str, method: str
+) -> None:
+    """Found by the fuzz run (schemathesis ST205): ``OPTIONS /threads/count`` answered 405
+    with ``Allow: DELETE, GET, PATCH``, the methods of /threads/{thread_id}, which the
+    path matches too."""
+    response = await http.request(method, path)
+    error = assert_status(response, 405, 12, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "POST", error
+    assert error["details"][0]["metadata"]["allow"] == "POST"
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+async def test_another_method_of_a_literal_path_is_an_invalid_id(
+    http: httpx.AsyncClient, method: str
+) -> None:
+    """As a transcoder routes it: GET /threads/count is Get's pattern, with the id "count"."""
+    response = await http.request(method, "/threads/count")
+    assert_status(response, 400, 3, "INVALID_THREAD_ID")
+
+
 # --- framing ---------------------------------------------------------------------------------
 
 

@@ -184,7 +184,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         # HEAD comes with every GET in Starlette; the Allow header names the routes' methods.
         allowed = ", ".join(
-            m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD"
+            sorted(m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD")
         )
         wrong_method = Unimplemented(
             f"{request.url.path} does not take {request.method}; it takes {allowed}",
@@ -288,9 +288,11 @@ def build_app(
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, {})[route.verb] = _endpoint(route, servicer, max_body_bytes)
+    # Literal paths before templated ones: Starlette answers a wrong method with the first
+    # route whose path matches, and /threads/count also matches /threads/{thread_id}.
     routes += [
         Route(path, _dispatch(endpoints), methods=list(endpoints))
-        for path, endpoints in by_path.items()
+        for path, endpoints in sorted(by_path.items(), key=lambda item: item[0].count("{"))
     ]
     app = Starlette(
         routes=routes,
