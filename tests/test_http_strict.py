@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.http_helpers import assert_status, base_url
+from tests.inprocess_server import eventually
 from tests.store_checks import untouched
 from threads_server.app import ThreadsServer
 from threads_server.errors import InvalidArgument, Reason
@@ -150,14 +151,35 @@ async def test_only_utf8_bodies_are_read(http: httpx.AsyncClient, redis: Any, da
     assert created.json()["metadata"] == {"name": "Zoë"}
 
 
-async def test_a_lone_surrogate_is_refused(http: httpx.AsyncClient, redis: Any) -> None:
-    """``"\\ud800"`` is valid JSON syntax but no Unicode text: protobuf refuses to hold it
-    (json_format's ParseError; pinned here, as the server relies on it)."""
+@pytest.mark.parametrize(
+    ("request_line", "field"),
+    [
+        (r'POST /threads {"metadata": {"a": "\ud800"}}', "metadata.a"),
+        (r'POST /threads {"metadata": {"\udc00": 1}}', "metadata"),
+        (r'POST /threads {"history": [{"data": {"a": ["\ud83d"]}}]}', "history[0].data.a[0]"),
+        (r'POST /threads/count {"metadata": "\ud800"}', "metadata"),
+        (r'POST /threads/search {"sort_by": "\udfff"}', "sort_by"),
+        (r'POST /threads/{id}/copy {"request_id": "x\ud800"}', "request_id"),
+    ],
+    ids=["value", "key", "in-a-list", "count-metadata", "sort-by", "request-id"],
+)
+async def test_a_lone_surrogate_is_refused_naming_where(
+    http: httpx.AsyncClient, redis: Any, thread_id: str, request_line: str, field: str
+) -> None:
+    """Found by the fuzz run: ``{"metadata": "\\ud800"}`` on Count was a 500, as the error
+    message quoted the value and no UTF-8 could encode it. JSON strings are Unicode text
+    (RFC 8259 §8.2); a lone surrogate escape is none, and no protobuf string holds it."""
     async with untouched(redis):
-        response = await http.post(
-            "/threads", content=b'{"metadata": {"a": "\\ud800"}}', headers=JSON
-        )
-    _malformed(response, "metadata")
+        response = await _send(http, request_line, thread_id)
+    assert "lone surrogate" in _malformed(response, field)["message"]
+
+
+async def test_a_surrogate_pair_is_a_character(http: httpx.AsyncClient) -> None:
+    """What json.dumps writes for any character past U+FFFF (ensure_ascii)."""
+    response = await http.post(
+        "/threads", content=b'{"metadata": {"smile": "\\ud83d\\ude00"}}', headers=JSON
+    )
+    assert response.status_code == 200 and response.json()["metadata"] == {"smile": "\U0001f600"}
 
 
 # --- paths -----------------------------------------------------------------------------------
@@ -263,6 +285,26 @@ async def test_content_length_with_transfer_encoding_is_refused_and_the_connecti
         assert b'"MALFORMED_REQUEST"' in received and b"Transfer-Encoding" in received
 
 
+async def test_a_client_gone_before_its_body_is_a_499_not_a_traceback(
+    threads_server: ThreadsServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the fuzz run: a client that closed the connection before its whole body
+    came made Starlette log "Exception in ASGI application" with a traceback (and count a
+    500). Now it is counted as 499, grpc-gateway's status for a cancelled call."""
+    path = f"/threads/{uuid.uuid4()}/entries"
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" % path.encode()
+    with socket.create_connection(("127.0.0.1", threads_server.http_port), timeout=10) as sock:
+        sock.sendall(head + b'{"entries"')
+
+    async def counted() -> bool:
+        text = (await http.get("/metrics")).text
+        return 'route="/threads/{thread_id}/entries",status="499"' in text
+
+    await eventually(counted, "the call counted as 499")
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
+    assert "Traceback" not in caplog.text
+
+
 async def test_a_keep_alive_connection_still_serves_several_requests(
     threads_server: ThreadsServer,
 ) -> None:
@@ -308,6 +350,8 @@ async def test_the_protos_sort_names_and_numbers_still_work(http: httpx.AsyncCli
         (b'{"a": 1, "a": 1}', "a", "twice"),
         (b'{"a": [{"b": {"c": 1, "c": 2}}]}', "a[0].b.c", "twice"),
         (b'{"a": "\xff"}', None, "UTF-8"),
+        (b'{"a": {"b": "\\ud800"}}', "a.b", "lone surrogate"),
+        (b'{"\\udc00\\u00e9": {"b": 1}}', None, "lone surrogate"),
         ('{"a": 1}'.encode("utf-16"), None, "UTF-8"),
         (b'{"a": 1,}', None, "not valid JSON"),
         (b"[1]", None, "JSON object"),

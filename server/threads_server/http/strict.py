@@ -6,6 +6,8 @@ reads it on the way. The rules, each a function here, whatever parses the bytes 
 
 * **UTF-8 only** (RFC 8259 §8.1): no other encoding, no byte order mark, whatever the
   Content-Type says. ``json.loads`` on bytes would guess UTF-16 or UTF-32.
+* **Unicode text only**: no string or key with a lone surrogate (a ``\\ud800`` escape
+  without its pair), which no protobuf string can hold.
 * **No key twice** in one object: a reader that keeps the first value would see another
   request than the one applied.
 * **Integers in integer and enum fields**: ``2.9``, ``NaN``, ``1e400`` are not ``2``; nor
@@ -53,6 +55,8 @@ _INTEGRAL = frozenset(
     }
 )
 _ENCODED_SLASH = re.compile(r"%2f", re.IGNORECASE)
+# A \\u escape of a surrogate (\\ud800 to \\udfff), or a backslash then such text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 # The smallest integer a double cannot hold: it rounds to 2**1024, past the largest double.
 _PAST_DOUBLES = 2**1024 - 2**970
 
@@ -105,6 +109,15 @@ def loads(data: bytes) -> dict[str, Any]:
         body = json.loads(text, object_pairs_hook=pairs_hook)
     except (ValueError, RecursionError) as exc:
         raise malformed(f"the request body is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(text):  # the one way a JSON text holds no Unicode text
+        where = next(_lone_surrogates(body, ""), None)
+        if where is not None:
+            raise malformed(
+                f"{where or 'a key'} holds a lone surrogate (an escape from \\ud800 to "
+                "\\udfff without its pair): JSON strings must be Unicode text (RFC 8259 "
+                "§8.2), and no protobuf string can hold it",
+                where or None,
+            )
     if duplicated:
         field = next(_duplicates(body, ""))
         raise malformed(f"{field} is given twice; give each key once", field)
@@ -124,6 +137,36 @@ def _duplicates(value: Any, path: str) -> Iterator[str]:
         prefix = path.removesuffix(".")
         for index, item in enumerate(value):
             yield from _duplicates(item, f"{prefix}[{index}].")
+
+
+def _lone_surrogates(value: Any, path: str) -> Iterator[str]:
+    """The path of each string, or object holding a key, with a lone surrogate (json
+    decodes a ``\\ud800`` escape without its pair to one); keys before it printed
+    with escapes, so that the path itself is Unicode text."""
+    if isinstance(value, str):
+        if not _is_text(value):
+            yield path.removesuffix(".")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not _is_text(key):
+                yield path.removesuffix(".")
+            yield from _lone_surrogates(item, f"{path}{_printable(key)}.")
+    elif isinstance(value, list):
+        prefix = path.removesuffix(".")
+        for index, item in enumerate(value):
+            yield from _lone_surrogates(item, f"{prefix}[{index}].")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(key: str) -> str:
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_fields(message_type: descriptor.Descriptor, body: Any, prefix: str = "") -> None:
