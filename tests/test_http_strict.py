@@ -305,6 +305,43 @@ async def test_a_client_gone_before_its_body_is_a_499_not_a_traceback(
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("route", "template"),
+    [
+        ("GET /ok", "/ok"),
+        ("GET /nowhere", "(unmatched)"),
+        ("PUT /threads/count", "/threads/count"),
+        ("GET /threads/count", "/threads/{thread_id}"),
+    ],
+    ids=["health", "404", "405", "rpc"],
+)
+async def test_a_malformed_chunk_after_the_handler_started_is_no_traceback(
+    threads_server: ThreadsServer,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    route: str,
+    template: str,
+) -> None:
+    """Found by the fuzz run: a chunked request whose chunk size is junk, to a route that
+    answers without reading the body (/ok, a 404, a 405). h11 finds the junk after the
+    handler started; uvicorn answers 400 and closes, and the handler's own answer then
+    failed inside uvicorn ("Exception in ASGI application", a traceback). A chunked
+    request is now answered only after its body (``_AfterTheBody``), here never: 499."""
+    method, path = route.split(" ")
+    head = b"%s %s HTTP/1.1\r\nHost: x\r\n" % (method.encode(), path.encode())
+    request = head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
+    received, closed = await _in_thread(_exchange, threads_server.http_port, request)
+    assert received.startswith(b"HTTP/1.1 400 ") and closed, received
+
+    async def counted() -> bool:  # the handler has run and its answer went nowhere
+        text = (await http.get("/metrics")).text
+        return f'method="{method}",route="{template}",status="499"' in text
+
+    await eventually(counted, "the call counted as 499")
+    assert "Exception in ASGI application" not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
 async def test_a_keep_alive_connection_still_serves_several_requests(
     threads_server: ThreadsServer,
 ) -> None:

@@ -223,6 +223,8 @@ class _StrictRequests:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if any(name == b"transfer-encoding" for name, _ in scope["headers"]):
+                receive, send = _AfterTheBody(receive, send).pair()
             problem = strict.framing_problem(scope["headers"])
             if problem is not None:
                 response = _transport_error(problem, 400)
@@ -233,6 +235,35 @@ class _StrictRequests:
             if path is not None:
                 scope = {**scope, "path": path}
         await self.app(scope, receive, send)
+
+
+class _AfterTheBody:
+    """A chunked request is answered once its body is in, or not at all if the client is
+    gone. h11 may find a malformed chunk after the handler started; uvicorn then answers
+    400 and closes at once, and a response the handler sends that early (a 404, /ok, a
+    refusal that needs no body) failed inside uvicorn, logged as "Exception in ASGI
+    application". Handlers that read the body are never held up."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive, self._send = receive, send
+        self._body_done = self._gone = False
+
+    def pair(self) -> tuple[Receive, Send]:
+        return self.receive, self.send
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._body_done = self._gone = True
+        elif not message.get("more_body", False):
+            self._body_done = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        while not self._body_done:
+            await self.receive()  # the rest of the body, dropped: nobody reads it now
+        if not self._gone:
+            await self._send(message)
 
 
 class _CountRequests:
@@ -247,7 +278,7 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # if the app fails before it answers
+        status: int | None = None
 
         async def send_counted(message: Message) -> None:
             nonlocal status
@@ -255,9 +286,13 @@ class _CountRequests:
                 status = message["status"]
             await send(message)
 
+        returned = False
         try:
             await self.app(scope, receive, send_counted)
+            returned = True
         finally:
+            if status is None:  # failed before it answered, or the client was gone
+                status = HTTP_STATUS[grpc.StatusCode.CANCELLED] if returned else 500
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else UNMATCHED_ROUTE
             metrics.http_request(template, scope["method"], status, time.perf_counter() - started)
