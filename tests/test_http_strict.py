@@ -101,13 +101,16 @@ async def _send(http: httpx.AsyncClient, request_line: str, thread_id: str) -> h
         ('POST /threads/{id}/entries {"entries": [{}], "expected_length": 1.5}', "expected_length"),
         ('POST /threads/{id}/copy {"history_length": 0.5}', "history_length"),
         ('POST /threads {"if_exists": true}', "if_exists"),
+        ('POST /threads/{id}/entries {"entries": [""]}', "entries[0]"),
+        ('POST /threads {"history": [{"data": {}}, []]}', "history[1]"),
     ],
 )
-async def test_a_fraction_or_non_finite_number_where_an_integer_belongs_is_refused(
+async def test_a_value_of_the_wrong_kind_is_refused(
     http: httpx.AsyncClient, redis: Any, thread_id: str, request_line: str, field: str
 ) -> None:
     """Not rounded: ``{"if_exists": 2.9}`` acted as 2 (do nothing) and ``{"if_exists":
-    1e400}`` was a 500."""
+    1e400}`` was a 500. Nor an entry made up: ``{"entries": [""]}`` appended an empty one
+    (found by the fuzz run, schemathesis ST201)."""
     async with untouched(redis):
         response = await _send(http, request_line, thread_id)
     assert field in _malformed(response, field)["message"]

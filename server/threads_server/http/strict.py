@@ -172,8 +172,10 @@ def _printable(key: str) -> str:
 def check_fields(message_type: descriptor.Descriptor, body: Any, prefix: str = "") -> None:
     """What ``json_format`` lets through and should not: a boolean for a number or enum
     (Python's bool is an int), a fraction or a non-finite number for an integer or enum
-    (an enum takes ``2.9`` as 2). Whole numbers written ``2.0`` are integers, as in
-    protojson; Structs (metadata, data) hold any JSON and are not looked into."""
+    (an enum takes ``2.9`` as 2), and for a message (an entry) anything but an object
+    (it reads ``""`` and ``[]`` as an empty one). Whole numbers written ``2.0`` are
+    integers, as in protojson; Structs (metadata, data) hold any JSON and are not looked
+    into."""
     if not isinstance(body, dict):
         return
     for field in message_type.fields:
@@ -186,8 +188,13 @@ def check_fields(message_type: descriptor.Descriptor, body: Any, prefix: str = "
             _check_scalars(field, items, name)
         elif not field.message_type.full_name.startswith("google.protobuf."):
             for index, item in enumerate(items):
-                where = f"{name}[{index}]." if isinstance(value, list) else f"{name}."
-                check_fields(field.message_type, item, where)
+                where = f"{name}[{index}]" if isinstance(value, list) else name
+                if item is not None and not isinstance(item, dict):
+                    kind = type(item).__name__
+                    raise malformed(
+                        f"{where} must be a JSON object, not {kind} {item!r:.40}", where
+                    )
+                check_fields(field.message_type, item, where + ".")
 
 
 def _check_scalars(field: descriptor.FieldDescriptor, items: Sequence[Any], name: str) -> None:
