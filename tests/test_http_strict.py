@@ -1,7 +1,8 @@
 """Requests read as strictly as grpc-gateway and Envoy read them (issue 19, item 2), against
 a real server (in-process, real Redis, real sockets): one request means one thing to this
 server and to any proxy or audit log on the way. The rules are
-``threads_server.transports.http.strict``; its unit tests here (``test_loads_*``) are what a faster JSON parser must pass too."""
+``threads_server.transports.http.strict``; its unit tests here (``test_loads_*``) are what a
+faster JSON parser must pass too."""
 
 from __future__ import annotations
 
