@@ -56,15 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(metrics_dir()),
         )
         url = settings.redis_url
+        embedded: EmbeddedServer | None = None
         if not url and settings.redis_sentinel is None:
             try:
-                url = stack.enter_context(
-                    EmbeddedServer(
-                        settings.data_dir,
-                        binary=settings.embedded_server,
-                        appendfsync=settings.appendfsync,
-                    )
+                embedded = EmbeddedServer(
+                    settings.data_dir,
+                    binary=settings.embedded_server,
+                    appendfsync=settings.appendfsync,
                 )
+                url = stack.enter_context(embedded)
             except EmbeddedServerError as exc:
                 log.error("%s", exc)
                 return 1
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Supervisor(
             settings.workers,
             lambda _index: _serve(worker_settings, url, reuse_port=True),
+            in_child=embedded.forget_in_child if embedded is not None else lambda: None,
         ).run()
 
 

@@ -191,6 +191,15 @@ class EmbeddedServer:
             time.sleep(0.05)
         raise EmbeddedServerError(f"embedded server not ready after {self.startup_timeout}s")
 
+    def forget_in_child(self) -> None:
+        """In a forked worker: closes its inherited copy of the lock. The lock then lives
+        as long as this process and the embedded child, not as long as the last worker
+        draining after a SIGKILL of the parent, so a restart can take the directory."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        self._process = None  # the parent's child, not ours to stop
+
     def stop(self) -> None:
         """SIGTERM makes the server fsync its AOF and exit; it is killed if it hangs."""
         process, self._process = self._process, None

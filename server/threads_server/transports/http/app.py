@@ -23,7 +23,7 @@ import grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,8 +45,8 @@ from threads_server.service.call import (
     MalformedRequest,
     Via,
 )
-from threads_server.transports.http import codec, openapi
-from threads_server.transports.http.front import Front
+from threads_server.transports.http import codec, openapi, strict
+from threads_server.transports.http.front import AfterTheBody, Front, chunked
 from threads_server.transports.http.routes import ROUTES
 from threads_server.transports.http.routes import Route as RpcRoute
 from threads_server.transports.http.status import HTTP_STATUS, status_body
@@ -105,7 +105,7 @@ def _timeout(request: Request) -> float | None:
     except ValueError:
         seconds = math.nan
     if not 0 < seconds < math.inf:
-        raise codec.malformed(
+        raise strict.malformed(
             f"the X-Request-Timeout header must be a positive number of seconds, got {raw!r}",
             "X-Request-Timeout",
         )
@@ -137,6 +137,14 @@ def _endpoint(
                 limit=max_body_bytes,
             )
             return _transport_error(too_large, 413)
+        except ClientDisconnect:
+            # The caller went away before its whole body came: nothing ran, and nobody
+            # reads an answer. Not a traceback in the log: 499, as nginx and grpc-gateway
+            # count a call the client cancelled.
+            return error_response(
+                grpc.StatusCode.CANCELLED,
+                "the client closed the connection before the whole request body arrived",
+            )
         if call.handler is None:
             return error_response(
                 grpc.StatusCode.UNIMPLEMENTED, f"{route.name} is not implemented by this server"
@@ -146,7 +154,7 @@ def _endpoint(
         try:
             timeout = _timeout(request)
             if not route.has_body and data.strip():
-                raise codec.malformed(f"{route.verb} {route.path} takes no request body")
+                raise strict.malformed(f"{route.verb} {route.path} takes no request body")
             body = codec.parse_body(data) if route.has_body else {}
             message = codec.build_request(
                 route, request.path_params, request.query_params.multi_items(), body
@@ -186,7 +194,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         # HEAD comes with every GET in Starlette; the Allow header names the routes' methods.
         allowed = ", ".join(
-            m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD"
+            sorted(m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD")
         )
         wrong_method = Unimplemented(
             f"{request.url.path} does not take {request.method}; it takes {allowed}",
@@ -207,9 +215,50 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
+class _StrictRequests:
+    """``strict``'s framing and path rules, before routing (the outermost layer, in front
+    of ``front.Front``): a request with both Content-Length and Transfer-Encoding is
+    refused with ``Connection: close`` (the server closes the connection after it), and
+    counted here as no route's; a ``%2F`` stays inside its path segment. (A chunked
+    request is answered after its body: ``front.AfterTheBody``, in both paths.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = strict.framing_problem(scope["headers"])
+            if problem is not None:
+                started = time.perf_counter()
+                response = _transport_error(problem, 400)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+                elapsed = time.perf_counter() - started
+                metrics.http_request(UNMATCHED_ROUTE, scope["method"], 400, elapsed)
+                return
+            path = strict.route_path(scope.get("raw_path") or b"")
+            if path is not None:
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
+
+
+class _ChunkedAfterTheBody:
+    """``front.AfterTheBody`` for the requests Starlette serves (inside the counter, which
+    then counts a request whose answer went nowhere as 499)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and chunked(scope):
+            receive, send = AfterTheBody(receive, send).pair()
+        await self.app(scope, receive, send)
+
+
 class _CountRequests:
-    """Counts every HTTP request by the template of the route Starlette matched (which it
-    leaves in the scope), never the raw path, so ids never become label values."""
+    """Counts every HTTP request Starlette serves by the template of the route it matched
+    (which it leaves in the scope), never the raw path, so ids never become label values.
+    (The RPCs' routes are counted by ``front.Front``, strict refusals by _StrictRequests.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -219,7 +268,7 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # if the app fails before it answers
+        status: int | None = None
 
         async def send_counted(message: Message) -> None:
             nonlocal status
@@ -227,9 +276,13 @@ class _CountRequests:
                 status = message["status"]
             await send(message)
 
+        returned = False
         try:
             await self.app(scope, receive, send_counted)
+            returned = True
         finally:
+            if status is None:  # failed before it answered, or the client was gone
+                status = HTTP_STATUS[grpc.StatusCode.CANCELLED] if returned else 500
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else UNMATCHED_ROUTE
             metrics.http_request(template, scope["method"], status, time.perf_counter() - started)
@@ -242,8 +295,9 @@ def build_app(
     is_serving: Callable[[], bool],
 ) -> ASGIApp:
     """The ASGI app: one route per RPC (from the proto), ``/ok``, ``/openapi.json`` and
-    ``/metrics`` (Prometheus; like ``/ok``, open without a token). The RPCs' routes are
-    taken by ``front.Front`` before Starlette's stack; Starlette serves the rest."""
+    ``/metrics`` (Prometheus; like ``/ok``, open without a token). Every request passes
+    ``_StrictRequests``; then the RPCs' routes are taken by ``front.Front`` before
+    Starlette's stack, and Starlette serves the rest."""
     document = openapi.document()
 
     async def health(request: Request) -> Response:
@@ -269,17 +323,22 @@ def build_app(
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, {})[route.verb] = _endpoint(route, servicer, max_body_bytes)
+    # Literal paths before templated ones: Starlette answers a wrong method with the first
+    # route whose path matches, and /threads/count also matches /threads/{thread_id}.
     routes += [
         Route(path, _dispatch(endpoints), methods=list(endpoints))
-        for path, endpoints in by_path.items()
+        for path, endpoints in sorted(by_path.items(), key=lambda item: item[0].count("{"))
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_CountRequests)],
+        middleware=[Middleware(_CountRequests), Middleware(_ChunkedAfterTheBody)],
         exception_handlers={
             404: _not_found,
             HTTPException: _http_exception,
             Exception: _unexpected,
         },
     )
-    return Front(by_path, app)
+    # No 307 to the path with(out) a trailing slash: Starlette builds its Location from the
+    # Host header. Such a path is a 404, as behind a transcoder.
+    app.router.redirect_slashes = False
+    return _StrictRequests(Front(by_path, app))

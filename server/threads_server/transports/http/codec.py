@@ -12,38 +12,28 @@ pass by ``reply``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from google.protobuf import descriptor, json_format, message, message_factory
+from google.protobuf import json_format, message, message_factory
 
-from threads_server.errors import InvalidArgument, Reason
-from threads_server.transports.http import langgraph, reply
+from threads_server.errors import InvalidArgument
+from threads_server.transports.http import langgraph, reply, strict
 from threads_server.transports.http.routes import Route
+from threads_server.transports.http.strict import malformed
 
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _AT_PATH = re.compile(r" at [A-Za-z0-9_]+\.([^ ]+?)\.*$")
 _PARSE_FIELD = re.compile(r"^Failed to parse ([A-Za-z0-9_]+) field")
 
 
-def malformed(message_text: str, field: str | None = None) -> InvalidArgument:
-    extra = {"field": field} if field else {}
-    return InvalidArgument(message_text, reason=Reason.MALFORMED_REQUEST, **extra)
-
-
 def parse_body(data: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}`` (Copy with no body)."""
+    """The request body as a JSON object (read as ``strict`` says); an empty body is
+    ``{}`` (Copy with no body)."""
     if not data.strip():
         return {}
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise malformed(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise malformed(f"the request body must be a JSON object, not {type(body).__name__}")
-    return body
+    return strict.loads(data)
 
 
 def build_request(
@@ -69,7 +59,17 @@ def build_request(
         if name in fields and fields[name] != value:
             raise malformed(f"{name} is in the path ({value}); the body may not differ", name)
         fields[name] = value
-    _no_bools_but_bools(route.method.input_type, fields, "")
+    strict.check_fields(route.method.input_type, fields)
+    try:
+        return _parse_dict(fields, request_class)
+    except OverflowError:
+        # An integer past a double's range in a Struct; as infinity, it is refused with
+        # the field and key it is under, as 1e400 is.
+        strict.past_doubles_as_infinity(fields)
+        return _parse_dict(fields, request_class)
+
+
+def _parse_dict(fields: dict[str, Any], request_class: type[message.Message]) -> message.Message:
     request = request_class()
     try:
         json_format.ParseDict(fields, request, max_recursion_depth=100)
@@ -80,30 +80,6 @@ def build_request(
             f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}"
         ) from None
     return request
-
-
-def _no_bools_but_bools(message_type: descriptor.Descriptor, body: Any, prefix: str) -> None:
-    """json_format takes ``true`` for a number or an enum (Python's bool is an int): a wrong
-    type, refused here with the field named."""
-    if not isinstance(body, dict):
-        return
-    for field in message_type.fields:
-        value = body.get(field.name)
-        items = value if isinstance(value, list) else [value]
-        name = prefix + field.name
-        wants_bool = field.type == descriptor.FieldDescriptor.TYPE_BOOL
-        if (
-            not wants_bool
-            and field.message_type is None
-            and any(isinstance(v, bool) for v in items)
-        ):
-            raise malformed(f"{name}: a boolean where a number, string or enum belongs", name)
-        if field.message_type is not None and not field.message_type.full_name.startswith(
-            "google.protobuf."
-        ):
-            for index, item in enumerate(items):
-                where = f"{name}[{index}]." if isinstance(value, list) else f"{name}."
-                _no_bools_but_bools(field.message_type, item, where)
 
 
 def _parse_error(text: str) -> InvalidArgument:

@@ -18,14 +18,51 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threads_server.ops import metrics
+from threads_server.transports.http.status import HTTP_STATUS
+
+_CANCELLED = HTTP_STATUS[grpc.StatusCode.CANCELLED]  # 499: the client left before the answer
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+class AfterTheBody:
+    """A chunked request is answered once its body is in, or not at all if the client is
+    gone. The parser may find a malformed chunk after the handler started; uvicorn then answers
+    400 and closes at once, and a response the handler sends that early (a 404, /ok, a
+    refusal that needs no body) failed inside uvicorn, logged as "Exception in ASGI
+    application". Handlers that read the body are never held up."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive, self._send = receive, send
+        self._body_done = self.gone = False
+
+    def pair(self) -> tuple[Receive, Send]:
+        return self.receive, self.send
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._body_done = self.gone = True
+        elif not message.get("more_body", False):
+            self._body_done = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        while not self._body_done:
+            await self.receive()  # the rest of the body, dropped: nobody reads it now
+        if not self.gone:
+            await self._send(message)
 
 
 class Front:
@@ -66,10 +103,14 @@ class Front:
         template, handler, params = found
         started = time.perf_counter()
         scope["path_params"] = params
+        after = None
+        if chunked(scope):
+            after = AfterTheBody(receive, send)
+            receive, send = after.pair()
         status = 500  # if the endpoint fails: a bug, which uvicorn logs
         try:
             response = await handler(Request(scope, receive))
-            status = response.status_code
             await response(scope, receive, send)
+            status = _CANCELLED if after is not None and after.gone else response.status_code
         finally:
             metrics.http_request(template, scope["method"], status, time.perf_counter() - started)

@@ -121,12 +121,45 @@ def _plan(message_type: descriptor.Descriptor) -> Render:
 
 def _library(msg: Any) -> Any:
     """The reference this module is held to (tests/test_http_reply.py): the library's
-    MessageToDict, int64 fields as numbers, whole numbers of doubles as integers."""
-    body = json_format.MessageToDict(
-        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    MessageToDict (a stored NaN or infinity first made the string proto3 JSON writes for
+    it), int64 fields as numbers, whole numbers of doubles as integers."""
+    try:
+        body = _to_dict(msg)
+    except json_format.SerializeToJsonError:  # a NaN or infinity, stored before refused
+        copied = type(msg)()
+        copied.CopyFrom(msg)
+        _non_finite_as_strings(copied)
+        body = _to_dict(copied)
     _int64_as_numbers(msg.DESCRIPTOR, body)
     return _whole_numbers(body)
+
+
+def _to_dict(msg: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _non_finite_as_strings(reply: message.Message) -> None:
+    """Every NaN or infinite number in ``reply``'s Structs becomes the string proto3 JSON
+    writes for it; iterative, for any depth."""
+    pending: list[message.Message] = [reply]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, struct_pb2.Value) and current.WhichOneof("kind") == "number_value":
+            if not math.isfinite(number := current.number_value):
+                current.string_value = _number(number)
+            continue
+        for field, value in current.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    pending.extend(value.values())
+            elif field.is_repeated:
+                pending.extend(value)
+            else:
+                pending.append(value)
 
 
 _INT64 = frozenset(
