@@ -17,6 +17,8 @@ reads it on the way. The rules, each a function here, whatever parses the bytes 
   that the handlers refuse them with NUMBER_NOT_FINITE, as over gRPC (``validation``).
 * **Framing**: a request with both Content-Length and Transfer-Encoding is refused and its
   connection closed (RFC 9112 §6.1), so no bytes of it can run as a second request.
+  (uvicorn's parser, httptools, refuses such a request itself before the app sees it,
+  with a plain-text 400; this check stands behind it for a parser that would not.)
 * **Paths**: ``%2F`` does not separate path segments, as a gRPC-JSON transcoder reads it:
   ``/threads/<id>%2Fentries`` names the thread ``<id>%2Fentries`` (an invalid id), never
   the entries route.
