@@ -7,12 +7,14 @@
 -- Replies:
 --   {'OK', count}
 --- @include "includes/count_shard"
+--- @include "includes/purge_expired"
 --- @include "includes/shards"
 local filters = ARGV[1]
 local first_shard = 2
 
+local now_ms = now_in_ms()
 local count = 0
 for _, shard in ipairs(shards(first_shard, filters)) do
-  count = count + count_shard(shard)
+  count = count + count_shard(shard, now_ms)
 end
 return {'OK', count}

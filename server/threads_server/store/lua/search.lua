@@ -26,11 +26,15 @@ if sort == 'i' and cursor_id ~= '' then
   cursor_score = 0 -- in id order every score is 0, and the id alone places the cursor
 end
 local desc = order == 'desc'
-local lists = {}
-for _, shard in ipairs(shards(first_shard, filters)) do
+local list = shards(first_shard, filters)
+-- Each shard's first read: about twice its share of the rows merged (at least 2).
+local batch = math.min(limit, math.max(2, math.ceil(2 * limit / #list)))
+local now_ms = now_in_ms()
+local heads = {}
+for _, shard in ipairs(list) do
   local idx = shard.idx
-  local _, clean = purge_expired(shard.prefix, idx)
-  local found = search_shard({
+  local clean = purge_expired(shard.prefix, idx, now_ms)
+  local next_match = search_shard({
     prefix = shard.prefix,
     check = not clean,
     sort = sort,
@@ -38,43 +42,46 @@ for _, shard in ipairs(shards(first_shard, filters)) do
     cursor_score = cursor_score,
     cursor_id = cursor_id,
     limit = limit,
+    batch = batch,
     filters = shard.filters,
     sets = {c = idx .. 'c', u = idx .. 'u', i = idx .. 'i'},
     ids = shard.ids,
   })
-  lists[#lists + 1] = {prefix = shard.prefix, found = found, at = 1}
+  local id, score = next_match()
+  if id then
+    heads[#heads + 1] = {next = next_match, prefix = shard.prefix, id = id, score = score,
+      number = tonumber(score)}
+  end
 end
 
--- Merge: each list is sorted by (score, id) in the query's order, and ids are unique
--- across shards, so the next row is the best head; stop at `limit` rows.
+-- Merge: each shard's matches come in (score, id) order and ids are unique across shards,
+-- so the next row is the best head; stop at `limit` rows.
 local rows, states = {}, {}
 for merged = 1, limit do
-  local best, best_score, best_id = nil, nil, nil
-  for _, list in ipairs(lists) do
-    if list.at < #list.found then
-      local id, score = list.found[list.at], tonumber(list.found[list.at + 1])
-      if not best
-        or (score ~= best_score and (score > best_score) == desc)
-        or (score == best_score and (id > best_id) == desc) then
-        best, best_score, best_id = list, score, id
-      end
+  local best = nil
+  for _, head in ipairs(heads) do
+    if head.id and (not best
+        or (head.number ~= best.number and (head.number > best.number) == desc)
+        or (head.number == best.number and (head.id > best.id) == desc)) then
+      best = head
     end
   end
   if not best then
     break
   end
   if merged > skip then
-    rows[#rows + 1] = best_id
-    rows[#rows + 1] = best.found[best.at + 1]
+    rows[#rows + 1] = best.id
+    rows[#rows + 1] = best.score
     if merged - skip <= take then
-      local meta = best.prefix .. best_id .. ':meta'
+      local meta = best.prefix .. best.id .. ':meta'
       if redis.call('EXISTS', meta) == 1 then
-        states[#states + 1] = thread_state(meta, best.prefix .. best_id .. ':hist')
+        states[#states + 1] = thread_state(meta, best.prefix .. best.id .. ':hist')
       else
         states[#states + 1] = false
       end
     end
   end
-  best.at = best.at + 2
+  best.id, best.score = best.next()
+  best.number = tonumber(best.score)
 end
 return {'OK', rows, states}

@@ -4,8 +4,9 @@
 
 -- One shard's part of a Count (count.lua; a shard as includes/shards.lua makes it): ZCARD
 -- where the index holds live threads only, else the candidates checked one by one.
-local function count_shard(shard)
-  local now_ms, clean = purge_expired(shard.prefix, shard.idx)
+-- now_ms: now_in_ms() of the call.
+local function count_shard(shard, now_ms)
+  local clean = purge_expired(shard.prefix, shard.idx, now_ms)
   local sets = shard.filters
   if shard.ids then
     return count_matching(shard.prefix, shard.ids, sets, nil)

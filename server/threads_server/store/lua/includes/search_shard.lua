@@ -1,16 +1,18 @@
 --- @include "thread_matches"
 --- @include "smallest_set"
 
--- One shard's part of a Search (search.lua): the first q.limit matches past the cursor,
--- as a flat {id, score, ...} sorted by (sort key, id) in q's order. q holds: prefix (of
--- the shard's thread keys), check (whether to check each thread exists: purge_expired
--- left entries due), sort ('c', 'u' or 'i'), desc, cursor_score (number or nil),
--- cursor_id ('' for none), limit, filters (the shard's filter sets: idx:m:<digest>,
--- idx:f:<source>), sets ({c =, u =, i =} sorted-set names) and ids (thread_ids, or nil
--- for every thread).
+-- One shard's part of a Search (search.lua): a function that returns the shard's next
+-- match past the cursor, in q's order of (sort key, id), as id and score (the score a
+-- string: created_at or updated_at in us, '0' in id order), and nil once there is none.
+-- Rows are read lazily, in batches: q.batch rows first, then twice as many each time up
+-- to 1,024, so that the merge of a page reads from each shard about what the page takes
+-- from it rather than a whole page from every shard. q holds: prefix (of the shard's
+-- thread keys), check (whether to check each thread exists: purge_expired left entries
+-- due), sort ('c', 'u' or 'i'), desc, cursor_score (number or nil), cursor_id ('' for
+-- none), limit (no more matches are ever taken), batch, filters (the shard's filter sets:
+-- idx:m:<digest>, idx:f:<source>), sets ({c =, u =, i =} sorted-set names) and ids
+-- (thread_ids, or nil for every thread).
 local function search_shard(q)
-  local found = {}
-
   -- Whether (score, id) comes after the cursor in the requested order.
   local function past_cursor(score, id)
     if not q.cursor_score then
@@ -22,55 +24,57 @@ local function search_shard(q)
     return id ~= q.cursor_id and (id < q.cursor_id) == q.desc
   end
 
-  local function keep(id, score)
-    found[#found + 1] = id
-    found[#found + 1] = score
-    return #found >= 2 * q.limit
+  -- The rows of a list already in order ({id, score, id, score, ...}), one at a time.
+  local function from_list(rows)
+    local at = -1
+    return function()
+      at = at + 2
+      return rows[at], rows[at + 1]
+    end
   end
 
-  -- Walks a sorted set in order from the cursor until `limit` matches are kept. Members
-  -- scored by the sort key come in (score, id) order, as Redis orders ties.
-  local function walk(key, skip)
-    local offset, batch = 0, math.max(q.limit, 8)
-    while true do
-      local page
-      if q.sort == 'i' then
-        local from = q.cursor_id ~= '' and '(' .. q.cursor_id or (q.desc and '+' or '-')
-        if q.desc then
-          page = redis.call('ZRANGE', key, from, '-', 'BYLEX', 'REV', 'LIMIT', offset, batch)
-        else
-          page = redis.call('ZRANGE', key, from, '+', 'BYLEX', 'LIMIT', offset, batch)
-        end
-        for _, id in ipairs(page) do
-          if thread_matches(q.prefix, id, q.filters, skip, q.check) and keep(id, '0') then
-            return
-          end
-        end
-        if #page < batch then
-          return
-        end
-      else
-        local from = q.cursor_score or (q.desc and '+inf' or '-inf')
-        if q.desc then
-          page = redis.call('ZRANGE', key, from, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset,
-            batch, 'WITHSCORES')
-        else
-          page = redis.call('ZRANGE', key, from, '+inf', 'BYSCORE', 'LIMIT', offset, batch,
-            'WITHSCORES')
-        end
-        for i = 1, #page, 2 do
-          local id, score = page[i], page[i + 1]
-          if past_cursor(tonumber(score), id)
-            and thread_matches(q.prefix, id, q.filters, skip, q.check) and keep(id, score) then
-            return
-          end
-        end
-        if #page < 2 * batch then
-          return
-        end
+  -- One batch of a sorted set in order from the cursor: {id, score, ...} ({id, ...} in id
+  -- order, where every score is 0 and the id alone places the cursor).
+  local function batch_of(key, offset, size)
+    if q.sort == 'i' then
+      local from = q.cursor_id ~= '' and '(' .. q.cursor_id or (q.desc and '+' or '-')
+      if q.desc then
+        return redis.call('ZRANGE', key, from, '-', 'BYLEX', 'REV', 'LIMIT', offset, size)
       end
-      offset = offset + batch
-      batch = math.min(batch * 2, 1024)
+      return redis.call('ZRANGE', key, from, '+', 'BYLEX', 'LIMIT', offset, size)
+    end
+    local from = q.cursor_score or (q.desc and '+inf' or '-inf')
+    if q.desc then
+      return redis.call('ZRANGE', key, from, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, size,
+        'WITHSCORES')
+    end
+    return redis.call('ZRANGE', key, from, '+inf', 'BYSCORE', 'LIMIT', offset, size,
+      'WITHSCORES')
+  end
+
+  -- Walks a sorted set in order from the cursor, keeping the candidates that are in every
+  -- other filter set and alive. Members scored by the sort key come in (score, id) order,
+  -- as Redis orders ties.
+  local function walk(key, skip)
+    local step = q.sort == 'i' and 1 or 2
+    local page, at, offset, size, last = {}, 1, 0, q.batch, false
+    return function()
+      while true do
+        while at <= #page do
+          local id, score = page[at], step == 1 and '0' or page[at + 1]
+          at = at + step
+          if (step == 1 or past_cursor(tonumber(score), id))
+            and thread_matches(q.prefix, id, q.filters, skip, q.check) then
+            return id, score
+          end
+        end
+        if last then
+          return nil
+        end
+        page, at = batch_of(key, offset, size), 1
+        last = #page < size * step
+        offset, size = offset + size, math.min(size * 2, 1024)
+      end
     end
   end
 
@@ -101,23 +105,24 @@ local function search_shard(q)
       end
       return a[2] < b[2]
     end)
+    local kept = {}
     for i = 1, math.min(#rows, q.limit) do
-      keep(rows[i][2], rows[i][3])
+      kept[#kept + 1] = rows[i][2]
+      kept[#kept + 1] = rows[i][3]
     end
+    return from_list(kept)
   end
 
   if q.ids then
     q.check = true -- the caller's ids, not the index's: any may name no thread
-    sort_candidates(q.ids, nil)
-  elseif #q.filters == 0 then
-    walk(q.sets[q.sort], nil)
-  else
-    local driver = smallest_set(q.filters)
-    if q.sort == 'c' then
-      walk(q.filters[driver], driver) -- filter sets are scored by created_at too
-    else
-      sort_candidates(redis.call('ZRANGE', q.filters[driver], 0, -1), driver)
-    end
+    return sort_candidates(q.ids, nil)
   end
-  return found
+  if #q.filters == 0 then
+    return walk(q.sets[q.sort], nil)
+  end
+  local driver = smallest_set(q.filters)
+  if q.sort == 'c' then
+    return walk(q.filters[driver], driver) -- filter sets are scored by created_at too
+  end
+  return sort_candidates(redis.call('ZRANGE', q.filters[driver], 0, -1), driver)
 end
