@@ -11,6 +11,7 @@ builds the result from OK, acts on the outcomes that steer it, and raises
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
@@ -470,7 +471,7 @@ class ThreadStore:
         self, name: str, shards: Sequence[tuple[ShardKeys, str]], build: Build
     ) -> list[tuple[Sequence[int], Outcome, list[Any]]]:
         """Script ``name`` over ``shards``: one call per node that holds them."""
-        routes = [shard.by_created for shard, _ in shards]
+        routes = [_shard_names(shard)[2] for shard, _ in shards]
         return await self._corridor.fan_out(self._scripts[name], routes, build)
 
     def _shards_call(
@@ -485,8 +486,9 @@ class ThreadStore:
         rest: list[str] = []
         for position in positions:
             shard, ids = shards[position]
-            rest += (shard.prefix, shard.index, ids)
-        return [shards[positions[0]][0].by_created], self._argv(name, rest, **argv)
+            prefix, index, _ = _shard_names(shard)
+            rest += (prefix, index, ids)
+        return [_shard_names(shards[positions[0]][0])[2]], self._argv(name, rest, **argv)
 
     @staticmethod
     def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, str]]:
@@ -521,6 +523,12 @@ class ThreadStore:
     def _call(self, script: str, thread_id: str) -> ScriptCall:
         """A call whose outcomes need only the thread it names."""
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
+
+
+@functools.lru_cache(maxsize=16 * 4096)
+def _shard_names(shard: ShardKeys) -> tuple[str, str, str]:
+    """A shard's key prefix, index prefix and ``idx:c``, made once per caller and shard."""
+    return shard.prefix, shard.index, shard.by_created
 
 
 _Row = tuple[int, str, Any]
