@@ -443,8 +443,11 @@ class ThreadStore:
             lists.append(
                 [(int(s), i.decode(), state) for i, s, state in zip(ids, scores, read, strict=True)]
             )
-        merged = heapq.merge(*lists, key=_row_order, reverse=query.descending)
-        rows = list(itertools.islice(merged, limit - skipped))
+        if len(lists) == 1:  # one Redis: the script merged every shard
+            rows = lists[0][: limit - skipped]
+        else:
+            merged = heapq.merge(*lists, key=_row_order, reverse=query.descending)
+            rows = list(itertools.islice(merged, limit - skipped))
         page = rows[offset - skipped : offset - skipped + page_size]
         unread = [thread_id for _, thread_id, state in page if state is _NOT_READ]
         fetched = {thread.thread_id: thread for thread in await self._get_many(owner, unread)}
@@ -468,7 +471,7 @@ class ThreadStore:
         return sum(int(values[0]) for _, _, values in await self._fan_out("count", shards, build))
 
     async def _fan_out(
-        self, name: str, shards: Sequence[tuple[ShardKeys, str]], build: Build
+        self, name: str, shards: Sequence[tuple[ShardKeys, bytes]], build: Build
     ) -> list[tuple[Sequence[int], Outcome, list[Any]]]:
         """Script ``name`` over ``shards``: one call per node that holds them."""
         routes = [_shard_names(shard)[2] for shard, _ in shards]
@@ -477,13 +480,13 @@ class ThreadStore:
     def _shards_call(
         self,
         name: str,
-        shards: Sequence[tuple[ShardKeys, str]],
+        shards: Sequence[tuple[ShardKeys, bytes]],
         positions: Sequence[int],
         **argv: Any,
     ) -> Call:
         """search.lua/count.lua's call over the shards at ``positions``: KEYS the first
         one's ``idx:c`` (it routes the call), ARGV ``argv`` then three per shard."""
-        rest: list[str] = []
+        rest: list[bytes] = []
         for position in positions:
             shard, ids = shards[position]
             prefix, index, _ = _shard_names(shard)
@@ -491,20 +494,21 @@ class ThreadStore:
         return [_shard_names(shards[positions[0]][0])[2]], self._argv(name, rest, **argv)
 
     @staticmethod
-    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, str]]:
+    def shards(owner: str, filters: Filters) -> list[tuple[ShardKeys, bytes]]:
         """The shards a query reads, each with its share of ``thread_ids`` (space-separated;
-        "" for every thread): with ids, the shards holding them; with ``copied_from``, the
-        source's (copies stay in it)."""
+        empty for every thread): with ids, the shards holding them; with ``copied_from``,
+        the source's (copies stay in it)."""
         if filters.thread_ids:
             by_shard: dict[str, list[str]] = {}
             for thread_id in filters.thread_ids:
                 by_shard.setdefault(shard_of(thread_id), []).append(thread_id)
             return [
-                (ShardKeys(owner, shard), " ".join(ids)) for shard, ids in sorted(by_shard.items())
+                (ShardKeys(owner, shard), " ".join(ids).encode())
+                for shard, ids in sorted(by_shard.items())
             ]
         if filters.copied_from:
-            return [(ShardKeys(owner, shard_of(filters.copied_from)), "")]
-        return [(shard, "") for shard in all_shards(owner)]
+            return [(ShardKeys(owner, shard_of(filters.copied_from)), b"")]
+        return [(shard, b"") for shard in all_shards(owner)]
 
     async def _get_many(self, owner: str, thread_ids: Sequence[str]) -> list[pb.Thread]:
         """The threads that still exist, in the order given."""
@@ -526,9 +530,10 @@ class ThreadStore:
 
 
 @functools.lru_cache(maxsize=16 * 4096)
-def _shard_names(shard: ShardKeys) -> tuple[str, str, str]:
-    """A shard's key prefix, index prefix and ``idx:c``, made once per caller and shard."""
-    return shard.prefix, shard.index, shard.by_created
+def _shard_names(shard: ShardKeys) -> tuple[bytes, bytes, str]:
+    """A shard's key prefix and index prefix (as the bytes sent) and ``idx:c``, made once
+    per caller and shard: Search and Count send 16 of each."""
+    return shard.prefix.encode(), shard.index.encode(), shard.by_created
 
 
 _Row = tuple[int, str, Any]
