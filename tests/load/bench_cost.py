@@ -58,7 +58,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -601,18 +601,27 @@ def main() -> int:
         total=total,
     )
     print(f"\ntotal {total:.0f}s")
-    runs = [r for found in results.values() for r in found]
-    for (workers, name, scenario), found in results.items():
-        for r in found:
+    return exit_status(
+        (f"{scenario} ({name}, --workers {workers})", runs)
+        for (workers, name, scenario), runs in results.items()
+    )
+
+
+def exit_status(labelled: Iterable[tuple[str, list[Result]]]) -> int:
+    """Prints every run with a non-OK call or that did not run; 2 if any did not run, 1 if
+    any call was not OK, else 0."""
+    failed = errors = False
+    for label, runs in labelled:
+        for r in runs:
             if r.errors:
-                print(f"non-OK in {scenario} ({name}, --workers {workers}): {r.statuses}")
+                errors = True
+                print(f"non-OK in {label}: {r.statuses}")
                 for message, n in r.error_messages.items():
                     print(f"  {n:>7}  {message}")
             if r.failure:
-                print(f"{scenario} ({name}, --workers {workers}) did not run: {r.failure}")
-    if any(r.failure for r in runs):
-        return 2
-    return 1 if any(r.errors for r in runs) else 0
+                failed = True
+                print(f"{label} did not run: {r.failure}")
+    return 2 if failed else 1 if errors else 0
 
 
 if __name__ == "__main__":

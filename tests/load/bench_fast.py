@@ -59,6 +59,7 @@ from tests.load.bench_cost import (
     Variant,
     default_variants,
     duration_arg,
+    exit_status,
     markdown_table,
     prepare,
     seconds,
@@ -406,16 +407,9 @@ def main() -> int:
     total = time.monotonic() - began
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report(args, builds, results, loads=(load_start, load_end), started=started, total=total)
-    runs = [r for found in results.values() for r in found]
-    for (part, name, scenario), found in results.items():
-        for r in found:
-            if r.errors:
-                print(f"non-OK in {part} {scenario} ({name}): {r.statuses} {r.error_messages}")
-            if r.failure:
-                print(f"{part} {scenario} ({name}) did not run: {r.failure}")
-    if any(r.failure for r in runs):
-        return 2
-    return 1 if any(r.errors for r in runs) else 0
+    return exit_status(
+        (f"{part} {scenario} ({name})", runs) for (part, name, scenario), runs in results.items()
+    )
 
 
 if __name__ == "__main__":
