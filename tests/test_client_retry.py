@@ -172,6 +172,7 @@ _EXPECTED_RULES = {
     "Copy": ("IDEMPOTENCY_UNKNOWN", True, RetryRule.WITH_REQUEST_ID),
     "Search": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
     "Count": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
+    "Watch": ("NO_SIDE_EFFECTS", False, RetryRule.ALWAYS),
 }
 
 

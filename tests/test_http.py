@@ -60,6 +60,7 @@ def test_every_rpc_has_a_route_read_from_its_google_api_http_option() -> None:
         ("POST", "/threads/{thread_id}/copy"): "Copy",
         ("POST", "/threads/search"): "Search",
         ("POST", "/threads/count"): "Count",
+        ("GET", "/threads/{thread_id}/entries/stream"): "Watch",
     }
     # LangGraph's checkpoint paths are not ours to serve (README: HTTP/JSON).
     assert not any("/history" in r.path or "/state" in r.path for r in ROUTES)

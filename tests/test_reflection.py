@@ -26,6 +26,7 @@ THREAD_METHODS = {
     "Copy",
     "Search",
     "Count",
+    "Watch",
 }
 
 

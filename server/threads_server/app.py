@@ -32,7 +32,9 @@ from threads_server.pb import threads_pb2 as pb
 from threads_server.reflection import enable_reflection
 from threads_server.service import ThreadService
 from threads_server.store import ThreadStore
+from threads_server.subscriptions import Subscriber, endpoint_for
 from threads_server.tls import server_credentials
+from threads_server.watch import Watches
 from threads_server.workers import ListenError
 
 log = logging.getLogger("threads.server")
@@ -164,6 +166,17 @@ class ThreadsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
+        # Watch: one subscription connection per Redis node, shared by the worker's streams.
+        self.subscriber = Subscriber(
+            endpoint_for(self.redis), timeout=settings.redis_timeout_seconds
+        )
+        self.watches = Watches(
+            self.store,
+            self.subscriber,
+            progress_seconds=settings.watch_progress_seconds,
+            max_watchers=settings.max_watchers,
+            max_message_bytes=max_bytes,
+        )
         # Search and Count are declared in the proto; their handlers come from another
         # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).
         service = ThreadService(
@@ -171,6 +184,7 @@ class ThreadsServer:
             limits=limits,
             authenticator=Authenticator.from_settings(settings),
             default_ttl_seconds=settings.default_ttl_seconds,
+            watches=self.watches,
         )
         rpc.add_service(service, pb.DESCRIPTOR.services_by_name["ThreadService"], self.grpc)
         # The HTTP/JSON routes call the same servicer's handlers, in this process.
@@ -238,6 +252,9 @@ class ThreadsServer:
         grace = self.settings.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         self.serving = False
+        # Watch streams never finish by themselves: they end now, with UNAVAILABLE, so their
+        # clients resume on another worker instead of waiting out the grace period.
+        self.watches.close()
         stopping = [self.grpc.stop(grace)]
         if self.http is not None:
             stopping.append(self.http.stop())
@@ -250,6 +267,7 @@ class ThreadsServer:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.subscriber.aclose()
         await self.store.aclose()
         await close_redis(self.redis)
 
@@ -281,8 +299,11 @@ class ThreadsServer:
         while not self._stopping.is_set():
             try:
                 await self.store.ping()
-                if not serving or await self.store.topology_changed():
+                failed_over = serving and await self.store.topology_changed()
+                if not serving or failed_over:
                     await self.store.prepare()
+                if failed_over:  # Watch's subscriptions follow the new primaries
+                    self.subscriber.reset()
                 now_serving = True
             except Exception as exc:
                 now_serving = False

@@ -107,6 +107,33 @@ entries_appended = Counter(
     "threads_entries_appended_total", "History entries added by successful Appends."
 )
 # Across workers: 1 only while every live worker reaches Redis.
+grpc_msg_sent = Counter(
+    "grpc_server_msg_sent_total",
+    "Total number of gRPC stream messages sent by the server.",
+    _GRPC_LABELS,
+)
+watchers_open = Gauge(
+    "threads_watchers",
+    "Watch streams open now (gRPC and Server-Sent Events), summed over the workers.",
+    multiprocess_mode="livesum",
+)
+watch_messages = Counter(
+    "threads_watch_messages_total",
+    "Messages sent on Watch streams (gRPC and SSE), by kind: entries or progress.",
+    ("kind",),
+)
+watch_entries = Counter("threads_watch_entries_total", "Entries sent on Watch streams.")
+watch_delivery_seconds = Histogram(
+    "threads_watch_delivery_seconds",
+    "Delay from an append (its entries' created_at, stamped as the appending worker runs "
+    "its script) to their delivery on a Watch stream, for entries appended while the stream "
+    "was open; one sample per append per stream.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+watch_wakeups = Counter(
+    "threads_watch_wakeups_total",
+    "Wake-ups (a write's Pub/Sub message) received by this server's Watch subscriptions.",
+)
 health_serving = Gauge(
     "threads_health_serving",
     "1 while the service reaches Redis (health SERVING), else 0.",
@@ -165,6 +192,77 @@ def grpc_handled_call(method: str, code: grpc.StatusCode, started: float) -> Non
         )
     handled.inc()
     _grpc_children[method][1].observe(time.perf_counter() - started)
+
+
+STREAM_TYPE = "server_stream"
+_stream_children: dict[str, tuple[Counter, Histogram, Counter]] = {}
+_stream_handled: dict[tuple[str, grpc.StatusCode], Counter] = {}
+
+
+def grpc_stream_started(method: str) -> float:
+    """Counts a server-streaming call in (go-grpc-prometheus's grpc_type server_stream)."""
+    started = time.perf_counter()
+    if not _enabled:
+        return started
+    children = _stream_children.get(method)
+    if children is None:
+        labels = (STREAM_TYPE, SERVICE, method)
+        children = _stream_children[method] = (
+            grpc_started.labels(*labels),
+            grpc_seconds.labels(*labels),
+            grpc_msg_sent.labels(*labels),
+        )
+    children[0].inc()
+    return started
+
+
+def grpc_stream_sent(method: str) -> None:
+    if _enabled:
+        _stream_children[method][2].inc()
+
+
+def grpc_stream_handled(method: str, code: grpc.StatusCode, started: float) -> None:
+    """Counts a stream out with its code, and its whole duration."""
+    if not _enabled:
+        return
+    handled = _stream_handled.get((method, code))
+    if handled is None:
+        handled = _stream_handled[(method, code)] = grpc_handled.labels(
+            STREAM_TYPE, SERVICE, method, CODE_NAMES[code]
+        )
+    handled.inc()
+    _stream_children[method][1].observe(time.perf_counter() - started)
+
+
+def watchers(change: int) -> None:
+    if _enabled:
+        watchers_open.inc(change)
+
+
+def watch_wakeup() -> None:
+    if _enabled:
+        watch_wakeups.inc()
+
+
+def watch_sent(message: Any, since: float) -> None:
+    """A Watch message taken by its transport: counted, and for entries appended since the
+    stream opened at ``since`` (time.time), their delay, once per append (its created_at)."""
+    if not _enabled:
+        return
+    entries = message.entries
+    if not entries:
+        watch_messages.labels("progress").inc()
+        return
+    watch_messages.labels("entries").inc()
+    watch_entries.inc(len(entries))
+    now = time.time()
+    last = None
+    for entry in entries:
+        stamp = entry.created_at
+        created = stamp.seconds + stamp.nanos / 1e9
+        if created != last and created >= since:
+            watch_delivery_seconds.observe(max(0.0, now - created))
+        last = created
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:

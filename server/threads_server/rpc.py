@@ -109,9 +109,14 @@ def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], An
 def add_service(
     servicer: object, service: descriptor.ServiceDescriptor, server: aio.Server
 ) -> None:
-    """Registers a servicer's ``@rpc`` methods, parsing requests leniently."""
+    """Registers a servicer's ``@rpc`` methods (and ``@stream_rpc`` ones for methods that
+    stream their replies: ``threads_server.streams``), parsing requests leniently."""
     handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
+        method.name: (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )(
             getattr(servicer, method.name),
             request_deserializer=_lenient_parser(
                 message_factory.GetMessageClass(method.input_type)

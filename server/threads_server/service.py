@@ -9,6 +9,8 @@ is checked before Redis is touched. Every handler gets ``owner``, the authentica
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 from threads_server import errors, page_tokens, search, validation
 from threads_server.auth import Authenticator
 from threads_server.errors import InvalidArgument, Reason
@@ -18,6 +20,8 @@ from threads_server.pb import threads_pb2 as pb
 from threads_server.pb import threads_pb2_grpc as pb_grpc
 from threads_server.rpc import rpc
 from threads_server.store import ThreadStore
+from threads_server.streams import stream_rpc
+from threads_server.watch import Watches
 
 
 class ThreadService(pb_grpc.ThreadServiceServicer):
@@ -28,8 +32,11 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         limits: Limits | None = None,
         authenticator: Authenticator | None = None,
         default_ttl_seconds: int = 0,
+        watches: Watches | None = None,
     ) -> None:
+        """``watches``: the worker's Watch streams (``threads_server.watch``)."""
         self._store = store
+        self._watches = watches
         self._limits = limits or Limits()
         self.authenticator = authenticator
         self._default_ttl_ms = default_ttl_seconds * 1000
@@ -154,6 +161,19 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
         )
         self._require_index()
         return pb.CountResponse(count=await self._store.count(owner, filters))
+
+    # gRPC's stub types a streaming handler as an iterator; @stream_rpc's writes instead
+    # (context.write), which grpc.aio serves the same way.
+    @stream_rpc
+    async def Watch(  # type: ignore[override]
+        self, request: pb.WatchRequest, owner: str
+    ) -> AsyncGenerator[pb.WatchResponse, None]:
+        thread_id = parse_thread_id(request.thread_id)
+        start_index = validation.non_negative(request.start_index, "start_index")
+        watches = self._watches
+        assert watches is not None, "a ThreadService serving Watch is given the worker's Watches"
+        async for message in watches.watch(owner, thread_id, start_index):
+            yield message
 
     def _require_index(self) -> None:
         """With indexing off (--search-index 0) the index is stale: no answer at all

@@ -17,7 +17,8 @@ import hashlib
 import heapq
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from google.protobuf import struct_pb2
 from redis.asyncio.cluster import RedisCluster
@@ -326,6 +327,22 @@ class ThreadStore:
         length, page = values
         return codec.decode_entries(page, offset), int(length)
 
+    async def watch_read(
+        self, owner: str, thread_id: str, offset: int, max_entries: int, max_bytes: int
+    ) -> WatchRead:
+        """A watcher's next entries from ``offset`` on (``watch_read.lua``): at most
+        ``max_entries``, and as many as fit in a message of ``max_bytes``."""
+        keys = ThreadKeys(thread_id, owner)
+        outcome, values = await self._read(
+            "watch_read",
+            [keys.meta, keys.history],
+            [offset, max_entries, max_bytes, WatchRead.ENTRY_FRAMING_BYTES],
+        )
+        if outcome is not Outcome.OK:
+            raise errors.from_outcome(outcome, values, self._call("watch_read", thread_id))
+        length, created_at, page = values
+        return WatchRead(codec.decode_entries(page, offset), int(length), created_at)
+
     async def copy(
         self,
         owner: str,
@@ -530,6 +547,20 @@ async def run_per_node(
 
     await asyncio.gather(*(run(positions) for positions in by_node.values()))
     return replies
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRead:
+    """``ThreadStore.watch_read``'s answer: the entries (indexed), the history's length, and
+    the thread's created_at, which tells one thread from another made under its id later."""
+
+    # What a message adds to each stored entry (its index, the field's tag and length),
+    # rounded up: the script counts it, so that a batch fits in the message it makes.
+    ENTRY_FRAMING_BYTES: ClassVar[int] = 24
+
+    entries: list[pb.Entry]
+    length: int
+    created_at: bytes
 
 
 Send = Callable[[AsyncScript, Sequence[Any], Sequence[Any]], Awaitable[Any]]

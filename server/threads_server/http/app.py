@@ -37,7 +37,7 @@ from threads_server.errors import (
     ThreadsError,
     Unimplemented,
 )
-from threads_server.http import codec, openapi
+from threads_server.http import codec, openapi, sse
 from threads_server.http.routes import ROUTES
 from threads_server.http.routes import Route as RpcRoute
 from threads_server.http.status import HTTP_STATUS, status_body
@@ -265,7 +265,11 @@ def build_app(
     # header names every method the path takes.
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     for route in ROUTES:
-        by_path.setdefault(route.path, {})[route.verb] = _endpoint(route, servicer, max_body_bytes)
+        by_path.setdefault(route.path, {})[route.verb] = (
+            sse.endpoint(route, servicer, _timeout)  # a stream: Server-Sent Events
+            if route.method.server_streaming
+            else _endpoint(route, servicer, max_body_bytes)
+        )
     routes += [
         Route(path, _dispatch(endpoints), methods=list(endpoints))
         for path, endpoints in by_path.items()

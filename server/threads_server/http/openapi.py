@@ -120,8 +120,27 @@ def _operation(route: Route, schemas: Json) -> Json:
         fields = [f for f in method.input_type.fields if f.name not in route.path_fields]
         body = _object(fields, schemas, langgraph.EXTRA_FIELDS.get(route.name))
         operation["requestBody"] = {"required": False, "content": _json(body)}
-    if route.empty_reply:
-        ok: Json = {"204": {"description": "done; no body"}}
+    if method.server_streaming:  # http/sse.py
+        parameters.append(
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "the id of the last event received: resume after it (wins "
+                "over start_index)",
+                "schema": {"type": "string"},
+            }
+        )
+        ok: Json = {
+            "200": {
+                "description": "Server-Sent Events: `entry` events (id: the entry's index; "
+                'data: the entry), `progress` events (data: {"history_length": N}), and '
+                "an `error` event (data: google.rpc.Status) before the stream closes",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    elif route.empty_reply:
+        ok = {"204": {"description": "done; no body"}}
     else:
         if route.response_body:
             reply = _field_schema(method.output_type.fields_by_name[route.response_body], schemas)

@@ -14,6 +14,22 @@ local function call_sliced(command, key, args, first, last)
   return reply
 end
 
+-- Wakes the thread's watchers (threads_server/watch.py): publishes `message` on the thread's
+-- channel, '<key base>:watch' beside its '<key base>:meta' (keys.ThreadKeys.channel names it
+-- the same way), so the channel hashes to the thread's own slot. Sharded Pub/Sub where the
+-- server has it (Redis 7+, Valkey; what threads_server/subscriptions.py subscribes with,
+-- deciding from the same version), plain PUBLISH on Redis 6.2. The message only says "look
+-- again": watchers read the history list itself, so a lost message costs a read, never an
+-- entry.
+local function wake(meta_key, message)
+  local channel = string.sub(meta_key, 1, -6) .. ':watch'
+  if redis.REDIS_VERSION_NUM then
+    redis.call('SPUBLISH', channel, message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+
 -- The stored state of a thread, as the server builds a Thread message from it:
 -- {history_length, {field, value, ...}}.
 local function thread_state(meta_key, history_key)

@@ -7,6 +7,7 @@
 --   {'NOT_FOUND'}                   no such thread
 --   {'LENGTH_MISMATCH', length}     expected_length is set and is not the length
 --   {'TOO_LONG', length}            the entries would pass max_history_length
+-- On OK, wakes the thread's watchers with the new length (_prelude.lua's wake).
 local meta, hist = KEYS[1], KEYS[2]
 local idx, id = ARGV[1], ARGV[2]
 local expected_length, now, max_length = ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -31,4 +32,5 @@ redis.call('HSET', meta, 'updated_at', now)
 if idx ~= '' then
   redis.call('ZADD', idx .. 'u', 'XX', now, id) -- only updated_at moves
 end
+wake(meta, tostring(new_length)) -- the new length: a watcher already there need not read
 return {'OK', new_length}
