@@ -138,7 +138,7 @@ async def test_delete_ends_the_stream_with_not_found(stub: Stub) -> None:
     await stub.Delete(pb.DeleteRequest(thread_id=thread.thread_id))
     with pytest.raises(grpc.RpcError) as caught:
         await asyncio.wait_for(call.read(), STREAM_BOUND)
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_reason(caught.value) == "THREAD_NOT_FOUND"
 
 
@@ -154,7 +154,7 @@ async def test_expiry_ends_the_stream_with_not_found(
     with pytest.raises(grpc.RpcError) as caught:
         async for _ in call:
             pass
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_reason(caught.value) == "THREAD_NOT_FOUND"
 
 
@@ -173,7 +173,7 @@ async def test_a_thread_made_again_under_its_id_is_another_thread(
     with pytest.raises(grpc.RpcError) as caught:
         while True:  # progress messages, then the end: never the new thread's entries
             assert not (await _first(call)).entries
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 # --- errors at the start -------------------------------------------------------------

@@ -147,9 +147,9 @@ async def append_once(stub: Callable[[], Stub], thread_id: str, b: int) -> None:
             await stub().Append(request, timeout=5)
             return
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
+            code = error.code()
             if code == grpc.StatusCode.ABORTED and f"has {expected + BATCH} entries" in (
-                error.details() or ""  # type: ignore[attr-defined]
+                error.details() or ""
             ):
                 return
             retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -40,6 +40,8 @@ from threads_server.workers import ListenError
 log = logging.getLogger("threads.server")
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
+# On a cluster, Watch's reads at once per worker: each holds a pooled connection of its node.
+CLUSTER_WATCH_READS = 4
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -176,6 +178,7 @@ class ThreadsServer:
             progress_seconds=settings.watch_progress_seconds,
             max_watchers=settings.max_watchers,
             max_message_bytes=max_bytes,
+            concurrent_reads=CLUSTER_WATCH_READS if settings.redis_cluster else None,
         )
         # Search and Count are declared in the proto; their handlers come from another
         # branch, and until then gRPC's generated base answers UNIMPLEMENTED (HTTP: 501).

@@ -162,15 +162,8 @@ class Feed:
             or pending.generation < self.generation
             or pending.known_length < self.known_length
         ):
-            watches = self._watches
             task = self._start(
-                watches.store.watch_read(
-                    self.owner,
-                    self.thread_id,
-                    index,
-                    MAX_ENTRIES_PER_MESSAGE,
-                    watches.max_message_bytes - _MESSAGE_SLACK_BYTES,
-                ),
+                self._watches.read(self.owner, self.thread_id, index),
                 context=contextvars.copy_context(),  # the read's span: the reader's child
             )
             pending = self._reads[index] = _Read(self.generation, self.known_length, task)
@@ -244,7 +237,12 @@ class Watches:
         progress_seconds: float,
         max_watchers: int,
         max_message_bytes: int,
+        concurrent_reads: int | None = None,
     ) -> None:
+        """``concurrent_reads``: at most that many reads at once (on a cluster, where each
+        script call holds a pooled connection of its node for its round trip, so that
+        watchers add no connections however many they are); None: no bound (one Redis,
+        where the calls share one pipelined connection)."""
         self.store = store
         self.subscriber = subscriber
         self.progress_seconds = progress_seconds
@@ -253,6 +251,21 @@ class Watches:
         self.open = 0
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._closing: ThreadsError | None = None
+        self._reading = asyncio.Semaphore(concurrent_reads) if concurrent_reads else None
+
+    async def read(self, owner: str, thread_id: str, index: int) -> WatchRead:
+        """One read for a feed: the entries from ``index`` on that fit in a message."""
+        read = self.store.watch_read(
+            owner,
+            thread_id,
+            index,
+            MAX_ENTRIES_PER_MESSAGE,
+            self.max_message_bytes - _MESSAGE_SLACK_BYTES,
+        )
+        if self._reading is None:
+            return await read
+        async with self._reading:
+            return await read
 
     @property
     def feeds(self) -> int:
