@@ -378,8 +378,13 @@ class Subscriber:
             async with asyncio.timeout(self._timeout):
                 await asyncio.shield(waiter)
         except TimeoutError:
-            link.fail(redis.exceptions.TimeoutError("Redis did not confirm a subscription"))
-            raise _mapped(redis.exceptions.TimeoutError("no SSUBSCRIBE reply")) from None
+            # This subscription fails, not the link: its other channels are fine (a link
+            # whose Redis stopped answering is found by its PING). Dropped, in case the
+            # confirmation comes after all.
+            if link.listeners.get(name) is listener:
+                self.unsubscribe(channel, listener)
+            error = _mapped(redis.exceptions.TimeoutError("Redis did not confirm a subscription"))
+            raise error from None
 
     def unsubscribe(self, channel: str, listener: Listener) -> None:
         """Drops ``listener``'s subscription (after the command is written, no message for

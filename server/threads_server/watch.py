@@ -61,9 +61,10 @@ PROGRESS_AFTER = 0.15
 
 @dataclass(slots=True)
 class _Read:
-    """A read in flight for one index, and what it is known to cover: every wake-up up to
-    ``generation`` and ``known_length``, as they were when it was sent."""
+    """A read in flight from ``index`` on, and what it is known to cover: every wake-up up
+    to ``generation`` and ``known_length``, as they were when it was sent."""
 
+    index: int
     generation: int
     known_length: int
     task: asyncio.Task[WatchRead]
@@ -155,26 +156,55 @@ class Feed:
 
     async def read(self, index: int) -> tuple[int, WatchRead]:
         """The entries from ``index`` on, read after every wake-up received so far, and the
-        generation that read covers. Watchers at the same index share one read."""
-        pending = self._reads.get(index)
-        if (
-            pending is None
-            or pending.generation < self.generation
-            or pending.known_length < self.known_length
-        ):
-            task = self._start(
-                self._watches.read(self.owner, self.thread_id, index),
-                context=contextvars.copy_context(),  # the read's span: the reader's child
-            )
-            pending = self._reads[index] = _Read(self.generation, self.known_length, task)
-            task.add_done_callback(lambda _: self._done_reading(index, pending))
+        generation that read covers. Watchers share reads: one at the same index, or one at
+        a lower index that reached the end of the history (a watcher a few entries behind
+        takes its share of a read for one further back)."""
+        pending = self._covering(index)
+        if pending is not None:
+            read = await asyncio.shield(pending.task)
+            if pending.index == index:
+                return pending.generation, read
+            if pending.index + len(read.entries) >= read.length:
+                entries = read.entries[index - pending.index :]
+                return pending.generation, WatchRead(entries, read.length, read.created_at)
+            # Capped short of the end: a read of our own, so that no cap but our own
+            # message's splits an Append.
+        self._forget_stale_reads()
+        task = self._start(
+            self._watches.read(self.owner, self.thread_id, index),
+            context=contextvars.copy_context(),  # the read's span: the reader's child
+        )
+        pending = self._reads[index] = _Read(index, self.generation, self.known_length, task)
+        task.add_done_callback(lambda _: self._done_reading(pending))
         return pending.generation, await asyncio.shield(pending.task)
 
-    def _done_reading(self, index: int, read: _Read) -> None:
-        if self._reads.get(index) is read:
-            del self._reads[index]
-        if not read.task.cancelled():
-            read.task.exception()  # retrieved: whoever waited has it, or nobody needs it
+    def _forget_stale_reads(self) -> None:
+        """Drops the reads a wake-up has made stale since."""
+        for index, pending in list(self._reads.items()):
+            if pending.generation < self.generation or pending.known_length < self.known_length:
+                del self._reads[index]
+
+    def _covering(self, index: int) -> _Read | None:
+        """The read (in flight, or done and still current: no wake-up came since it was
+        sent) that serves ``index`` after every wake-up so far: the one nearest below it
+        (or at it). A watcher that comes late to a wake-up takes the read the others made."""
+        best = None
+        for pending in self._reads.values():
+            if (
+                pending.index <= index
+                and pending.generation >= self.generation
+                and pending.known_length >= self.known_length
+                and (best is None or pending.index > best.index)
+            ):
+                best = pending
+        return best
+
+    def _done_reading(self, read: _Read) -> None:
+        """A read that failed is not kept (the next watcher tries again); one that worked
+        is, until a wake-up makes it stale."""
+        failed = read.task.cancelled() or read.task.exception() is not None
+        if failed and self._reads.get(read.index) is read:
+            del self._reads[read.index]
 
     async def changed(self) -> None:
         """Returns at the next wake-up, generation or failure."""
