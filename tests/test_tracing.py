@@ -216,10 +216,11 @@ def test_a_watch_stream_is_one_span_with_its_reads_as_children(
         call = stub.Watch(
             pb.WatchRequest(thread_id=thread_id), metadata=(("traceparent", watch),), timeout=30
         )
-        assert [e.index for e in next(call).entries] == [0]
+        responses = iter(call)
+        assert [e.index for e in next(responses).entries] == [0]
         stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1)]), timeout=10)
-        assert [e.index for e in next(call).entries] == [1]
-        call.cancel()
+        assert [e.index for e in next(responses).entries] == [1]
+        call.cancel()  # type: ignore[no-untyped-call]
 
     def arrived() -> bool:
         return any(s.trace_id == trace_id and s.kind == SERVER for _, s in store.spans())
