@@ -68,6 +68,19 @@ STATUS_SCHEMA: Json = {
 }
 
 
+SSE_EVENT_SCHEMA: Json = {
+    "type": "object",
+    "description": "one event of the stream (http/sse.py): its data is JSON, an entry as "
+    'GET …/entries renders it, {"history_length": N}, or a google.rpc.Status',
+    "properties": {
+        "event": {"enum": ["entry", "progress", "error"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "entry events: the index"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["event", "data"],
+}
+
+
 def _field_schema(field: FD, schemas: Json) -> Json:
     if field.enum_type is not None:
         schema: Json = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
@@ -136,7 +149,7 @@ def _operation(route: Route, schemas: Json) -> Json:
                 "description": "Server-Sent Events: `entry` events (id: the entry's index; "
                 'data: the entry), `progress` events (data: {"history_length": N}), and '
                 "an `error` event (data: google.rpc.Status) before the stream closes",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
             }
         }
     elif route.empty_reply:
