@@ -171,9 +171,11 @@ async def test_a_write_on_a_connection_closed_under_it_is_unavailable(
         await connection.disconnect()
 
 
-async def test_registration_refuses_a_streaming_method_rather_than_serve_it_as_unary() -> None:
+async def test_registration_refuses_a_client_streaming_method_no_face_serves() -> None:
+    """Unary and server-streaming methods have faces (Watch: test_watch.py); one that
+    streams requests fails at start-up rather than be served as something it is not."""
     service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-    with pytest.raises(ValueError, match="ServerReflectionInfo streams"):
+    with pytest.raises(ValueError, match="ServerReflectionInfo streams requests"):
         add_service(_NoAuth(), service, aio.server())
 
 
