@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from grpc import aio
+from prometheus_client import REGISTRY
 
 from tests.conftest import test_settings as settings_for_test
 from tests.inprocess_server import Started, StartServer, eventually
@@ -30,6 +31,7 @@ from tests.watch_helpers import (
     resume_across,
 )
 from threads_server.ops import metrics
+from threads_server.store.corridor import subscriptions
 from threads_server.store.keys import ThreadKeys
 from threads_service_client import NotFoundError, RetryPolicy, get_client, get_sync_client
 from threads_service_client.pb import threads_pb2 as pb
@@ -128,6 +130,58 @@ async def test_progress_messages_carry_the_length_while_nothing_happens(
     assert [(list(m.entries), m.history_length) for m in progress] == [([], 2)] * 4
 
 
+async def test_a_quiet_stream_reads_nothing_for_its_progress(
+    redis_server: RedisProcess, start_server: StartServer
+) -> None:
+    """Progress reports the length the feed knows: no Redis read per message (10,000 idle
+    watchers would be hundreds of reads a second)."""
+    app = await start_server(settings_for_test(watch_progress_seconds=0.2), redis_server.url)
+    thread = await _create(app.stub, 2)
+    call = app.stub.Watch(pb.WatchRequest(thread_id=thread.thread_id, start_index=2))
+    await _first(call)
+    await _first(call)  # the reads of the start are over
+    before = _script_calls("watch_read")
+    progress = [await _first(call) for _ in range(5)]
+    call.cancel()
+    assert [(list(m.entries), m.history_length) for m in progress] == [([], 2)] * 5
+    assert _script_calls("watch_read") == before
+
+
+def _script_calls(script: str) -> float:
+    """Samples of the script metric for ``script`` in this process (the in-process server)."""
+    value = REGISTRY.get_sample_value(
+        "threads_redis_script_duration_seconds_count", {"script": script}
+    )
+    return value or 0.0
+
+
+async def test_an_idle_subscription_connection_stays_open(
+    redis_server: RedisProcess,
+    start_server: StartServer,
+    redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Idle, the link PINGs Redis and takes its answer (``PONG`` on a connection with only
+    sharded subscriptions, ``[pong, ""]`` with plain ones): the same connection stays, no
+    resubscription every other interval."""
+    monkeypatch.setattr(subscriptions, "PING_INTERVAL_SECONDS", 0.1)
+    app = await start_server(settings_for_test(watch_progress_seconds=600), redis_server.url)
+    thread = await _create(app.stub)
+    call = app.stub.Watch(pb.WatchRequest(thread_id=thread.thread_id))
+    await _first(call)
+    first = await _subscription_clients(redis)
+    await asyncio.sleep(1.0)  # ten intervals
+    assert await _subscription_clients(redis) == first
+    assert len(first) == 1
+    call.cancel()
+
+
+async def _subscription_clients(redis: Any) -> list[str]:
+    """The ids of Redis's clients with a subscription (``sub`` or ``ssub`` above 0)."""
+    clients = await redis.client_list()
+    return [c["id"] for c in clients if int(c.get("sub", 0)) > 0 or int(c.get("ssub", 0)) > 0]
+
+
 # --- the end of a thread -------------------------------------------------------------
 
 
@@ -147,22 +201,47 @@ async def test_expiry_ends_the_stream_with_not_found(
 ) -> None:
     from google.protobuf import duration_pb2  # noqa: PLC0415
 
-    app = await start_server(settings_for_test(watch_progress_seconds=0.3), redis_server.url)
+    # Progress far apart: the feed looks again at the thread's expiry, not at a tick.
+    app = await start_server(settings_for_test(watch_progress_seconds=600), redis_server.url)
     ttl = duration_pb2.Duration(nanos=800_000_000)
     thread = await _create(app.stub, 1, ttl=ttl)
     call = app.stub.Watch(pb.WatchRequest(thread_id=thread.thread_id))
     with pytest.raises(grpc.RpcError) as caught:
-        async for _ in call:
-            pass
+        await asyncio.wait_for(_drain(call), STREAM_BOUND)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_reason(caught.value) == "THREAD_NOT_FOUND"
+
+
+async def test_an_update_of_the_ttl_ends_the_stream_at_the_new_expiry(
+    redis_server: RedisProcess, start_server: StartServer
+) -> None:
+    """The feed knows the expiry from its reads; an Update that moves it wakes the feed
+    (update.lua), which then looks again at the new one, not at the old one an hour on."""
+    from google.protobuf import duration_pb2  # noqa: PLC0415
+
+    app = await start_server(settings_for_test(watch_progress_seconds=600), redis_server.url)
+    thread = await _create(app.stub, 1, ttl=duration_pb2.Duration(seconds=3600))
+    call = app.stub.Watch(pb.WatchRequest(thread_id=thread.thread_id))
+    await _first(call)
+    await app.stub.Update(
+        pb.UpdateRequest(thread_id=thread.thread_id, ttl=duration_pb2.Duration(nanos=500_000_000))
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        await asyncio.wait_for(_drain(call), STREAM_BOUND)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def _drain(call: Any) -> None:
+    while True:
+        await call.read()
 
 
 async def test_a_thread_made_again_under_its_id_is_another_thread(
     redis_server: RedisProcess, start_server: StartServer, redis: Any
 ) -> None:
-    """Deleted and created again behind the watcher's back (the subscription missed the
-    Delete): the stream ends, rather than go on with the new thread's entries."""
+    """Deleted and created again while the subscription was lost (it missed the Delete):
+    the re-read after subscribing again ends the stream, rather than go on with the new
+    thread's entries."""
     app = await start_server(settings_for_test(watch_progress_seconds=0.3), redis_server.url)
     thread = await _create(app.stub, 1)
     call = app.stub.Watch(pb.WatchRequest(thread_id=thread.thread_id))
@@ -170,6 +249,7 @@ async def test_a_thread_made_again_under_its_id_is_another_thread(
     keys = ThreadKeys(thread.thread_id)
     await redis.delete(keys.meta, keys.history)  # no wake-up
     await app.stub.Create(pb.CreateRequest(thread_id=thread.thread_id, history=entries({}, {})))
+    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
     with pytest.raises(grpc.RpcError) as caught:
         while True:  # progress messages, then the end: never the new thread's entries
             assert not (await _first(call)).entries

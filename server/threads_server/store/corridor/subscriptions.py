@@ -191,7 +191,14 @@ class _Link:
             self.fail(exc)
 
     def _handle(self, reply: Any) -> bool:
-        """Dispatches one reply or message; True for a PING's reply."""
+        """Dispatches one reply or message; True for a PING's reply: ``PONG`` (a connection
+        with sharded subscriptions only is not in RESP2's subscribed mode) or
+        ``[pong, ""]`` (one with plain ones)."""
+        if not isinstance(reply, list):
+            if reply == b"PONG":
+                self._answered("ping")
+                return True
+            return False
         kind = reply[0]
         if kind == self.dialect.message:
             subscription = self.subscribed.get(reply[1])
