@@ -402,6 +402,32 @@ async def test_a_thousand_watchers_on_a_thousand_threads_add_a_handful_of_connec
             await channel.close(None)
 
 
+async def test_a_burst_of_streams_waits_for_the_server_instead_of_being_cancelled(
+    redis_server: RedisProcess, spawn: Spawn
+) -> None:
+    """Thousands of streams opened at once (clients reconnecting after a worker's restart)
+    all start: gRPC's core cancels calls that wait for the server's event loop once more
+    than 1,000 wait (at random, all past 3,000) unless the server raises those limits."""
+    server = spawn("--workers", "1", "--redis-url", redis_server.url, "--max-watchers", "9000")
+    server.wait_serving()
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [aio.insecure_channel(server.target, options=options) for _ in range(8)]
+    try:
+        stubs = [pb_grpc.ThreadServiceStub(channel) for channel in channels]
+        thread = await _create(stubs[0])
+        calls = [
+            stubs[i % 8].Watch(pb.WatchRequest(thread_id=thread.thread_id)) for i in range(8000)
+        ]
+        first = await asyncio.gather(*(_first(call) for call in calls), return_exceptions=True)
+        failed = [repr(f)[:80] for f in first if isinstance(f, BaseException)]
+        assert not failed, f"{len(failed)} streams failed: {failed[:3]}"
+        for call in calls:
+            call.cancel()
+    finally:
+        for channel in channels:
+            await channel.close(None)
+
+
 async def test_a_killed_subscription_is_made_again_and_nothing_is_missed(
     redis_server: RedisProcess, start_server: StartServer, redis: Any
 ) -> None:

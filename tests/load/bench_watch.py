@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import redis
 from grpc import aio
 
@@ -45,6 +47,9 @@ PER_CLIENT = 250  # streams per watcher process
 CHANNELS = 8  # per watcher process, each its own connection (~32 streams on each)
 # Without it a process's channels to one target share one connection.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+# How long a watcher process waits for its streams' first messages before it reports how
+# many it has (a stream that never starts is then counted as not held open).
+OPEN_BOUND = 60.0
 TARGETS = {"p99 at 1,000 watchers (ms)": 10.0, "reads per append": 1.0}
 
 
@@ -62,8 +67,17 @@ async def _watch_child(target: str, thread_ids: list[str], start: int, out: Path
     opened = asyncio.Semaphore(0)
     progress = asyncio.Event()
 
+    failed: dict[str, int] = {}
+
     async def stream(w: int, thread_id: str) -> None:
         call = stubs[w % CHANNELS].Watch(pb.WatchRequest(thread_id=thread_id, start_index=start))
+        try:
+            await follow(w, call)
+        except grpc.RpcError as error:
+            code = error.code().name
+            failed[code] = failed.get(code, 0) + 1
+
+    async def follow(w: int, call: Any) -> None:
         first = True
         async for message in call:
             now = time.monotonic()
@@ -77,9 +91,13 @@ async def _watch_child(target: str, thread_ids: list[str], start: int, out: Path
                 progress.set()
 
     tasks = [asyncio.ensure_future(stream(w, t)) for w, t in enumerate(thread_ids)]
-    for _ in thread_ids:
-        await opened.acquire()
-    print("ready", flush=True)
+    count = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(OPEN_BOUND):
+            for _ in thread_ids:
+                await opened.acquire()
+                count += 1
+    print(f"ready {count} {json.dumps(failed)}", flush=True)
     line = await asyncio.to_thread(sys.stdin.readline)
     final = int(line.split()[1])
     deadline = time.monotonic() + 60
@@ -122,11 +140,16 @@ class Watchers:
                     text=True,
                 )
             )
+        self.opened = 0
+        self.failed: dict[str, int] = {}  # streams that ended with an error, by code
         for process in self.processes:
             assert process.stdout is not None
-            line = process.stdout.readline()
-            if line.strip() != "ready":
+            line = process.stdout.readline().split(maxsplit=2)
+            if not line or line[0] != "ready":
                 raise SystemExit(f"a watcher process failed: {line!r}")
+            self.opened += int(line[1])
+            for code, n in json.loads(line[2]).items():
+                self.failed[code] = self.failed.get(code, 0) + n
 
     def stop(self, final: int) -> list[list[tuple[int, float]]]:
         for process in self.processes:

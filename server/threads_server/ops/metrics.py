@@ -128,6 +128,8 @@ watch_delivery_seconds = Histogram(
     "was open; one sample per append per stream.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+_watch_entries_messages = watch_messages.labels("entries")
+_watch_progress = watch_messages.labels("progress")
 watch_wakeups = Counter(
     "threads_watch_wakeups_total",
     "Wake-ups (a write's Pub/Sub message) received by this server's Watch subscriptions.",
@@ -222,9 +224,9 @@ def watch_sent(message: Any, since: float) -> None:
         return
     entries = message.entries
     if not entries:
-        watch_messages.labels("progress").inc()
+        _watch_progress.inc()
         return
-    watch_messages.labels("entries").inc()
+    _watch_entries_messages.inc()
     watch_entries.inc(len(entries))
     now = time.time()
     last = None

@@ -99,7 +99,7 @@ class Watches:
                     if not read.entries:
                         continue
                     index += len(read.entries)
-                    message = pb.WatchResponse(entries=read.entries, history_length=index)
+                    message = read.message()  # shared by the watchers at this index
                 yield message  # the transport takes it: only then is the next batch read
                 last_sent = loop.time()
                 metrics.watch_sent(message, opened)

@@ -56,9 +56,11 @@ _EXPIRY_RECHECK_SECONDS = 1.0
 
 class _Read:
     """A read in flight (or done) from ``index`` on, and what it is known to cover: every
-    wake-up up to ``generation`` and ``known_length``, as they were when it was sent."""
+    wake-up up to ``generation`` and ``known_length``, as they were when it was sent. Once
+    done, its result, and the views of it the watchers further on took (``views``), so that
+    watchers at one index share one ``WatchRead`` and its message."""
 
-    __slots__ = ("generation", "index", "known_length", "task")
+    __slots__ = ("generation", "index", "known_length", "result", "task", "views")
 
     def __init__(
         self, index: int, generation: int, known_length: int, task: asyncio.Task[WatchRead]
@@ -66,7 +68,22 @@ class _Read:
         self.index = index
         self.generation = generation
         self.known_length = known_length
-        self.task = task
+        self.task: asyncio.Task[WatchRead] | None = task
+        self.result: WatchRead | None = None
+        self.views: dict[int, WatchRead] = {}
+
+    async def outcome(self) -> WatchRead:
+        """The read's result (a watcher that leaves meanwhile does not cancel it)."""
+        if self.result is not None:
+            return self.result
+        assert self.task is not None
+        return await asyncio.shield(self.task)
+
+    def view(self, read: WatchRead, index: int) -> WatchRead:
+        view = self.views.get(index)
+        if view is None:
+            view = self.views[index] = read.since(index)
+        return view
 
 
 class Feed:
@@ -171,14 +188,11 @@ class Feed:
         takes its share of a read for one further back)."""
         pending = self._covering(index)
         if pending is not None:
-            read = await asyncio.shield(pending.task)
+            read = await pending.outcome()
             if pending.index == index:
                 return pending.generation, read
-            if pending.index + len(read.entries) >= read.length:
-                entries = read.entries[index - pending.index :]
-                return pending.generation, WatchRead(
-                    entries, read.length, read.created_at, read.expire_at_ms
-                )
+            if read.offset + len(read.entries) >= read.length:
+                return pending.generation, pending.view(read, index)
             # Capped short of the end: a read of our own, so that no cap but our own
             # message's splits an Append.
         self._forget_stale_reads()
@@ -188,7 +202,7 @@ class Feed:
         )
         pending = self._reads[index] = _Read(index, self.generation, self.known_length, task)
         task.add_done_callback(lambda _: self._done_reading(pending))
-        return pending.generation, await asyncio.shield(task)
+        return pending.generation, await pending.outcome()
 
     def _forget_stale_reads(self) -> None:
         """Drops the reads a wake-up has made stale since."""
@@ -215,13 +229,16 @@ class Feed:
         """A read that failed is not kept (the next watcher tries again); one that worked
         is, until a wake-up makes it stale, and tells the feed what it saw."""
         task = pending.task
+        assert task is not None
         if task.cancelled() or task.exception() is not None:
             if self._reads.get(pending.index) is pending:
                 del self._reads[pending.index]
             return
-        read = task.result()
+        read = pending.result = task.result()
+        pending.task = None  # its result is kept: not the task, its coroutine and context
         pending.known_length = max(pending.known_length, read.length)  # it covers what it saw
         self.known_length = max(self.known_length, read.length)
+        self._forget_stale_reads()
         self._expires(read.expire_at_ms)
 
     async def changed(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from google.protobuf import struct_pb2
@@ -338,6 +337,7 @@ class ThreadStore:
             raise from_outcome(outcome, values, self._call("watch_read", thread_id))
         length, created_at, expire_at_ms, page = values
         return WatchRead(
+            offset,
             codec.decode_entries(page, offset),
             int(length),
             created_at,
@@ -527,20 +527,48 @@ class ThreadStore:
         return ScriptCall(script=script, thread_id=thread_id, limits=self._limits)
 
 
-@dataclass(frozen=True, slots=True)
 class WatchRead:
-    """``ThreadStore.watch_read``'s answer: the entries (indexed), the history's length, the
-    thread's created_at (which tells it from another made under its id later) and when it
-    expires (Unix ms; None: never)."""
+    """``ThreadStore.watch_read``'s answer: the entries from ``offset`` on (indexed), the
+    history's length, the thread's created_at (which tells it from another made under its
+    id later) and when it expires (Unix ms; None: never). Shared by the watchers of a
+    thread that read from the same index (``store.feeds``), and so is its ``message``."""
+
+    __slots__ = ("_message", "created_at", "entries", "expire_at_ms", "length", "offset")
 
     # What a message adds to each stored entry (its index, the field's tag and length),
     # rounded up: the script counts it, so that a batch fits in the message it makes.
     ENTRY_FRAMING_BYTES: ClassVar[int] = 24
 
-    entries: list[pb.Entry]
-    length: int
-    created_at: bytes
-    expire_at_ms: int | None = None
+    def __init__(
+        self,
+        offset: int,
+        entries: list[pb.Entry],
+        length: int,
+        created_at: bytes,
+        expire_at_ms: int | None = None,
+    ) -> None:
+        self.offset = offset
+        self.entries = entries
+        self.length = length
+        self.created_at = created_at
+        self.expire_at_ms = expire_at_ms
+        self._message: pb.WatchResponse | None = None
+
+    def since(self, index: int) -> WatchRead:
+        """The same read from ``index`` on (``offset`` ≤ ``index``)."""
+        if index == self.offset:
+            return self
+        entries = self.entries[index - self.offset :]
+        return WatchRead(index, entries, self.length, self.created_at, self.expire_at_ms)
+
+    def message(self) -> pb.WatchResponse:
+        """The Watch message of these entries, built once for every watcher that sends
+        this read (so the transport may serialize it once too); never changed after."""
+        if self._message is None:
+            self._message = pb.WatchResponse(
+                entries=self.entries, history_length=self.offset + len(self.entries)
+            )
+        return self._message
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

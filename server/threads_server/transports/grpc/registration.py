@@ -60,9 +60,9 @@ def add_service(
             request_deserializer=_lenient_parser(
                 message_factory.GetMessageClass(method.input_type)
             ),
-            response_serializer=message_factory.GetMessageClass(
-                method.output_type
-            ).SerializeToString,
+            response_serializer=_serializer(
+                message_factory.GetMessageClass(method.output_type), method.server_streaming
+            ),
         )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
@@ -112,6 +112,24 @@ def _writer(context: Context, method: str) -> Send:
         metrics.grpc_sent(method)
 
     return send
+
+
+def _serializer(response_type: type[message.Message], streaming: bool) -> Callable[[Any], bytes]:
+    """The method's serializer. A stream's remembers the last message it serialized: a
+    message written on many streams in a row (Watch's, one per Append, shared by the
+    watchers of the thread) is serialized once. Messages are never changed once sent."""
+    serialize = response_type.SerializeToString
+    if not streaming:
+        return serialize
+    last: list[Any] = [None, b""]
+
+    def serialize_shared(response: Any) -> bytes:
+        if response is not last[0]:
+            last[0], last[1] = response, serialize(response)
+        wire: bytes = last[1]
+        return wire
+
+    return serialize_shared
 
 
 def _lenient_parser(request_type: type[message.Message]) -> Callable[[bytes], Any]:
