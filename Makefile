@@ -23,7 +23,7 @@ VERSION_FILE := client/VERSION
 VERSION := $(shell cat $(VERSION_FILE))
 DIST_DIR := build/dist
 
-.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost bench-watch
+.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost fuzz-http bench-watch
 
 install: $(STAMP)
 
@@ -230,6 +230,14 @@ bench-cost: $(STAMP) ghz
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Fuzzes the HTTP/JSON front door of a server of its own (embedded Valkey, auth on) for
+# FUZZ_ARGS="--duration 600" seconds in all, the default: schemathesis with schema-valid
+# and schema-violating data, then a generator of malformed JSON and HTTP/1.1. Fails on any
+# 5xx or traceback; build/fuzz-http/ has the figures and findings (tests/fuzz_http.py).
+# Not part of `make test`.
+fuzz-http: $(STAMP)
+	$(PY) -m tests.fuzz_http $(FUZZ_ARGS)
 
 # Go, Node and Java clients built from protos/ with their own toolchains, and LangGraph's JS SDK
 # over HTTP/JSON (langgraph-js), each run against a live server (tests/interop/__main__.py).

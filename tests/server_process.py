@@ -30,6 +30,7 @@ from threads_service_client.pb import threads_pb2_grpc as pb_grpc
 REPO = Path(__file__).resolve().parents[1]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 _TCP_ESTABLISHED = "01"
+_TCP_TIME_WAIT = "06"
 STARTUP_BOUND = 60.0
 EXIT_BOUND = 30.0
 POLL_BOUND = 15.0
@@ -228,12 +229,7 @@ def connections_per_process(port: int, pids: list[int]) -> list[int]:
     Matches each process's socket inodes (/proc/<pid>/fd) against /proc/net/tcp{,6}; gRPC
     serves 127.0.0.1 from IPv6 sockets (v4-mapped), hence both tables.
     """
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == _TCP_ESTABLISHED and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(cols[9])
+    inodes = {cols[9] for cols in _tcp_sockets(port, _TCP_ESTABLISHED)}
     counts = []
     for pid in pids:
         held = 0
@@ -245,6 +241,24 @@ def connections_per_process(port: int, pids: list[int]) -> list[int]:
                         held += 1
         counts.append(held)
     return counts
+
+
+def time_wait_on(port: int) -> int:
+    """How many connections on local ``port`` wait in TIME_WAIT: closed by this side
+    first (a server that stopped while clients were connected)."""
+    return len(_tcp_sockets(port, _TCP_TIME_WAIT))
+
+
+def _tcp_sockets(port: int, state: str) -> list[list[str]]:
+    """The /proc/net/tcp{,6} rows (split into columns) of sockets in ``state`` whose local
+    port is ``port``; gRPC serves 127.0.0.1 from IPv6 sockets (v4-mapped), hence both."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == state and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                rows.append(cols)
+    return rows
 
 
 def serves_everything(channel: grpc.Channel, thread_id: str) -> None:

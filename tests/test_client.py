@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import datetime
 import math
 import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -276,6 +278,49 @@ async def test_unreachable_server_is_unavailable_without_error_info() -> None:
     assert caught.value.reason == ""
     assert caught.value.error_info is None
     assert caught.value.metadata == {}
+
+
+# A length-delimited field 1 whose 5 bytes run past the end: no message parses from it.
+UNREADABLE_REPLY = b"\x0a\x05abc"
+
+
+@contextlib.contextmanager
+def unreadable_replies() -> Iterator[str]:
+    """A real gRPC server (its own threads, so blocking and asyncio clients alike) that
+    answers every ThreadService call with bytes no reply message parses from; its target."""
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(lambda request, context: UNREADABLE_REPLY)
+        for method in pb.DESCRIPTOR.services_by_name["ThreadService"].methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("threads.v1.ThreadService", handlers),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+def assert_unreadable(error: ThreadsError) -> None:
+    """The client's own error with gRPC's status for an unparseable reply: INTERNAL."""
+    assert type(error) is UnexpectedStatusError
+    assert error.code is grpc.StatusCode.INTERNAL
+    assert "Exception deserializing response" in error.message
+
+
+async def test_an_unreadable_reply_raises_internal_not_none() -> None:
+    """grpc.aio returns None for a reply it cannot parse; the client raises instead."""
+    with unreadable_replies() as target:
+        async with get_client(target, timeout=10) as c:
+            with pytest.raises(UnexpectedStatusError) as history:
+                await c.threads.get_history(str(uuid.uuid4()))
+            assert_unreadable(history.value)
+            with pytest.raises(UnexpectedStatusError) as got:
+                await c.threads.get(str(uuid.uuid4()))
+            assert_unreadable(got.value)
 
 
 class _FakeRpcError(grpc.RpcError):

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 
 from tests.conftest import test_settings as settings_for_test
 from tests.redis_process import RedisProcess
-from tests.test_client import expires_in
+from tests.test_client import assert_unreadable, expires_in, unreadable_replies
 from threads_server.ops.config import Settings
 from threads_server.server import ThreadsServer
 from threads_service_client import (
@@ -40,6 +40,7 @@ from threads_service_client import (
     SyncClient,
     SyncThreadsClient,
     ThreadsClient,
+    UnexpectedStatusError,
     _sync_io,
     get_client,
     get_sync_client,
@@ -320,3 +321,14 @@ def test_search_count_and_iter_search(client: SyncClient) -> None:
         newest_first
     )
     assert client.threads.count(metadata={"tag": tag}) == 3
+
+
+def test_an_unreadable_reply_raises_internal() -> None:
+    """As the asyncio client does (gRPC's blocking stubs fail such a call themselves)."""
+    with unreadable_replies() as target, get_sync_client(target, timeout=10) as client:
+        with pytest.raises(UnexpectedStatusError) as history:
+            client.threads.get_history(str(uuid.uuid4()))
+        assert_unreadable(history.value)
+        with pytest.raises(UnexpectedStatusError) as got:
+            client.threads.get(str(uuid.uuid4()))
+        assert_unreadable(got.value)

@@ -33,6 +33,8 @@ from threads_server.transports.http.routes import ROUTES, SERVICE, RouteError, r
 from threads_server.transports.http.status import HTTP_STATUS
 from threads_service_client.pb import threads_pb2 as pb
 
+SORT_BY_NAMES = list(pb.SortBy.keys())
+
 
 @pytest.fixture
 async def http(threads_server: ThreadsServer) -> AsyncIterator[httpx.AsyncClient]:
@@ -332,6 +334,23 @@ async def test_openapi_describes_every_route_from_the_descriptors(http: httpx.As
     search = document["paths"]["/threads/search"]["post"]
     assert search["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
     assert "limit" in search["requestBody"]["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_an_enum_is_described_as_its_name_or_its_number(http: httpx.AsyncClient) -> None:
+    """As proto3 JSON reads it (found by the fuzz run: schemathesis's negative data sent
+    ``{"if_exists": 0}``, which the document called wrong and the server took)."""
+    search = (await http.get("/openapi.json")).json()["paths"]["/threads/search"]["post"]
+    properties = search["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    proto_or_null, langgraph_names = properties["sort_by"]["anyOf"]
+    assert proto_or_null["anyOf"][0] == {
+        "anyOf": [
+            {"type": "string", "enum": SORT_BY_NAMES},
+            {"type": "integer", "enum": [0, 1, 2, 3]},
+        ]
+    }
+    assert langgraph_names["enum"] == ["created_at", "updated_at", "thread_id"]
+    by_number = await http.post("/threads", json={"if_exists": 2})
+    assert by_number.status_code == 200, by_number.text
 
 
 async def test_https_and_mutual_tls_with_the_grpc_flags(

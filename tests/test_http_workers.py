@@ -54,11 +54,14 @@ def test_http_off_with_an_empty_http_listen(spawn: Spawn, redis_server: RedisPro
     assert server.stop() == 0, server.tail()
 
 
+@pytest.mark.parametrize("reuse_address", [False, True], ids=["plain", "so_reuseaddr"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_taken_http_port_fails_clearly(
-    spawn: Spawn, redis_server: RedisProcess, workers: str
+    spawn: Spawn, redis_server: RedisProcess, workers: str, reuse_address: bool
 ) -> None:
+    """Also when the other server set SO_REUSEADDR, as most do (and as our probe does)."""
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]

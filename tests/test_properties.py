@@ -1,8 +1,9 @@
 """Property-based tests (hypothesis) against the live in-process server and its real Redis.
 
 What is thrown at the server: malformed thread ids, JSON-like and huge/deep
-``google.protobuf.Struct`` values (NaN, infinities, -0.0, unicode keys, many keys, long
-strings, nesting far beyond protobuf's recursion limit), garbled, tampered, foreign and
+``google.protobuf.Struct`` values (-0.0, the extreme doubles, NaN and infinities anywhere,
+unicode keys, many keys, long strings, nesting far beyond protobuf's recursion limit),
+garbled, tampered, foreign and
 forged page tokens, int32/int64 extremes for ``page_size``, ``expected_length`` and
 ``history_length``, arbitrary ``request_id`` strings, and raw random or mutated bytes as
 the request body of every method. The properties:
@@ -15,7 +16,9 @@ the request body of every method. The properties:
    no new ``thr:*`` key anywhere), and after a successful write a thread's meta HASH
    exists iff Get finds it, with Get's ``history_length`` equal to ``LLEN`` of its list;
 4. valid random input round-trips: metadata through Create/Update/Copy/Get and entries
-   through Append/GetHistory come back byte for byte (so NaN and -0.0 included).
+   through Append/GetHistory come back byte for byte (so -0.0 included);
+5. a NaN or an infinity anywhere in metadata, entry data or a filter is refused
+   (NUMBER_NOT_FINITE: no JSON reply could carry it) and writes nothing.
 
 How hypothesis runs here: the tests are ``async def`` functions decorated with ``@given``.
 pytest-asyncio (1.x) recognises hypothesis tests and replaces ``inner_test`` with a sync
@@ -285,7 +288,7 @@ keys_text = st.text(max_size=12)
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from([-0.0, 0.0, 5e-324, -1.7976931348623157e308, 2.0**53 + 2, -(2.0**63)])
     | st.text(max_size=40)
 )
@@ -295,6 +298,17 @@ json_values = st.recursive(
     max_leaves=24,
 )
 metadata_dicts = st.dictionaries(keys_text, json_values, max_size=8)
+# A JSON-like value with a NaN or an infinity somewhere inside (never JSON: property 5).
+poisoned_values = st.recursive(
+    st.sampled_from([math.nan, math.inf, -math.inf]),
+    lambda inner: (
+        st.builds(lambda v, xs: [*xs, v], inner, st.lists(json_scalars, max_size=2))
+        | st.builds(
+            lambda v, k, d: {**d, k: v}, inner, keys_text, st.dictionaries(keys_text, json_scalars)
+        )
+    ),
+    max_leaves=6,
+)
 
 _uuids = st.uuids().map(str)
 
@@ -726,6 +740,42 @@ async def test_copy_retry_with_the_same_metadata_in_another_order_returns_the_sa
     assert retry.parse(pb.CopyResponse).thread.thread_id == copy.thread_id
 
 
+@fuzz_settings(max_examples=40)
+@given(
+    base=metadata_dicts,
+    key=keys_text,
+    poisoned=poisoned_values,
+    method=st.sampled_from(
+        ["Create", "CreateHistory", "Update", "Append", "Copy", "Search", "Count"]
+    ),
+)
+async def test_non_finite_numbers_anywhere_are_refused_and_write_nothing(
+    channel: aio.Channel,
+    redis: Any,
+    *,
+    base: dict[str, Any],
+    key: str,
+    poisoned: Any,
+    method: str,
+) -> None:
+    """Property 5, over the wire (a Struct's number_value may be NaN or infinite there)."""
+    thread_id = await new_thread(channel, 1)
+    data = to_struct({**base, key: poisoned})
+    request: message.Message = {
+        "Create": pb.CreateRequest(metadata=data),
+        "CreateHistory": pb.CreateRequest(history=[pb.Entry(data=data)]),
+        "Update": pb.UpdateRequest(thread_id=thread_id, metadata=data),
+        "Append": pb.AppendRequest(thread_id=thread_id, entries=[pb.Entry(data=data)]),
+        "Copy": pb.CopyRequest(thread_id=thread_id, metadata=data),
+        "Search": pb.SearchRequest(metadata=data),
+        "Count": pb.CountRequest(metadata=data),
+    }[method]
+    before = await snapshot(redis, thread_id)
+    answer = await send(channel, method.removesuffix("History"), request)
+    answer.expect(grpc.StatusCode.INVALID_ARGUMENT, "NUMBER_NOT_FINITE")
+    await assert_unchanged(redis, before, [thread_id])
+
+
 # --- 6. round trips ---------------------------------------------------------------------
 
 
@@ -737,10 +787,16 @@ async def test_copy_retry_with_the_same_metadata_in_another_order_returns_the_sa
     history=st.lists(metadata_dicts, max_size=4),
 )
 @example(
-    created={"nan": math.nan, "-0": -0.0, "inf": math.inf, "": None, "\x00é😀": "\x00" * 3},
-    updated={"nan": -math.inf},
+    created={
+        "max": 1.7976931348623157e308,
+        "-0": -0.0,
+        "tiny": 5e-324,
+        "": None,
+        "\x00é😀": "\x00" * 3,
+    },
+    updated={"max": -1.7976931348623157e308},
     copied={"-0": 0.0},
-    history=[{"n": math.nan}, {}],
+    history=[{"n": -0.0}, {}],
 )
 async def test_valid_random_input_round_trips(
     channel: aio.Channel,

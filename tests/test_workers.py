@@ -15,9 +15,10 @@ import textwrap
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
-from tests.redis_process import RedisProcess, process_alive
+from tests.redis_process import RedisProcess, free_port, process_alive
 from tests.server_process import (
     REPO,
     Spawn,
@@ -25,6 +26,7 @@ from tests.server_process import (
     create_thread,
     embedded_pid,
     eventually,
+    time_wait_on,
 )
 from threads_server.ops.workers import ListenError, reserve_port, split_listen
 
@@ -128,11 +130,60 @@ def test_sigkill_of_the_parent_stops_the_workers(spawn: Spawn, redis_server: Red
     )
 
 
+@pytest.mark.parametrize("before", ["2", "1"])
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_restart_on_the_same_ports_is_immediate(
+    spawn: Spawn, redis_server: RedisProcess, transport: str, before: str
+) -> None:
+    """Stopped while a client is connected, a server closes that connection first, which
+    then waits in TIME_WAIT on the server's port for up to a minute: the next server,
+    started at once with --workers 2, serves all the same (issue 19). From --workers 1 too,
+    whose connections lack SO_REUSEPORT."""
+    grpc_port, http_port = free_port(), free_port()
+    args = ["--redis-url", redis_server.url, "--listen", f"127.0.0.1:{grpc_port}"]
+    args += ["--http-listen", f"127.0.0.1:{http_port}"]
+    first = spawn("--workers", before, *args, port=grpc_port)
+    first.wait_serving()
+    port = grpc_port if transport == "grpc" else http_port
+    # An idle client's connection, left open: the stopping server closes it first.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        _talk(client, transport)  # so a worker has accepted it, not just the kernel
+        assert first.stop() == 0, first.tail()
+        while client.recv(65536):  # to the server's FIN: closing then sends ours, not a RST
+            pass
+    assert time_wait_on(port) > 0, "no connection in TIME_WAIT: the test would prove nothing"
+
+    second = spawn("--workers", "2", *args, port=grpc_port)
+    second.wait_serving()
+    answer = httpx.get(f"http://127.0.0.1:{http_port}/ok", timeout=10)
+    assert answer.status_code == 200, second.tail()
+    assert second.stop() == 0, second.tail()
+
+
+# HTTP/2's connection preface and an empty SETTINGS frame (RFC 9113 3.4): the server answers
+# with its own SETTINGS frame.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _talk(client: socket.socket, transport: str) -> None:
+    """One exchange on a raw connection: an HTTP/2 preface (gRPC) or GET /ok (HTTP/1.1,
+    kept alive), and the start of the server's answer."""
+    if transport == "grpc":
+        client.sendall(_HTTP2_PREFACE)
+        assert len(client.recv(9)) > 0
+    else:
+        client.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("reuse_address", [False, True], ids=["plain", "so_reuseaddr"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_taken_by_another_process_fails_clearly(
-    spawn: Spawn, redis_server: RedisProcess, workers: str
+    spawn: Spawn, redis_server: RedisProcess, workers: str, reuse_address: bool
 ) -> None:
+    """Also when the other server set SO_REUSEADDR, as most do (and as our probe does)."""
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]

@@ -22,6 +22,7 @@ from threads_service_client import _async_io as _io
 from threads_service_client import _auth, _retry
 from threads_service_client import _requests as req
 from threads_service_client._auth import Token
+from threads_service_client._errors import exception_class
 from threads_service_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -36,6 +37,7 @@ from threads_service_client._requests import (
     Ttl,
 )
 from threads_service_client._retry import RetryPolicy
+from threads_service_client.exceptions import ThreadsError
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -43,6 +45,18 @@ if TYPE_CHECKING:
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
+
+
+def _unreadable_reply(request: Message) -> ThreadsError:
+    """grpc.aio returns None for a reply it cannot parse (and logs why), where gRPC's
+    blocking stubs fail the call with INTERNAL: both clients raise that status. Never
+    retried: the call may have run."""
+    code = grpc.StatusCode.INTERNAL
+    return exception_class(code)(
+        code,
+        "Exception deserializing response! The server's reply to "
+        f"{request.DESCRIPTOR.name} is not a valid reply message; is it a threads.v1 server?",
+    )
 
 
 class ThreadsClient:
@@ -83,7 +97,7 @@ class ThreadsClient:
         )
         while True:
             try:
-                return await method(self._stub())(
+                response: Resp | None = await method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -92,6 +106,10 @@ class ThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
+            else:
+                if response is None:
+                    raise _unreadable_reply(request)
+                return response
             await _io.sleep(delay)
 
     async def create(

@@ -19,6 +19,7 @@ from threads_service_client import _auth, _retry
 from threads_service_client import _requests as req
 from threads_service_client import _sync_io as _io
 from threads_service_client._auth import Token
+from threads_service_client._errors import exception_class
 from threads_service_client._requests import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -33,6 +34,7 @@ from threads_service_client._requests import (
     Ttl,
 )
 from threads_service_client._retry import RetryPolicy
+from threads_service_client.exceptions import ThreadsError
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -40,6 +42,18 @@ if TYPE_CHECKING:
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
+
+
+def _unreadable_reply(request: Message) -> ThreadsError:
+    """grpc.aio returns None for a reply it cannot parse (and logs why), where gRPC's
+    blocking stubs fail the call with INTERNAL: both clients raise that status. Never
+    retried: the call may have run."""
+    code = grpc.StatusCode.INTERNAL
+    return exception_class(code)(
+        code,
+        "Exception deserializing response! The server's reply to "
+        f"{request.DESCRIPTOR.name} is not a valid reply message; is it a threads.v1 server?",
+    )
 
 
 class SyncThreadsClient:
@@ -80,7 +94,7 @@ class SyncThreadsClient:
         )
         while True:
             try:
-                return method(self._stub())(
+                response: Resp | None = method(self._stub())(
                     request,
                     timeout=attempts.next_timeout(),
                     metadata=_auth.call_metadata(self._token),
@@ -89,6 +103,10 @@ class SyncThreadsClient:
                 delay = attempts.retry_delay(exc)
                 if delay is None:
                     raise attempts.error(exc) from exc
+            else:
+                if response is None:
+                    raise _unreadable_reply(request)
+                return response
             _io.sleep(delay)
 
     def create(

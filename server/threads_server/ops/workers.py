@@ -18,6 +18,7 @@ The embedded Redis, if any, is started once by the parent before the fork.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -73,7 +74,7 @@ def metrics_dir() -> Iterator[Path]:
 def forget_live_metrics(pid: int) -> None:
     """A worker exited: its files of live gauges (health) go, so that they stop counting;
     its counters' files stay, so that sums never go back. Imports prometheus_client only
-    here, in the parent: importing threads_server.metrics would create the parent's own
+    here, in the parent: importing threads_server.ops.metrics would create the parent's own
     values (a health of 0 that never dies)."""
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess  # noqa: PLC0415
@@ -114,8 +115,12 @@ def reserve_port(listen: str, flag: str = "--listen") -> tuple[socket.socket, st
     """
     host = split_listen(listen)[0]
     family, kind, proto, address = resolve_listen(listen, flag)
-    # A plain bind first: it fails if anyone, SO_REUSEPORT or not, has the port.
+    # A plain bind first: it fails if anyone, SO_REUSEPORT or not, has the port. With
+    # SO_REUSEADDR, as every server sets it: connections of a server that just stopped,
+    # left in TIME_WAIT for up to a minute, do not count as the port being in use (a
+    # listening socket still does), so a restart is immediate.
     with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
@@ -127,12 +132,27 @@ def reserve_port(listen: str, flag: str = "--listen") -> tuple[socket.socket, st
     holder = socket.socket(family, kind, proto)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        holder.bind((address[0], port, *address[2:]))
+        _bind_holder(holder, (address[0], port, *address[2:]))
     except OSError as exc:
         holder.close()
         raise ListenError(f"cannot hold {listen} ({exc.strerror})") from exc
     bracketed = f"[{host}]" if ":" in host else host
     return holder, f"{bracketed}:{port}"
+
+
+def _bind_holder(holder: socket.socket, address: tuple[Any, ...]) -> None:
+    """Binds the holder with SO_REUSEPORT alone, which keeps off every process that does
+    not set it, SO_REUSEADDR or not. Nobody listens there (the probe said so), so a
+    refusal means connections in TIME_WAIT without SO_REUSEPORT (left by a --workers 1
+    server or another program). SO_REUSEADDR binds beside them, at a price: this holder
+    then keeps off only processes that set neither option."""
+    try:
+        holder.bind(address)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(address)
 
 
 @dataclass

@@ -62,8 +62,8 @@ class ThreadService:
             )
         self._limits.check_entries(request.history, "history", required=False)
         self._limits.check_history_length(len(request.history), "history")
-        validation.check_metadata_nesting(request.metadata)
-        validation.check_entries_nesting(request.history, "history")
+        validation.check_metadata(request.metadata)
+        validation.check_entries_data(request.history, "history")
         thread = await self._store.create(
             owner,
             thread_id,
@@ -82,7 +82,7 @@ class ThreadService:
     async def Update(self, request: pb.UpdateRequest, owner: str) -> pb.UpdateResponse:
         thread_id = parse_thread_id(request.thread_id)
         ttl_ms = validation.ttl_ms(request.ttl) if request.HasField("ttl") else None
-        validation.check_metadata_nesting(request.metadata)
+        validation.check_metadata(request.metadata)
         thread = await self._store.update(owner, thread_id, request.metadata, ttl_ms=ttl_ms)
         return pb.UpdateResponse(thread=thread)
 
@@ -93,7 +93,7 @@ class ThreadService:
     async def Append(self, request: pb.AppendRequest, owner: str) -> pb.AppendResponse:
         thread_id = parse_thread_id(request.thread_id)
         self._limits.check_entries(request.entries, "entries", required=True)
-        validation.check_entries_nesting(request.entries, "entries")
+        validation.check_entries_data(request.entries, "entries")
         expected = (
             validation.non_negative(request.expected_length, "expected_length")
             if request.HasField("expected_length")
@@ -119,7 +119,7 @@ class ThreadService:
         if request.HasField("history_length"):
             history_length = validation.non_negative(request.history_length, "history_length")
             self._limits.check_history_length(history_length, "history_length")
-        validation.check_metadata_nesting(request.metadata)
+        validation.check_metadata(request.metadata)
         thread = await self._store.copy(
             owner,
             source_id,

@@ -45,7 +45,7 @@ def filters(
     limits: Limits,
 ) -> Filters:
     """The request's filters, each field checked."""
-    validation.check_metadata_nesting(metadata)
+    validation.check_metadata(metadata)
     meta_args = codec.metadata_args(metadata)
     limits.check_metadata(codec.metadata_size(meta_args))
     if len(thread_ids) > MAX_THREAD_IDS:

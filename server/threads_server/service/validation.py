@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from enum import Enum
+from math import isfinite
 
 from google.protobuf import duration_pb2, struct_pb2
 
@@ -73,27 +75,42 @@ def ttl_ms(ttl: duration_pb2.Duration) -> int:
     return ttl.seconds * 1000 + -(-ttl.nanos // 1_000_000)
 
 
-def too_deep(data: struct_pb2.Struct, limit: int = MAX_NESTING_DEPTH) -> str | None:
-    """The top-level key under which ``data`` nests more than ``limit`` levels, else None.
+class Problem(Enum):
+    """What ``find_problem`` finds in metadata or entry data."""
 
-    Levels are protobuf messages, counted as parsers count them: ``data`` is level 1; a
-    Struct's fields are map entries one level below it, each holding its Value one level
-    further; a Value's Struct or ListValue is one level below the Value, and a ListValue's
-    Values are one below it. So ``{"a": 1}`` is 3 deep, and each object nested in it adds
-    3, each list 2. Iterative, so any depth is safe, and it stops at the first too deep.
+    TOO_DEEP = "too deep"
+    NOT_FINITE = "not finite"
+
+
+def find_problem(
+    data: struct_pb2.Struct, limit: int = MAX_NESTING_DEPTH, *, numbers: bool = True
+) -> tuple[str, Problem] | None:
+    """The first top-level key of ``data`` under which it nests more than ``limit`` levels
+    or (with ``numbers``) holds a NaN or infinite number, and which; None when neither.
+
+    One walk for both, as it runs on every write, once per Value. Levels are protobuf
+    messages, counted as parsers count them: ``data`` is level 1; a Struct's fields are map
+    entries one level below it, each holding its Value one level further; a Value's Struct
+    or ListValue is one level below the Value, and a ListValue's Values are one below it.
+    So ``{"a": 1}`` is 3 deep, and each object nested in it adds 3, each list 2. Iterative,
+    so any depth is safe, and it stops at the first problem.
     """
     # Containers still to look into: (Struct or ListValue, its level, top-level key).
     stack: list[tuple[struct_pb2.Struct | struct_pb2.ListValue, int, str]] = []
     for key, value in data.fields.items():
         if limit < 3:
-            return key
-        nested = _nested(value)
-        if nested is not None:
-            stack.append((nested, 4, key))
+            return key, Problem.TOO_DEEP
+        kind = value.WhichOneof("kind")
+        if kind == "struct_value":
+            stack.append((value.struct_value, 4, key))
+        elif kind == "list_value":
+            stack.append((value.list_value, 4, key))
+        elif numbers and kind == "number_value" and not isfinite(value.number_value):
+            return key, Problem.NOT_FINITE
     while stack:
         container, level, key = stack.pop()
         if level > limit:
-            return key
+            return key, Problem.TOO_DEEP
         values: Collection[struct_pb2.Value]
         if isinstance(container, struct_pb2.Struct):
             values, value_level = container.fields.values(), level + 2
@@ -101,7 +118,7 @@ def too_deep(data: struct_pb2.Struct, limit: int = MAX_NESTING_DEPTH) -> str | N
             values, value_level = container.values, level + 1
         if value_level > limit:
             if len(values):
-                return key
+                return key, Problem.TOO_DEEP
             continue
         for value in values:  # the hot loop: inlined, it runs once per Value
             kind = value.WhichOneof("kind")
@@ -109,16 +126,15 @@ def too_deep(data: struct_pb2.Struct, limit: int = MAX_NESTING_DEPTH) -> str | N
                 stack.append((value.struct_value, value_level + 1, key))
             elif kind == "list_value":
                 stack.append((value.list_value, value_level + 1, key))
+            elif numbers and kind == "number_value" and not isfinite(value.number_value):
+                return key, Problem.NOT_FINITE
     return None
 
 
-def _nested(value: struct_pb2.Value) -> struct_pb2.Struct | struct_pb2.ListValue | None:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return value.struct_value
-    if kind == "list_value":
-        return value.list_value
-    return None
+def too_deep(data: struct_pb2.Struct, limit: int = MAX_NESTING_DEPTH) -> str | None:
+    """The top-level key under which ``data`` nests more than ``limit`` levels, else None."""
+    found = find_problem(data, limit, numbers=False)
+    return None if found is None else found[0]
 
 
 def _too_deep_message(where: str, key: str) -> str:
@@ -130,10 +146,22 @@ def _too_deep_message(where: str, key: str) -> str:
     )
 
 
-def check_metadata_nesting(metadata: struct_pb2.Struct) -> None:
-    """Create, Update and Copy metadata: every reply carrying it must stay parseable."""
-    key = too_deep(metadata)
-    if key is not None:
+def _not_finite_message(where: str, key: str) -> str:
+    return (
+        f"{where} holds a NaN or infinite number under key {key!r}. JSON has no such "
+        "numbers (RFC 8259), so no reply could carry it: send a finite number, or a string "
+        'such as "NaN"'
+    )
+
+
+def check_metadata(metadata: struct_pb2.Struct) -> None:
+    """Create, Update and Copy metadata, and Search and Count's filter: every reply
+    carrying it must stay parseable (nesting) and renderable as JSON (finite numbers)."""
+    found = find_problem(metadata)
+    if found is None:
+        return
+    key, problem = found
+    if problem is Problem.TOO_DEEP:
         raise InvalidArgument(
             _too_deep_message("metadata", key),
             reason=Reason.METADATA_TOO_DEEP,
@@ -141,13 +169,22 @@ def check_metadata_nesting(metadata: struct_pb2.Struct) -> None:
             key=key,
             limit=MAX_NESTING_DEPTH,
         )
+    raise InvalidArgument(
+        _not_finite_message("metadata", key),
+        reason=Reason.NUMBER_NOT_FINITE,
+        field="metadata",
+        key=key,
+    )
 
 
-def check_entries_nesting(entries: Sequence[pb.Entry], field: str) -> None:
+def check_entries_data(entries: Sequence[pb.Entry], field: str) -> None:
     """Create's history and Append's entries: GetHistory must be able to return them."""
     for index, entry in enumerate(entries):
-        key = too_deep(entry.data)
-        if key is not None:
+        found = find_problem(entry.data)
+        if found is None:
+            continue
+        key, problem = found
+        if problem is Problem.TOO_DEEP:
             raise InvalidArgument(
                 _too_deep_message(f"{field}[{index}].data", key),
                 reason=Reason.ENTRY_TOO_DEEP,
@@ -155,3 +192,9 @@ def check_entries_nesting(entries: Sequence[pb.Entry], field: str) -> None:
                 key=key,
                 limit=MAX_NESTING_DEPTH,
             )
+        raise InvalidArgument(
+            _not_finite_message(f"{field}[{index}].data", key),
+            reason=Reason.NUMBER_NOT_FINITE,
+            field=f"{field}[{index}]",
+            key=key,
+        )

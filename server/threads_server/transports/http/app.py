@@ -23,7 +23,7 @@ import grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,7 +45,7 @@ from threads_server.service.call import (
     MalformedRequest,
     Via,
 )
-from threads_server.transports.http import codec, openapi, sse
+from threads_server.transports.http import codec, openapi, sse, strict
 from threads_server.transports.http.routes import ROUTES
 from threads_server.transports.http.routes import Route as RpcRoute
 from threads_server.transports.http.status import HTTP_STATUS, status_body
@@ -104,7 +104,7 @@ def _timeout(request: Request) -> float | None:
     except ValueError:
         seconds = math.nan
     if not 0 < seconds < math.inf:
-        raise codec.malformed(
+        raise strict.malformed(
             f"the X-Request-Timeout header must be a positive number of seconds, got {raw!r}",
             "X-Request-Timeout",
         )
@@ -137,6 +137,14 @@ def _endpoint(
                 limit=max_body_bytes,
             )
             return _transport_error(too_large, 413)
+        except ClientDisconnect:
+            # The caller went away before its whole body came: nothing ran, and nobody
+            # reads an answer. Not a traceback in the log: 499, as nginx and grpc-gateway
+            # count a call the client cancelled.
+            return error_response(
+                grpc.StatusCode.CANCELLED,
+                "the client closed the connection before the whole request body arrived",
+            )
         if call.handler is None:
             return error_response(
                 grpc.StatusCode.UNIMPLEMENTED, f"{route.name} is not implemented by this server"
@@ -146,7 +154,7 @@ def _endpoint(
         try:
             timeout = _timeout(request)
             if not route.has_body and data.strip():
-                raise codec.malformed(f"{route.verb} {route.path} takes no request body")
+                raise strict.malformed(f"{route.verb} {route.path} takes no request body")
             body = codec.parse_body(data) if route.has_body else {}
             query = request.query_params.multi_items()
             if streaming:
@@ -189,7 +197,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         # HEAD comes with every GET in Starlette; the Allow header names the routes' methods.
         allowed = ", ".join(
-            m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD"
+            sorted(m for m in (exc.headers or {}).get("Allow", "").split(", ") if m != "HEAD")
         )
         wrong_method = Unimplemented(
             f"{request.url.path} does not take {request.method}; it takes {allowed}",
@@ -210,6 +218,59 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
+class _StrictRequests:
+    """``strict``'s framing and path rules, before routing: a request with both
+    Content-Length and Transfer-Encoding is refused with ``Connection: close`` (the server
+    closes the connection after it), and a ``%2F`` stays inside its path segment."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if any(name == b"transfer-encoding" for name, _ in scope["headers"]):
+                receive, send = _AfterTheBody(receive, send).pair()
+            problem = strict.framing_problem(scope["headers"])
+            if problem is not None:
+                response = _transport_error(problem, 400)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+                return
+            path = strict.route_path(scope.get("raw_path") or b"")
+            if path is not None:
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
+
+
+class _AfterTheBody:
+    """A chunked request is answered once its body is in, or not at all if the client is
+    gone. h11 may find a malformed chunk after the handler started; uvicorn then answers
+    400 and closes at once, and a response the handler sends that early (a 404, /ok, a
+    refusal that needs no body) failed inside uvicorn, logged as "Exception in ASGI
+    application". Handlers that read the body are never held up."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive, self._send = receive, send
+        self._body_done = self._gone = False
+
+    def pair(self) -> tuple[Receive, Send]:
+        return self.receive, self.send
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._body_done = self._gone = True
+        elif not message.get("more_body", False):
+            self._body_done = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        while not self._body_done:
+            await self.receive()  # the rest of the body, dropped: nobody reads it now
+        if not self._gone:
+            await self._send(message)
+
+
 class _CountRequests:
     """Counts every HTTP request by the template of the route Starlette matched (which it
     leaves in the scope), never the raw path, so ids never become label values."""
@@ -222,7 +283,7 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # if the app fails before it answers
+        status: int | None = None
 
         async def send_counted(message: Message) -> None:
             nonlocal status
@@ -230,9 +291,13 @@ class _CountRequests:
                 status = message["status"]
             await send(message)
 
+        returned = False
         try:
             await self.app(scope, receive, send_counted)
+            returned = True
         finally:
+            if status is None:  # failed before it answered, or the client was gone
+                status = HTTP_STATUS[grpc.StatusCode.CANCELLED] if returned else 500
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else UNMATCHED_ROUTE
             metrics.http_request(template, scope["method"], status, time.perf_counter() - started)
@@ -271,16 +336,22 @@ def build_app(
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, {})[route.verb] = _endpoint(route, servicer, max_body_bytes)
+    # Literal paths before templated ones: Starlette answers a wrong method with the first
+    # route whose path matches, and /threads/count also matches /threads/{thread_id}.
     routes += [
         Route(path, _dispatch(endpoints), methods=list(endpoints))
-        for path, endpoints in by_path.items()
+        for path, endpoints in sorted(by_path.items(), key=lambda item: item[0].count("{"))
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(_CountRequests)],
+        middleware=[Middleware(_CountRequests), Middleware(_StrictRequests)],
         exception_handlers={
             404: _not_found,
             HTTPException: _http_exception,
             Exception: _unexpected,
         },
     )
+    # No 307 to the path with(out) a trailing slash: Starlette builds its Location from the
+    # Host header. Such a path is a 404, as behind a transcoder.
+    app.router.redirect_slashes = False
+    return app

@@ -11,16 +11,17 @@ the same keys; unset messages (``expire_time``) are left out.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from google.protobuf import descriptor, json_format, message, message_factory
+from google.protobuf import descriptor, json_format, message, message_factory, struct_pb2
 
-from threads_server.errors import InvalidArgument, Reason
-from threads_server.transports.http import langgraph
+from threads_server.errors import InvalidArgument
+from threads_server.transports.http import langgraph, strict
 from threads_server.transports.http.routes import Route
+from threads_server.transports.http.strict import malformed
 
 _INT64 = frozenset(
     {
@@ -36,22 +37,12 @@ _AT_PATH = re.compile(r" at [A-Za-z0-9_]+\.([^ ]+?)\.*$")
 _PARSE_FIELD = re.compile(r"^Failed to parse ([A-Za-z0-9_]+) field")
 
 
-def malformed(message_text: str, field: str | None = None) -> InvalidArgument:
-    extra = {"field": field} if field else {}
-    return InvalidArgument(message_text, reason=Reason.MALFORMED_REQUEST, **extra)
-
-
 def parse_body(data: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}`` (Copy with no body)."""
+    """The request body as a JSON object (read as ``strict`` says); an empty body is
+    ``{}`` (Copy with no body)."""
     if not data.strip():
         return {}
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise malformed(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise malformed(f"the request body must be a JSON object, not {type(body).__name__}")
-    return body
+    return strict.loads(data)
 
 
 def build_request(
@@ -77,7 +68,17 @@ def build_request(
         if name in fields and fields[name] != value:
             raise malformed(f"{name} is in the path ({value}); the body may not differ", name)
         fields[name] = value
-    _no_bools_but_bools(route.method.input_type, fields, "")
+    strict.check_fields(route.method.input_type, fields)
+    try:
+        return _parse_dict(fields, request_class)
+    except OverflowError:
+        # An integer past a double's range in a Struct; as infinity, it is refused with
+        # the field and key it is under, as 1e400 is.
+        strict.past_doubles_as_infinity(fields)
+        return _parse_dict(fields, request_class)
+
+
+def _parse_dict(fields: dict[str, Any], request_class: type[message.Message]) -> message.Message:
     request = request_class()
     try:
         json_format.ParseDict(fields, request, max_recursion_depth=100)
@@ -88,30 +89,6 @@ def build_request(
             f"the request is not a valid {request_class.DESCRIPTOR.name}: {exc}"
         ) from None
     return request
-
-
-def _no_bools_but_bools(message_type: descriptor.Descriptor, body: Any, prefix: str) -> None:
-    """json_format takes ``true`` for a number or an enum (Python's bool is an int): a wrong
-    type, refused here with the field named."""
-    if not isinstance(body, dict):
-        return
-    for field in message_type.fields:
-        value = body.get(field.name)
-        items = value if isinstance(value, list) else [value]
-        name = prefix + field.name
-        wants_bool = field.type == descriptor.FieldDescriptor.TYPE_BOOL
-        if (
-            not wants_bool
-            and field.message_type is None
-            and any(isinstance(v, bool) for v in items)
-        ):
-            raise malformed(f"{name}: a boolean where a number, string or enum belongs", name)
-        if field.message_type is not None and not field.message_type.full_name.startswith(
-            "google.protobuf."
-        ):
-            for index, item in enumerate(items):
-                where = f"{name}[{index}]." if isinstance(value, list) else f"{name}."
-                _no_bools_but_bools(field.message_type, item, where)
 
 
 def _parse_error(text: str) -> InvalidArgument:
@@ -128,11 +105,11 @@ def _parse_error(text: str) -> InvalidArgument:
 
 def render(route: Route, response: message.Message) -> Any:
     """The reply's JSON: the message, or its ``response_body`` field."""
-    body = json_format.MessageToDict(
-        response,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-    )
+    try:
+        body = _to_dict(response)
+    except json_format.SerializeToJsonError:  # a NaN or infinity, stored before refused
+        _non_finite_as_strings(response)
+        body = _to_dict(response)
     _int64_as_numbers(route.method.output_type, body)
     reply = body[route.response_body] if route.response_body else body
     return _integral_floats_as_ints(reply)
@@ -162,3 +139,38 @@ def _int64_as_numbers(message_type: descriptor.Descriptor, body: dict[str, Any])
         ):
             for item in value if isinstance(value, list) else [value]:
                 _int64_as_numbers(field.message_type, item)
+
+
+def _to_dict(response: message.Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        response,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+
+
+# How proto3 JSON writes these doubles (a Struct's number cannot: JSON has no such numbers).
+_NON_FINITE_NAMES = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _non_finite_as_strings(reply: message.Message) -> None:
+    """Every NaN or infinite number in ``reply``'s Structs becomes the string proto3 JSON
+    writes for it: "NaN", "Infinity", "-Infinity". Only ever on a reply the service built
+    for this request, and only when rendering it failed; iterative, for any depth."""
+    pending: list[message.Message] = [reply]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, struct_pb2.Value) and current.WhichOneof("kind") == "number_value":
+            if not math.isfinite(number := current.number_value):
+                current.string_value = _NON_FINITE_NAMES.get(number, "NaN")
+            continue
+        for field, value in current.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    pending.extend(value.values())
+            elif field.is_repeated:
+                pending.extend(value)
+            else:
+                pending.append(value)

@@ -15,11 +15,14 @@ rewrites them, and the query parameters LangGraph sends that change nothing here
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from threads_server.errors import InvalidArgument, Reason
+from threads_server.pb import threads_pb2 as pb
+from threads_server.service import validation
 from threads_server.transports.http.routes import SERVICE
 
 Json = dict[str, Any]
@@ -93,9 +96,14 @@ def _ttl(body: Json) -> None:
             "ttl.strategy", f"only 'delete' is supported (threads expire whole), not {strategy!r}"
         )
     minutes = value.get("ttl")
-    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes < 0:
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int | float)
+        or not 0 <= minutes * 60 <= validation.MAX_TTL_SECONDS  # NaN fails both
+    ):
         raise InvalidArgument(
-            f"ttl.ttl must be a non-negative number of minutes, got {minutes!r}",
+            "ttl.ttl must be a number of minutes from 0 to "
+            f"{validation.MAX_TTL_SECONDS // 60} (100 years), got {json.dumps(minutes)}",
             reason=Reason.INVALID_TTL,
             field="ttl.ttl",
         )
@@ -116,14 +124,37 @@ def _update(body: Json) -> None:
 
 _NO_STATUS = "threads here have no run status (no runs are executed)"
 _NO_VALUES = "threads here have no state values (entries are not checkpoints)"
+# LangGraph's sorts this service cannot serve, and why.
+_UNSERVED_SORT_BY = {
+    "status": _NO_STATUS,
+    "state_updated_at": "threads here have no state (entries are not checkpoints)",
+}
+_PROTO_SORT_BY = frozenset(pb.SortBy.keys())
+
+
+def _sort_by(body: Json) -> None:
+    """LangGraph's sort_by names, the proto's enum names, or an enum number (``strict``
+    checks numbers); any other name is a sort this service does not serve."""
+    value = body.get("sort_by")
+    if not isinstance(value, str) or value in _PROTO_SORT_BY:
+        return
+    if value in _SORT_BY:
+        body["sort_by"] = _SORT_BY[value]
+        return
+    why = _UNSERVED_SORT_BY.get(value, "no such sort")
+    raise InvalidArgument(
+        f"sort_by {value[:64]!r} is not served here: {why}. Sort by created_at, updated_at "
+        "or thread_id",
+        reason=Reason.UNSUPPORTED_FIELD,
+        field="sort_by",
+        value=value[:64],
+    )
 
 
 def _search(body: Json) -> None:
     _rename(body, "limit", "page_size")
     _rename(body, "ids", "thread_ids")
-    if body.get("sort_by") == "status":
-        raise _unsupported("sort_by", _NO_STATUS)
-    _enum(body, "sort_by", _SORT_BY)
+    _sort_by(body)
     _enum(body, "sort_order", _SORT_ORDER)
     _only_empty(body, "status", _NO_STATUS)
     _only_empty(body, "values", _NO_VALUES, {})

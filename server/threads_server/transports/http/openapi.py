@@ -82,8 +82,14 @@ SSE_EVENT_SCHEMA: Json = {
 
 
 def _field_schema(field: FD, schemas: Json) -> Json:
-    if field.enum_type is not None:
-        schema: Json = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+    if field.enum_type is not None:  # proto3 JSON reads an enum's name or its number
+        values = field.enum_type.values
+        schema: Json = {
+            "anyOf": [
+                {"type": "string", "enum": [v.name for v in values]},
+                {"type": "integer", "enum": [v.number for v in values]},
+            ]
+        }
     elif field.message_type is not None:
         schema = _message_ref(field.message_type, schemas)
     else:

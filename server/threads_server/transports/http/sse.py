@@ -55,8 +55,12 @@ def _json(value: Any) -> bytes:
 
 
 def events(route: Route, message: Any) -> bytes:
-    """The events of one message: an entry event per entry, or one progress event."""
-    body = codec.render(route, message)
+    """The events of one message: an entry event per entry, or one progress event. The
+    message may be shared with other streams (``store.feeds``, over gRPC too), and
+    rendering one that holds a stored NaN rewrites it (``codec.render``): a copy is."""
+    own = type(message)()
+    own.CopyFrom(message)
+    body = codec.render(route, own)
     entries = body.get("entries") or []
     if not entries:
         return _event(b"progress", {"history_length": body["history_length"]})
