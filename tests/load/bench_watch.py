@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,40 @@ async def _watch_child(target: str, thread_ids: list[str], start: int, out: Path
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in channels:
         await channel.close(None)
+
+
+def _bare_server() -> None:
+    """gRPC's own floor: a bare grpc.aio server (uvloop, the pending-call limits ours sets)
+    whose Watch writes one progress message and waits, nothing else; prints its port and
+    pid, and serves until stdin closes."""
+    import uvloop  # noqa: PLC0415
+
+    async def watch(request: Any, context: Any) -> None:
+        await context.write(pb.WatchResponse(history_length=0))
+        await asyncio.Event().wait()
+
+    async def serve() -> None:
+        options = [
+            ("grpc.server.max_pending_requests", 20_000),
+            ("grpc.server.max_pending_requests_hard_limit", 40_000),
+        ]
+        server = aio.server(options=options)
+        handler = grpc.unary_stream_rpc_method_handler(
+            watch,
+            request_deserializer=pb.WatchRequest.FromString,
+            response_serializer=pb.WatchResponse.SerializeToString,
+        )
+        service = pb.DESCRIPTOR.services_by_name["ThreadService"].full_name
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"Watch": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(port, os.getpid(), flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        await server.stop(0)
+
+    uvloop.run(serve())
 
 
 class Watchers:
@@ -294,14 +329,53 @@ def idle_scenario(server: ServerProcess, store: redis.Redis, n: int, work: Path)
         rss_after = _rss_kib(pid)
         clients_after = int(store.info("clients")["connected_clients"])
         open_now = _gauge(server, "threads_watchers")
+        cpu = _cpu_seconds(pid)
+        time.sleep(IDLE_SECONDS)
+        idle_cpu = (_cpu_seconds(pid) - cpu) / IDLE_SECONDS
     finally:
         crowd.kill()
     return {
         "watchers": n,
         "held_open": open_now,
+        "failed": crowd.failed,
         "kib_per_watcher": (rss_after - rss_before) / n,
+        "floor_kib_per_stream": _bare_floor(ids, work),
+        "idle_cpu": idle_cpu,
         "redis_connections_added": clients_after - clients_before,
     }
+
+
+IDLE_SECONDS = 10.0  # the idle watchers' CPU is measured over this
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _bare_floor(ids: list[str], work: Path) -> float:
+    """RSS per open stream of a bare grpc.aio server (``_bare_server``) under the same
+    watcher processes: what gRPC itself costs per stream, below which Watch cannot go."""
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "tests.load.bench_watch", "--bare-server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bare.stdout is not None
+        port, pid = (int(x) for x in bare.stdout.readline().split())
+        time.sleep(1)
+        before = _rss_kib(pid)
+        crowd = Watchers(f"127.0.0.1:{port}", ids, 0, work)
+        try:
+            time.sleep(2)
+            return (_rss_kib(pid) - before) / max(1, crowd.opened)
+        finally:
+            crowd.kill()
+    finally:
+        bare.kill()
+        bare.wait()
 
 
 def _gauge(server: ServerProcess, name: str) -> float:
@@ -364,6 +438,9 @@ def cost_scenario(
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-server":
+        _bare_server()
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         target, ids, start, out = sys.argv[2:6]
         asyncio.run(_watch_child(target, json.loads(Path(ids).read_text()), int(start), Path(out)))
@@ -406,8 +483,11 @@ def main() -> None:
             idle = idle_scenario(server, store, args.idle, work)
             print(
                 f"{idle['watchers']} watchers on as many threads: {idle['held_open']:.0f} held "
-                f"open; {idle['kib_per_watcher']:.1f} KiB server RSS per watcher; "
-                f"{idle['redis_connections_added']} Redis connections added",
+                f"open (failed: {idle['failed'] or 'none'}); {idle['kib_per_watcher']:.1f} KiB "
+                f"server RSS per watcher (a bare grpc.aio stream: "
+                f"{idle['floor_kib_per_stream']:.1f} KiB); idle, the server used "
+                f"{idle['idle_cpu'] * 100:.1f} % of a core; {idle['redis_connections_added']} "
+                "Redis connections added",
                 flush=True,
             )
             cost = cost_scenario(server, args.cost_watchers, args, work)
@@ -444,7 +524,8 @@ def _table(
     reads = max(d["reads_per_append"] for d in delays)
     print(f"| Redis reads per Append, per worker, per thread | ≤ 1 | {reads:.2f} (the most "
           f"of the delay runs) |")  # fmt: skip
-    print(f"| server memory per idle watcher | ≤ 10 KB | {idle['kib_per_watcher']:.1f} KiB |")
+    print(f"| server memory per idle watcher | ≤ 10 KB | {idle['kib_per_watcher']:.1f} KiB "
+          f"(a bare grpc.aio stream: {idle['floor_kib_per_stream']:.1f} KiB) |")  # fmt: skip
     print(f"| Append RPS with {cost['watchers']:,} watchers open vs none | ≥ 0.9 | "
           f"{cost['rps_open']:.0f} / {cost['rps_none']:.0f} = {cost['ratio']:.2f} |")  # fmt: skip
 

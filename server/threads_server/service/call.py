@@ -232,6 +232,7 @@ class _Sent:
 async def _stream(opening: Awaitable[AsyncIterator[Any]], send: Send, sent: _Sent) -> None:
     """A streaming handler's messages, each to ``send`` once the previous one was taken."""
     messages = await opening
+    del opening  # held for the stream's life otherwise (memory per idle watcher)
     async with contextlib.aclosing(messages):  # type: ignore[type-var]
         async for message in messages:
             await send(message)
