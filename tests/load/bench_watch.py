@@ -115,15 +115,46 @@ async def _watch_child(target: str, thread_ids: list[str], start: int, out: Path
 
 def _bare_server() -> None:
     """gRPC's own floor: a bare grpc.aio server (uvloop, the pending-call limits ours sets)
-    whose Watch writes one progress message and waits, nothing else; prints its port and
-    pid, and serves until stdin closes."""
+    whose Watch writes one progress message, then a shared message at each round, nothing
+    else. Prints its port and pid; ``fanout <rounds> <rate>`` on stdin runs that many
+    rounds at that rate once every stream is open and prints each round's time (every
+    stream's write done) and its CPU per write; serves until stdin closes."""
     import uvloop  # noqa: PLC0415
 
+    shared = pb.WatchResponse(entries=[pb.Entry(index=0)], history_length=1)
+    shared.entries[0].data.update({"n": 0})
+    state: dict[str, Any] = {"open": 0, "written": 0}
+
     async def watch(request: Any, context: Any) -> None:
+        state["open"] += 1
         await context.write(pb.WatchResponse(history_length=0))
-        await asyncio.Event().wait()
+        while True:
+            await state["round"]
+            await context.write(shared)
+            state["written"] += 1
+            if state["written"] == state["open"]:
+                state["done"].set_result(None)
+
+    async def fanout(rounds: int, rate: float) -> str:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+        cpu = _cpu_seconds(os.getpid())
+        began = loop.time()
+        for n in range(rounds):
+            await asyncio.sleep(max(0.0, began + n / rate - loop.time()))
+            state["written"], state["done"] = 0, loop.create_future()
+            fired, state["round"] = state["round"], loop.create_future()
+            started = time.perf_counter()
+            fired.set_result(None)
+            await state["done"]
+            times.append((time.perf_counter() - started) * 1000)
+        per_write = (_cpu_seconds(os.getpid()) - cpu) / max(1, rounds * state["open"]) * 1e6
+        return json.dumps(
+            {"p50": _percentile(times, 0.5), "p99": _percentile(times, 0.99), "us": per_write}
+        )
 
     async def serve() -> None:
+        state["round"] = asyncio.get_running_loop().create_future()
         options = [
             ("grpc.server.max_pending_requests", 20_000),
             ("grpc.server.max_pending_requests_hard_limit", 40_000),
@@ -141,10 +172,38 @@ def _bare_server() -> None:
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         print(port, os.getpid(), flush=True)
-        await asyncio.to_thread(sys.stdin.read)
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            _, rounds, rate = line.split()
+            print(await fanout(int(rounds), float(rate)), flush=True)
         await server.stop(0)
 
     uvloop.run(serve())
+
+
+class Bare:
+    """A ``_bare_server`` process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.load.bench_watch", "--bare-server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        port, self.pid = (int(x) for x in self.process.stdout.readline().split())
+        self.target = f"127.0.0.1:{port}"
+
+    def fanout(self, rounds: int, rate: float) -> dict[str, float]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"fanout {rounds} {rate}\n")
+        self.process.stdin.flush()
+        result: dict[str, float] = json.loads(self.process.stdout.readline())
+        return result
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 class Watchers:
@@ -277,12 +336,17 @@ def delay_scenario(
 ) -> dict[str, Any]:
     thread_id = asyncio.run(_one_thread(server.target))
     crowd = Watchers(server.target, [thread_id] * watchers, 0, work)
+    pid = server.serving_pids()[0]
     try:
         before_hist = _histogram(server, "threads_watch_delivery_seconds")
         before_reads = _lranges(store)
+        before_sent = _counter(server, "threads_watch_messages_total", 'kind="entries"')
+        cpu = _cpu_seconds(pid)
         replies = asyncio.run(_appends(server.target, thread_id, args.rate, args.duration))
-        reads = _lranges(store) - before_reads
         arrivals = crowd.stop(max(replies))
+        cpu = _cpu_seconds(pid) - cpu
+        reads = _lranges(store) - before_reads
+        sent = _counter(server, "threads_watch_messages_total", 'kind="entries"') - before_sent
         after_hist = _histogram(server, "threads_watch_delivery_seconds")
     finally:
         crowd.kill()
@@ -301,6 +365,8 @@ def delay_scenario(
         "server_p50": _quantile(after_hist, before_hist, 0.50),
         "server_p99": _quantile(after_hist, before_hist, 0.99),
         "reads_per_append": reads / max(1, len(replies)),
+        "messages": sent,
+        "us_per_message": cpu / max(1, sent) * 1e6,
     }
 
 
@@ -356,26 +422,42 @@ def _cpu_seconds(pid: int) -> float:
 def _bare_floor(ids: list[str], work: Path) -> float:
     """RSS per open stream of a bare grpc.aio server (``_bare_server``) under the same
     watcher processes: what gRPC itself costs per stream, below which Watch cannot go."""
-    bare = subprocess.Popen(
-        [sys.executable, "-m", "tests.load.bench_watch", "--bare-server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    bare = Bare()
     try:
-        assert bare.stdout is not None
-        port, pid = (int(x) for x in bare.stdout.readline().split())
         time.sleep(1)
-        before = _rss_kib(pid)
-        crowd = Watchers(f"127.0.0.1:{port}", ids, 0, work)
+        before = _rss_kib(bare.pid)
+        crowd = Watchers(bare.target, ids, 0, work)
         try:
             time.sleep(2)
-            return (_rss_kib(pid) - before) / max(1, crowd.opened)
+            return (_rss_kib(bare.pid) - before) / max(1, crowd.opened)
         finally:
             crowd.kill()
     finally:
         bare.kill()
-        bare.wait()
+
+
+def _bare_fanout(watchers: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """A bare grpc.aio server writing one shared message to ``watchers`` streams at the
+    Append rate, for as many rounds as the delay run: each round's time (the server's
+    clock) and its CPU per write, gRPC's floor for the fan-out."""
+    bare = Bare()
+    try:
+        crowd = Watchers(bare.target, ["-"] * watchers, 0, work)
+        try:
+            return bare.fanout(int(args.rate * args.duration), args.rate)
+        finally:
+            crowd.kill()
+    finally:
+        bare.kill()
+
+
+def _counter(server: ServerProcess, name: str, labels: str) -> float:
+    import httpx  # noqa: PLC0415
+
+    for line in httpx.get(f"{server.http_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _gauge(server: ServerProcess, name: str) -> float:
@@ -477,9 +559,19 @@ def main() -> None:
                     f"{n:>6} watchers, {result['appends']} appends at {args.rate:g}/s: "
                     f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms "
                     f"(server: p50 {result['server_p50']}, p99 {result['server_p99']}); "
-                    f"Redis reads per append {result['reads_per_append']:.2f}",
+                    f"Redis reads per append {result['reads_per_append']:.2f}; "
+                    f"{result['messages']:.0f} messages, server CPU "
+                    f"{result['us_per_message']:.1f} µs per message",
                     flush=True,
                 )
+            top = max(args.watchers)
+            floor = _bare_fanout(top, args, work)
+            print(
+                f"a bare grpc.aio server writing one message to {top} streams at {args.rate:g}/s:"
+                f" a round (every write done) p50 {floor['p50']:.1f} ms, p99 "
+                f"{floor['p99']:.1f} ms; {floor['us']:.1f} µs of CPU per write",
+                flush=True,
+            )
             idle = idle_scenario(server, store, args.idle, work)
             print(
                 f"{idle['watchers']} watchers on as many threads: {idle['held_open']:.0f} held "
@@ -496,7 +588,7 @@ def main() -> None:
                 f"{cost['rps_open']:.0f} vs {cost['rps_none']:.0f}: {cost['ratio']:.2f}",
                 flush=True,
             )
-            _table(delays, idle, cost, args)
+            _table(delays, floor, idle, cost, args)
         finally:
             server.kill_all()
             valkey.stop()
@@ -504,6 +596,7 @@ def main() -> None:
 
 def _table(
     delays: list[dict[str, Any]],
+    floor: dict[str, float],
     idle: dict[str, Any],
     cost: dict[str, Any],
     args: argparse.Namespace,
@@ -517,7 +610,10 @@ def _table(
     top = max(delays, key=lambda d: d["watchers"])
     verdict = "met" if top["p99"] <= 10 else f"missed by {top['p99'] - 10:.1f} ms"
     print(f"| 1, 100 and 1,000 watchers on one thread, {args.rate:g} appends/s | p99 ≤ 10 ms at "
-          f"1,000 watchers | {cells}; at {top['watchers']}: {verdict} |")  # fmt: skip
+          f"1,000 watchers | {cells}; at {top['watchers']}: {verdict}; server CPU "
+          f"{top['us_per_message']:.1f} µs per message; a bare grpc.aio fan-out of one message "
+          f"to as many streams: round p99 {floor['p99']:.1f} ms, {floor['us']:.1f} µs per "
+          f"write |")  # fmt: skip
     print(f"| {idle['watchers']:,} watchers on {idle['watchers']:,} threads, one worker | held "
           f"open | {idle['held_open']:.0f} open, {idle['redis_connections_added']} Redis "
           f"connections added |")  # fmt: skip

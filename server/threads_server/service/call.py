@@ -223,7 +223,7 @@ class Endpoint:
 
 @dataclass(slots=True)
 class _Sent:
-    """What a stream has sent so far, for its log line."""
+    """What a stream has handed to its transport so far, for its log line."""
 
     messages: int = 0
     entries: int = 0
@@ -235,9 +235,11 @@ async def _stream(opening: Awaitable[AsyncIterator[Any]], send: Send, sent: _Sen
     del opening  # held for the stream's life otherwise (memory per idle watcher)
     async with contextlib.aclosing(messages):  # type: ignore[type-var]
         async for message in messages:
-            await send(message)
+            # Counted as handed over: a caller that leaves once it has the message cancels
+            # the write before it reports back.
             sent.messages += 1
             sent.entries += len(getattr(message, "entries", ()))
+            await send(message)
 
 
 def _shape(request: Any) -> str:

@@ -98,6 +98,7 @@ class Feed:
         "_subscription",
         "_timer",
         "_waiters",
+        "_waiting",
         "error",
         "generation",
         "known_length",
@@ -120,6 +121,7 @@ class Feed:
         self.error: ThreadsError | None = None
         self.retired = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._waiting: contextvars.Context | None = None  # the last to wait's context
         self._reads: dict[int, _Read] = {}
         self._subscription: Subscription | None = None
         self._subscribing: asyncio.Task[None] | None = None
@@ -135,8 +137,13 @@ class Feed:
         if data.isdigit():  # an Append's new length
             length = int(data)
             if length > self.known_length:
-                self.known_length = length
-                self._notify()
+                caught_up, self.known_length = self.known_length, length
+                if self._waiters and self._waiting is not None:
+                    # Those waiting have read up to the old length: their read goes now,
+                    # and they wake once it is done (one wake-up each, not two).
+                    self._start_read(caught_up, self._waiting, then_notify=True)
+                else:
+                    self._notify()
         else:  # deleted, or its expiry changed: everyone reads again
             self._bump()
 
@@ -195,14 +202,19 @@ class Feed:
                 return pending.generation, pending.view(read, index)
             # Capped short of the end: a read of our own, so that no cap but our own
             # message's splits an Append.
-        self._forget_stale_reads()
-        task = self._start(
-            self._feeds.read(self.owner, self.thread_id, index),
-            context=contextvars.copy_context(),  # the read's span: the reader's child
-        )
-        pending = self._reads[index] = _Read(index, self.generation, self.known_length, task)
-        task.add_done_callback(lambda _: self._done_reading(pending))
+        pending = self._start_read(index, contextvars.copy_context())
         return pending.generation, await pending.outcome()
+
+    def _start_read(
+        self, index: int, context: contextvars.Context, *, then_notify: bool = False
+    ) -> _Read:
+        """A read from ``index`` on, in ``context`` (its span: that watcher's child); with
+        ``then_notify``, the waiting watchers are woken once it is done."""
+        self._forget_stale_reads()
+        task = self._start(self._feeds.read(self.owner, self.thread_id, index), context=context)
+        pending = self._reads[index] = _Read(index, self.generation, self.known_length, task)
+        task.add_done_callback(lambda _: self._done_reading(pending, then_notify))
+        return pending
 
     def _forget_stale_reads(self) -> None:
         """Drops the reads a wake-up has made stale since."""
@@ -225,11 +237,13 @@ class Feed:
                 best = pending
         return best
 
-    def _done_reading(self, pending: _Read) -> None:
+    def _done_reading(self, pending: _Read, then_notify: bool) -> None:
         """A read that failed is not kept (the next watcher tries again); one that worked
         is, until a wake-up makes it stale, and tells the feed what it saw."""
         task = pending.task
         assert task is not None
+        if then_notify:
+            self._notify()
         if task.cancelled() or task.exception() is not None:
             if self._reads.get(pending.index) is pending:
                 del self._reads[pending.index]
@@ -245,6 +259,7 @@ class Feed:
         """Returns at the next wake-up, generation, heartbeat or failure."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._waiting = contextvars.copy_context()  # a waiting watcher's: for its span
         await waiter
 
     def fail(self, error: ThreadsError) -> None:
