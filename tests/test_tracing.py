@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from tests import otlp_receiver
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry
-from tests.server_process import REPO, Spawn, eventually
+from tests.server_process import REPO, ServerProcess, Spawn, eventually
 from threads_server.store.keys import SHARDS, ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
@@ -47,21 +47,30 @@ def _one(spans: list[trace_pb2.Span], **where: Any) -> trace_pb2.Span:
     return found[0]
 
 
+def _traced(spawn: Spawn, port: int, *args: str) -> ServerProcess:
+    """A server exporting its spans to the test's receiver on ``port`` (its batches every
+    0.1 s), serving."""
+    server = spawn(
+        *args,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
+    server.wait_serving()
+    return server
+
+
 def test_spans_per_call_continue_the_callers_trace_and_carry_failures(  # noqa: PLR0915
     spawn: Spawn,
     redis_server: RedisProcess,
     receiver: tuple[otlp_receiver.Receiver, int],
 ) -> None:
     store, port = receiver
-    server = spawn(
-        "--workers", "2", "--redis-url", redis_server.url, "--log-format", "json",
+    server = _traced(
+        spawn, port, "--workers", "2", "--redis-url", redis_server.url, "--log-format", "json",
         "--log-level", "debug",  # a successful call's line, checked at the end, is DEBUG
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        },
     )  # fmt: skip
-    server.wait_serving()
     missing = str(uuid.uuid4())
     grpc_get, grpc_get_trace, grpc_get_parent = _traceparent()
     grpc_miss, grpc_miss_trace, _ = _traceparent()
@@ -156,14 +165,7 @@ def test_search_count_and_a_pages_reads_are_script_spans_of_the_call(
     """The calls Search and Count send together (a script per shard, a Get per thread of
     the page) are CLIENT spans of the RPC, one per batch, sized by db.operation.batch.size."""
     store, port = receiver
-    server = spawn(
-        "--workers", "1", "--redis-url", own_redis.url,
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        },
-    )  # fmt: skip
-    server.wait_serving()
+    server = _traced(spawn, port, "--workers", "1", "--redis-url", own_redis.url)
     search, search_trace, _ = _traceparent()
     count, count_trace, _ = _traceparent()
     with server.channel() as channel:
@@ -250,14 +252,9 @@ def test_a_watch_stream_is_one_span_with_its_reads_as_children(
     receiver: tuple[otlp_receiver.Receiver, int],
 ) -> None:
     store, port = receiver
-    server = spawn(
-        "--workers", "1", "--redis-url", redis_server.url, "--log-format", "json",
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        },
-    )  # fmt: skip
-    server.wait_serving()
+    server = _traced(
+        spawn, port, "--workers", "1", "--redis-url", redis_server.url, "--log-format", "json"
+    )
     watch, trace_id, parent = _traceparent()
     with server.channel() as channel:
         stub = pb_grpc.ThreadServiceStub(channel)

@@ -5,6 +5,7 @@ framing, Last-Event-ID, errors before the first byte (Status JSON) and after it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import uuid
@@ -17,7 +18,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from tests.conftest import test_settings as settings_for_test
 from tests.http_helpers import assert_status, base_url
-from tests.inprocess_server import StartServer, eventually
+from tests.inprocess_server import Started, StartServer, eventually
 from tests.redis_process import RedisProcess
 from tests.test_auth import SECRET, token
 from tests.watch_helpers import STREAM_BOUND
@@ -146,31 +147,35 @@ async def test_a_client_that_goes_away_ends_its_stream(
     redis_server: RedisProcess, start_server: StartServer
 ) -> None:
     app = await start_server(settings_for_test(), redis_server.url)
-    async with httpx.AsyncClient(base_url=base_url(app.server), timeout=30) as http:
-        thread_id = await _create(http, 1)
-        async with aconnect_sse(http, "GET", f"/threads/{thread_id}/entries/stream") as source:
-            await _next(source.aiter_sse())
-            assert app.server.watches.open == 1
+    async with _one_stream(app) as events:
+        await _next(events)
+        assert app.server.watches.open == 1
 
-        async def closed() -> bool:
-            return app.server.watches.open == 0
+    async def closed() -> bool:
+        return app.server.watches.open == 0
 
-        await eventually(closed, "the server noticed the client left")
+    await eventually(closed, "the server noticed the client left")
 
 
 async def test_shutdown_ends_streams_with_an_unavailable_event(
     redis_server: RedisProcess, start_server: StartServer
 ) -> None:
     app = await start_server(settings_for_test(), redis_server.url)
+    async with _one_stream(app) as events:
+        await _next(events)
+        app.server.watches.close()
+        error = await _next(events)
+        assert error.event == "error"
+        assert error.json()["details"][0]["reason"] == "SHUTTING_DOWN"
+
+
+@contextlib.asynccontextmanager
+async def _one_stream(app: Started) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+    """The events of one SSE stream of a new thread with one entry, on ``app``."""
     async with httpx.AsyncClient(base_url=base_url(app.server), timeout=30) as http:
         thread_id = await _create(http, 1)
         async with aconnect_sse(http, "GET", f"/threads/{thread_id}/entries/stream") as source:
-            events = source.aiter_sse()
-            await _next(events)
-            app.server.watches.close()
-            error = await _next(events)
-            assert error.event == "error"
-            assert error.json()["details"][0]["reason"] == "SHUTTING_DOWN"
+            yield source.aiter_sse()
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
