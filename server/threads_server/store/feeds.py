@@ -332,6 +332,8 @@ class Feed:
 class Feeds:
     """The worker's feeds, one per watched thread, and how they read."""
 
+    CONCURRENT_READS = 4
+
     def __init__(
         self,
         store: ThreadStore,
@@ -352,8 +354,6 @@ class Feeds:
         self._reading = (
             None if store.shares_one_connection else asyncio.Semaphore(self.CONCURRENT_READS)
         )
-
-    CONCURRENT_READS = 4
 
     def __len__(self) -> int:
         """Threads watched now (one subscription each)."""
