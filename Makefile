@@ -23,7 +23,7 @@ VERSION_FILE := client/VERSION
 VERSION := $(shell cat $(VERSION_FILE))
 DIST_DIR := build/dist
 
-.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost fuzz-http hey bench-fast
+.PHONY: install lock upgrade-check dist image image-check proto check-proto client-sync check-client-sync docs check-package run test lint lint-proto release-api clean interop protoset bench bench-auth bench-failover load bench-http bench-search bench-metrics bench-tracing ghz bench-cost fuzz-http bench-watch hey bench-fast
 
 install: $(STAMP)
 
@@ -226,6 +226,13 @@ bench-metrics: $(STAMP) ghz
 # BENCH_ARGS="--observability" compares all off, metrics, and metrics + tracing instead.
 bench-tracing: $(STAMP) ghz
 	$(PY) -m tests.load.bench_tracing $(BENCH_ARGS)
+
+# Watch under load (issue 21): Append-to-receipt delay p50/p99 at 1, 100 and 1,000 watchers
+# of one thread, Redis reads per Append, 10,000 idle watchers held open (memory per watcher),
+# and Append RPS with 1,000 watchers open vs none (tests/load/bench_watch.py).
+# BENCH_ARGS="--duration 3 --watchers 1 100 --idle 1000 --rounds 1" narrows it.
+bench-watch: $(STAMP)
+	$(PY) -m tests.load.bench_watch $(BENCH_ARGS)
 
 # What a call costs, build against build: ghz Health, Copy@10, Copy@1000, Get and Append
 # against several revisions of the server (default: the merge-base with main and this

@@ -108,13 +108,16 @@ def _request(route: Route) -> str:
     if route.has_body:
         return "JSON body"
     if route.query_fields:
-        return "`?" + "&".join(f"{f.name}=" for f in route.query_fields) + "`"
+        query = "`?" + "&".join(f"{f.name}=" for f in route.query_fields) + "`"
+        return query + ", or `Last-Event-ID`" if route.method.server_streaming else query
     return "(none)"
 
 
 def _reply(route: Route) -> str:
     if route.empty_reply:
         return "`204`, no body"
+    if route.method.server_streaming:
+        return "`text/event-stream`: an event per message ([Following a thread](watch.md))"
     output = route.method.output_type
     if route.response_body:
         field = output.fields_by_name[route.response_body]

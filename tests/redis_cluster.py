@@ -32,10 +32,21 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (and to bind(0))."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_cluster_port() -> int:
-    """A free port at most 55535 whose cluster-bus port (+10000) is free too."""
+    """A free port whose cluster-bus port (+10000) is free too, both below the ephemeral
+    range, so that no outgoing connection nor any other test's free_port() (bind to 0)
+    can take either between this choice and the node's start."""
+    high = min(_ephemeral_low(), 65_536) - 1 - _BUS_OFFSET
     for _ in range(1000):
-        port = random.randint(20_000, 65_535 - _BUS_OFFSET)
+        port = random.randint(min(10_000, high - 1000), high)
         if _port_free(port) and _port_free(port + _BUS_OFFSET):
             return port
     raise RuntimeError("no free port pair for a cluster node")

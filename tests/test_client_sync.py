@@ -276,10 +276,11 @@ def test_the_generated_blocking_client_mirrors_the_asyncio_one() -> None:
             ], name
             assert not inspect.iscoroutinefunction(sync_method), name
             assert not inspect.isasyncgenfunction(sync_method), name
-            if name not in ("__init__", "iter_history", "iter_search"):
+            if name not in ("__init__", "iter_history", "iter_search", "watch"):
                 assert inspect.iscoroutinefunction(async_method), name
     assert inspect.isgeneratorfunction(SyncThreadsClient.iter_history)
     assert inspect.isgeneratorfunction(SyncThreadsClient.iter_search)
+    assert inspect.isgeneratorfunction(SyncThreadsClient.watch)
 
 
 def test_threads_sharing_a_new_client_open_one_channel(

@@ -45,6 +45,8 @@ _CASES: list[tuple[str, str, Any, str, Any]] = [
     ("max_entry_bytes", "1000", 1000, "2048", 2048),
     ("max_history_length", "10", 10, "5000000", 5000000),
     ("max_metadata_bytes", "100", 100, "1000000", 1000000),
+    ("watch_progress_seconds", "2.5", 2.5, "30", 30.0),
+    ("max_watchers", "100", 100, "20000", 20000),
     ("search_index", "0", False, "true", True),
     ("default_ttl_seconds", "60", 60, "86400", 86400),
     ("auth_jwt_secret", "s" * 32, "s" * 32, "t" * 40, "t" * 40),

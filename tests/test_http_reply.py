@@ -93,4 +93,6 @@ def test_every_reply_renders_as_the_reference(case: tuple[Any, str]) -> None:
     expected = reply._library(message)
     if field:
         expected = expected[field]
+    before = message.SerializeToString(deterministic=True)
     assert orjson.loads(reply.to_json(message, field)) == expected  # keys in field order
+    assert message.SerializeToString(deterministic=True) == before  # only read (shared ones)

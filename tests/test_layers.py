@@ -146,20 +146,39 @@ def test_no_import_circle() -> None:
     assert circles(graph()) == []
 
 
-def test_only_the_store_imports_redis() -> None:
-    """The store owns Redis: nothing above it knows redis-py's exceptions or clients."""
-    outside = []
+def _redis_importers() -> dict[str, list[str]]:
+    """Each module that imports redis, with what it imports."""
+    found: dict[str, list[str]] = {}
     for module, path in modules().items():
-        if unit_of(module)[1] == "store":
-            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            outside += [f"{module}: {n}" for n in names if n.split(".")[0] == "redis"]
+            found.setdefault(module, []).extend(n for n in names if n.split(".")[0] == "redis")
+    return {module: names for module, names in found.items() if names}
+
+
+def test_only_the_store_imports_redis() -> None:
+    """The store owns Redis: nothing above it knows redis-py's exceptions or clients."""
+    outside = [m for m in _redis_importers() if unit_of(m)[1] != "store"]
     assert outside == []
+
+
+# Inside the store, the modules that may know redis-py: the corridor (every call, and
+# Watch's subscriptions), the clients' construction and the exceptions' mapping.
+CORRIDOR = ("store.corridor", "store.connect", "store.redis_errors")
+
+
+def test_every_way_to_redis_goes_through_the_corridor() -> None:
+    """The rest of the store (the operations, Watch's feeds, migrate) reaches Redis only
+    through ``Corridor``: it cannot send a command or subscribe without redis-py."""
+    beside = [
+        m for m in _redis_importers() if not any(m == c or m.startswith(c + ".") for c in CORRIDOR)
+    ]
+    assert beside == []
+    assert {"store.corridor.subscriptions", "store.corridor.pipelined"} <= set(_redis_importers())
 
 
 def test_the_checks_catch_an_upward_arrow_a_sibling_and_a_circle() -> None:

@@ -168,6 +168,41 @@ async def test_a_stored_non_finite_number_comes_back_as_is_over_grpc(
     assert page.entries[0].data.fields["y"].number_value == math.inf
 
 
+async def test_a_stored_non_finite_entry_reaches_sse_and_grpc_watchers_each_as_its_own(
+    http: httpx.AsyncClient, redis: Any, stub: Any
+) -> None:
+    """Watchers of a thread share one message per read (store.feeds), over SSE and gRPC
+    alike: the SSE one renders a stored infinity as the string, and the gRPC one, woken
+    after it, still sends the double (rendering must not rewrite the shared message)."""
+    thread_id = await _store_non_finite(http, redis)
+    url = f"/threads/{thread_id}/entries/stream?start_index=1"
+    async with http.stream("GET", url) as events:
+        lines = events.aiter_lines()
+        assert await anext(lines) == "event: progress"  # the SSE watcher waits first
+        call = stub.Watch(pb.WatchRequest(thread_id=thread_id, start_index=1))
+        assert list((await call.read()).entries) == []  # progress: both wait now
+        keys = ThreadKeys(thread_id)
+        data = struct(y=math.inf)
+        await redis.rpush(
+            keys.history, *codec.encode_entries([stored_pb.Entry(data=data)], codec.now_us())
+        )
+        await _wake(redis, keys, b"2")  # as append.lua would: one read for both
+        got = await call.read()
+        call.cancel()
+        assert got.entries[0].data.fields["y"].number_value == math.inf
+        async for line in lines:
+            if line.startswith("data: {") and '"index":1' in line:
+                assert '"y":"Infinity"' in line, line
+                break
+
+
+async def _wake(redis: Any, keys: ThreadKeys, length: bytes) -> None:
+    """The wake-up append.lua publishes (lua/includes/wake.lua)."""
+    info = await redis.info("server")
+    sharded = int(str(info["redis_version"]).split(".")[0]) >= 7
+    await redis.execute_command("SPUBLISH" if sharded else "PUBLISH", keys.channel, length)
+
+
 def test_a_struct_can_carry_them_on_the_wire() -> None:
     """What the gRPC test relies on: protobuf keeps NaN and infinities in a Struct."""
     value = struct_pb2.Struct.FromString(struct(x=math.nan, y=-math.inf).SerializeToString())

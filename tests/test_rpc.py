@@ -25,7 +25,7 @@ from threads_server.errors import (
 from threads_server.service.auth import Authenticator
 from threads_server.service.call import to_threads_error
 from threads_server.store.redis_errors import store_errors, to_store_error
-from threads_server.transports.grpc.registration import add_service
+from threads_server.transports.grpc.registration import _serializer, add_service
 from threads_service_client.pb import threads_pb2 as pb
 
 if TYPE_CHECKING:
@@ -171,10 +171,27 @@ async def test_a_write_on_a_connection_closed_under_it_is_unavailable(
         await connection.disconnect()
 
 
-async def test_registration_refuses_a_streaming_method_rather_than_serve_it_as_unary() -> None:
+async def test_registration_refuses_a_client_streaming_method_no_face_serves() -> None:
+    """Unary and server-streaming methods have faces (Watch: test_watch.py); one that
+    streams requests fails at start-up rather than be served as something it is not."""
     service = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-    with pytest.raises(ValueError, match="ServerReflectionInfo streams"):
+    with pytest.raises(ValueError, match="ServerReflectionInfo streams requests"):
         add_service(_NoAuth(), service, aio.server())
+
+
+def test_a_streams_serializer_serializes_a_message_written_again_once() -> None:
+    """Watch writes one message object on every stream of a thread's watchers in a row: the
+    bytes are made once (the same object comes back), and another message gets its own."""
+    serialize = _serializer(pb.WatchResponse, streaming=True)
+    shared = pb.WatchResponse(entries=[pb.Entry(index=3)], history_length=4)
+    first = serialize(shared)
+    assert serialize(shared) is first
+    assert pb.WatchResponse.FromString(first) == shared
+    other = pb.WatchResponse(history_length=4)
+    assert pb.WatchResponse.FromString(serialize(other)) == other
+    assert serialize(shared) == first  # and back: by identity, never a stale one
+    unary = _serializer(pb.GetResponse, streaming=False)
+    assert unary is pb.GetResponse.SerializeToString
 
 
 class _NoAuth:

@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from tests import otlp_receiver
 from tests.redis_process import RedisProcess
 from tests.rpc_helpers import entry
-from tests.server_process import REPO, Spawn, eventually
+from tests.server_process import REPO, ServerProcess, Spawn, eventually
 from threads_server.store.keys import ThreadKeys
 from threads_service_client.pb import threads_pb2 as pb
 from threads_service_client.pb import threads_pb2_grpc as pb_grpc
@@ -47,21 +47,30 @@ def _one(spans: list[trace_pb2.Span], **where: Any) -> trace_pb2.Span:
     return found[0]
 
 
+def _traced(spawn: Spawn, port: int, *args: str) -> ServerProcess:
+    """A server exporting its spans to the test's receiver on ``port`` (its batches every
+    0.1 s), serving."""
+    server = spawn(
+        *args,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
+    server.wait_serving()
+    return server
+
+
 def test_spans_per_call_continue_the_callers_trace_and_carry_failures(  # noqa: PLR0915
     spawn: Spawn,
     redis_server: RedisProcess,
     receiver: tuple[otlp_receiver.Receiver, int],
 ) -> None:
     store, port = receiver
-    server = spawn(
-        "--workers", "2", "--redis-url", redis_server.url, "--log-format", "json",
+    server = _traced(
+        spawn, port, "--workers", "2", "--redis-url", redis_server.url, "--log-format", "json",
         "--log-level", "debug",  # a successful call's line, checked at the end, is DEBUG
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        },
     )  # fmt: skip
-    server.wait_serving()
     missing = str(uuid.uuid4())
     grpc_get, grpc_get_trace, grpc_get_parent = _traceparent()
     grpc_miss, grpc_miss_trace, _ = _traceparent()
@@ -156,14 +165,7 @@ def test_search_count_and_a_pages_reads_are_script_spans_of_the_call(
     """Search and Count are one script call each on one Redis (every shard, and the page's
     threads, in one call): a CLIENT span of the RPC, sized by db.operation.batch.size."""
     store, port = receiver
-    server = spawn(
-        "--workers", "1", "--redis-url", own_redis.url,
-        env={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        },
-    )  # fmt: skip
-    server.wait_serving()
+    server = _traced(spawn, port, "--workers", "1", "--redis-url", own_redis.url)
     search, search_trace, _ = _traceparent()
     count, count_trace, _ = _traceparent()
     with server.channel() as channel:
@@ -242,3 +244,45 @@ def test_without_otel_variables_no_provider_is_installed(
     assert len(calls) == 1, server.tail()
     assert "trace_id" not in calls[0]
     assert "tracing on" not in server.log()
+
+
+def test_a_watch_stream_is_one_span_with_its_reads_as_children(
+    spawn: Spawn,
+    redis_server: RedisProcess,
+    receiver: tuple[otlp_receiver.Receiver, int],
+) -> None:
+    store, port = receiver
+    server = _traced(
+        spawn, port, "--workers", "1", "--redis-url", redis_server.url, "--log-format", "json"
+    )
+    watch, trace_id, parent = _traceparent()
+    with server.channel() as channel:
+        stub = pb_grpc.ThreadServiceStub(channel)
+        thread_id = stub.Create(pb.CreateRequest(history=[entry(i=0)]), timeout=10).thread.thread_id
+        call = stub.Watch(
+            pb.WatchRequest(thread_id=thread_id), metadata=(("traceparent", watch),), timeout=30
+        )
+        responses = iter(call)
+        assert [e.index for e in next(responses).entries] == [0]
+        stub.Append(pb.AppendRequest(thread_id=thread_id, entries=[entry(i=1)]), timeout=10)
+        assert [e.index for e in next(responses).entries] == [1]
+        call.cancel()  # type: ignore[no-untyped-call]
+
+    def arrived() -> bool:
+        return any(s.trace_id == trace_id and s.kind == SERVER for _, s in store.spans())
+
+    eventually(arrived, "the Watch stream's span at the receiver")
+    assert server.stop() == 0
+    spans = [span for _, span in store.spans() if span.trace_id == trace_id]
+    stream = _one(spans, kind=SERVER)
+    assert stream.name == "threads.v1.ThreadService/Watch"
+    assert stream.parent_span_id == parent
+    reads = [s for s in spans if s.kind == CLIENT]
+    # The first read, the one after the subscription, the Append's: each its own child.
+    assert len(reads) >= 2
+    assert {s.name for s in reads} == {"redis.script watch_read"}
+    assert {s.parent_span_id for s in reads} == {stream.span_id}
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    [ended] = [line for line in lines if "stream ended" in line["message"]]
+    assert (ended["trace_id"], ended["span_id"]) == (trace_id.hex(), stream.span_id.hex())
+    assert (ended["method"], ended["grpc_code"], ended["entries"]) == ("Watch", "CANCELLED", 2)

@@ -227,6 +227,49 @@ class ThreadsClient:
             if not page_token:
                 return
 
+    async def watch(
+        self,
+        thread_id: ThreadId,
+        start_index: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[pb.Entry]:
+        """Every entry from ``start_index`` on, then each new one as it is appended: an
+        unbroken, exact sequence (each index once, in order), until you stop iterating.
+
+        ``start_index`` 0 replays the whole history first; the thread's ``history_length``
+        follows only new entries. On UNAVAILABLE (a server restarting or stopping, Redis
+        failing over) the client resumes by itself from the next index, under the retry
+        policy: a stream that delivered something starts a fresh count of attempts. Without
+        a retry policy, UNAVAILABLE is raised like any error (``NotFoundError`` when the
+        thread is deleted or expires). ``timeout`` bounds the whole watch, resumes
+        included (default: none; not the client's per-call default, which would end a
+        stream after a few seconds).
+        """
+        next_index = start_index
+        request = pb.WatchRequest(thread_id=req.thread_id(thread_id), start_index=start_index)
+        attempts = _retry.Attempts(self._retry, request, timeout)
+        while True:
+            request = pb.WatchRequest(thread_id=request.thread_id, start_index=next_index)
+            call = self._stub().Watch(
+                request, timeout=attempts.next_timeout(), metadata=_auth.call_metadata(self._token)
+            )
+            try:
+                async for response in call:
+                    for entry in response.entries:
+                        next_index = entry.index + 1
+                        yield entry
+                    attempts.progressed()
+            except grpc.RpcError as exc:
+                delay = attempts.retry_delay(exc)
+                if delay is None:
+                    raise attempts.error(exc) from exc
+            else:
+                return
+            finally:
+                call.cancel()  # type: ignore[no-untyped-call, unused-ignore]
+            await _io.sleep(delay)
+
     async def copy(
         self,
         thread_id: ThreadId,

@@ -161,6 +161,11 @@ class Attempts:
             return self._timeout
         return self._deadline - self._clock()
 
+    def progressed(self) -> None:
+        """The attempt in progress delivered something (``watch``: a message arrived): the
+        retries start counting afresh from it, within the same deadline."""
+        self.made = min(self.made, 1)
+
     def retry_delay(self, error: grpc.RpcError) -> float | None:
         """Seconds to sleep before the next attempt, or None to give up with ``error``."""
         policy = self._policy

@@ -17,6 +17,8 @@ from threads_server.ops import metrics
 from threads_server.ops.config import Settings
 from threads_server.service.auth import Authenticator
 from threads_server.service.handlers import ThreadService
+from threads_server.service.watch import Watches
+from threads_server.store.feeds import Feeds
 from threads_server.store.limits import Limits
 from threads_server.store.thread_store import ThreadStore
 from threads_server.transports.grpc.server import SERVICE_NAME, GrpcServer
@@ -38,11 +40,23 @@ class ThreadsServer:
         metrics.configure(enabled=settings.metrics)
         limits = Limits.from_settings(settings)
         self.store = ThreadStore.open(settings, redis_url, limits=limits)
+        # Watch: the worker's streams, and what they read (a feed per watched thread).
+        feeds = Feeds(
+            self.store,
+            heartbeat_seconds=Watches.heartbeat_seconds(settings.watch_progress_seconds),
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.watches = Watches(
+            feeds,
+            progress_seconds=settings.watch_progress_seconds,
+            max_watchers=settings.max_watchers,
+        )
         service = ThreadService(
             self.store,
             limits=limits,
             authenticator=Authenticator.from_settings(settings),
             default_ttl_seconds=settings.default_ttl_seconds,
+            watches=self.watches,
         )
         self.grpc = GrpcServer(service, settings, reuse_port=reuse_port)
         # The HTTP/JSON routes call the same servicer's handlers, in this process.
@@ -100,6 +114,9 @@ class ThreadsServer:
         grace = self.settings.grace_seconds if grace is None else grace
         await self.grpc.enter_graceful_shutdown()
         self.serving = False
+        # Watch streams never finish by themselves: they end now, with UNAVAILABLE, so their
+        # clients resume on another worker instead of waiting out the grace period.
+        self.watches.close()
         stopping = [self.grpc.stop(grace)]
         if self.http is not None:
             stopping.append(self.http.stop())

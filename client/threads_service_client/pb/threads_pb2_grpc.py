@@ -80,6 +80,11 @@ class ThreadServiceStub:
                 request_serializer=threads_dot_v1_dot_threads__pb2.CountRequest.SerializeToString,
                 response_deserializer=threads_dot_v1_dot_threads__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/threads.v1.ThreadService/Watch',
+                request_serializer=threads_dot_v1_dot_threads__pb2.WatchRequest.SerializeToString,
+                response_deserializer=threads_dot_v1_dot_threads__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class ThreadServiceServicer:
@@ -149,6 +154,13 @@ class ThreadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Streams a thread's entries from start_index on, then each new entry as it is appended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ThreadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +208,11 @@ def add_ThreadServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=threads_dot_v1_dot_threads__pb2.CountRequest.FromString,
                     response_serializer=threads_dot_v1_dot_threads__pb2.CountResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=threads_dot_v1_dot_threads__pb2.WatchRequest.FromString,
+                    response_serializer=threads_dot_v1_dot_threads__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +459,33 @@ class ThreadService:
             '/threads.v1.ThreadService/Count',
             threads_dot_v1_dot_threads__pb2.CountRequest.SerializeToString,
             threads_dot_v1_dot_threads__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/threads.v1.ThreadService/Watch',
+            threads_dot_v1_dot_threads__pb2.WatchRequest.SerializeToString,
+            threads_dot_v1_dot_threads__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

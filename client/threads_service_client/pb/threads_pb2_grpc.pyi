@@ -65,6 +65,8 @@ class ThreadServiceStub:
     """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
     Count: _grpc.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]
     """Counts the caller's threads that Search would page through with the same filters."""
+    Watch: _grpc.UnaryStreamMultiCallable[_threads_pb2.WatchRequest, _threads_pb2.WatchResponse]
+    """Streams a thread's entries from start_index on, then each new entry as it is appended."""
 
 @_typing.type_check_only
 class ThreadServiceAsyncStub(ThreadServiceStub):
@@ -89,6 +91,8 @@ class ThreadServiceAsyncStub(ThreadServiceStub):
     """Finds the caller's threads by metadata, ids and lineage, sorted and paged (AIP-158)."""
     Count: _aio.UnaryUnaryMultiCallable[_threads_pb2.CountRequest, _threads_pb2.CountResponse]  # type: ignore[assignment]
     """Counts the caller's threads that Search would page through with the same filters."""
+    Watch: _aio.UnaryStreamMultiCallable[_threads_pb2.WatchRequest, _threads_pb2.WatchResponse]  # type: ignore[assignment]
+    """Streams a thread's entries from start_index on, then each new entry as it is appended."""
 
 class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores threads and their append-only histories; Copy forks a thread atomically."""
@@ -164,5 +168,13 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_threads_pb2.CountResponse, _abc.Awaitable[_threads_pb2.CountResponse]]:
         """Counts the caller's threads that Search would page through with the same filters."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _threads_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_threads_pb2.WatchResponse], _abc.AsyncIterator[_threads_pb2.WatchResponse]]:
+        """Streams a thread's entries from start_index on, then each new entry as it is appended."""
 
 def add_ThreadServiceServicer_to_server(servicer: ThreadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

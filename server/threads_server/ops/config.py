@@ -263,6 +263,17 @@ class Settings:
         _positive_int,
         "largest metadata of a thread (keys plus serialized values), after any merge",
     )
+    watch_progress_seconds: float = _opt(
+        15.0,
+        _positive_float,
+        "a Watch stream with nothing to send sends a progress message at least this often "
+        "(keeps proxies from closing it)",
+    )
+    max_watchers: int = _opt(
+        10_000,
+        _positive_int,
+        "most Watch streams (gRPC and SSE) one worker holds open; more get RESOURCE_EXHAUSTED",
+    )
     search_index: bool = _opt(
         True,
         _bool,

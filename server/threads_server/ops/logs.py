@@ -26,10 +26,13 @@ CALL_FIELDS = (
     "latency_ms",
     "thread_id",
     "reason",
+    "messages",
+    "entries",
     "trace_id",
     "span_id",
 )
-"""The structured fields a call's log line may carry (``extra=`` in ``service.call``), in order."""
+"""The structured fields a call's log line may carry (``extra=`` in ``service.call``; a
+stream's also what it sent), in order."""
 
 
 class JsonFormatter(logging.Formatter):

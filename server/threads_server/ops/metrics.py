@@ -55,6 +55,7 @@ if os.environ.get(MULTIPROC_ENV):  # before any metric below is made
     values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
 
 GRPC_TYPE = "unary"
+GRPC_STREAM = "server_stream"
 SERVICE = "threads.v1.ThreadService"
 # go-grpc's names for the codes (OK, NotFound, DeadlineExceeded...), from grpc.StatusCode.
 CODE_NAMES: dict[grpc.StatusCode, str] = {
@@ -104,6 +105,35 @@ copy_history_length = Histogram(
 entries_appended = Counter(
     "threads_entries_appended_total", "History entries added by successful Appends."
 )
+grpc_msg_sent = Counter(
+    "grpc_server_msg_sent_total",
+    "Total number of gRPC stream messages sent by the server.",
+    _GRPC_LABELS,
+)
+watchers_open = Gauge(
+    "threads_watchers",
+    "Watch streams open now (gRPC and Server-Sent Events), summed over the workers.",
+    multiprocess_mode="livesum",
+)
+watch_messages = Counter(
+    "threads_watch_messages_total",
+    "Messages sent on Watch streams (gRPC and SSE), by kind: entries or progress.",
+    ("kind",),
+)
+watch_entries = Counter("threads_watch_entries_total", "Entries sent on Watch streams.")
+watch_delivery_seconds = Histogram(
+    "threads_watch_delivery_seconds",
+    "Delay from an append (its entries' created_at, stamped as the appending worker runs "
+    "its script) to their delivery on a Watch stream, for entries appended while the stream "
+    "was open; one sample per append per stream.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+_watch_entries_messages = watch_messages.labels("entries")
+_watch_progress = watch_messages.labels("progress")
+watch_wakeups = Counter(
+    "threads_watch_wakeups_total",
+    "Wake-ups (a write's Pub/Sub message) received by this server's Watch subscriptions.",
+)
 # Across workers: 1 only while every live worker reaches Redis.
 health_serving = Gauge(
     "threads_health_serving",
@@ -120,7 +150,8 @@ build_info = Gauge(
 VERSION = __version__
 
 _enabled = True
-_grpc_children: dict[str, tuple[Counter, Histogram]] = {}
+_grpc_children: dict[str, tuple[Counter, Histogram, str]] = {}
+_sent_children: dict[str, Counter] = {}
 _handled_children: dict[tuple[str, grpc.StatusCode], Counter] = {}
 _http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 _script_children: dict[str, Histogram] = {}  # by the script's name
@@ -133,33 +164,78 @@ def configure(*, enabled: bool) -> None:
     _enabled = enabled
 
 
-def grpc_started_call(method: str) -> float:
-    """Counts a ThreadService call in; returns its start, for ``grpc_handled_call``."""
+def grpc_started_call(method: str, grpc_type: str = GRPC_TYPE) -> float:
+    """Counts a ThreadService call in (``grpc_type``: unary, or server_stream for Watch, as
+    go-grpc-prometheus labels them); returns its start, for ``grpc_handled_call``."""
     started = time.perf_counter()
     if not _enabled:
         return started
     children = _grpc_children.get(method)
     if children is None:
-        labels = (GRPC_TYPE, SERVICE, method)
+        labels = (grpc_type, SERVICE, method)
         children = _grpc_children[method] = (
             grpc_started.labels(*labels),
             grpc_seconds.labels(*labels),
+            grpc_type,
         )
     children[0].inc()
     return started
 
 
 def grpc_handled_call(method: str, code: grpc.StatusCode, started: float) -> None:
-    """Counts the call out with its code, and its latency since ``started``."""
+    """Counts the call out with its code, and its latency (a stream: its whole life) since
+    ``started``."""
     if not _enabled:
         return
+    children = _grpc_children[method]
     handled = _handled_children.get((method, code))
     if handled is None:
         handled = _handled_children[(method, code)] = grpc_handled.labels(
-            GRPC_TYPE, SERVICE, method, CODE_NAMES[code]
+            children[2], SERVICE, method, CODE_NAMES[code]
         )
     handled.inc()
-    _grpc_children[method][1].observe(time.perf_counter() - started)
+    children[1].observe(time.perf_counter() - started)
+
+
+def grpc_sent(method: str) -> None:
+    """A message of a server-streaming call, written."""
+    if not _enabled:
+        return
+    sent = _sent_children.get(method)
+    if sent is None:
+        sent = _sent_children[method] = grpc_msg_sent.labels(GRPC_STREAM, SERVICE, method)
+    sent.inc()
+
+
+def watchers(change: int) -> None:
+    if _enabled:
+        watchers_open.inc(change)
+
+
+def watch_wakeup() -> None:
+    if _enabled:
+        watch_wakeups.inc()
+
+
+def watch_sent(message: Any, since: float) -> None:
+    """A Watch message taken by its transport: counted, and for entries appended since the
+    stream opened at ``since`` (time.time), their delay, once per append (its created_at)."""
+    if not _enabled:
+        return
+    entries = message.entries
+    if not entries:
+        _watch_progress.inc()
+        return
+    _watch_entries_messages.inc()
+    watch_entries.inc(len(entries))
+    now = time.time()
+    last = None
+    for entry in entries:
+        stamp = entry.created_at
+        created = stamp.seconds + stamp.nanos / 1e9
+        if created != last and created >= since:
+            watch_delivery_seconds.observe(max(0.0, now - created))
+        last = created
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:

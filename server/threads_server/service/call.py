@@ -16,9 +16,10 @@ caller. No redis here: the store owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,7 +120,11 @@ class Via:
 
 
 Handler = Callable[[Any, str], Awaitable[Any]]
-"""A servicer's bound handler: ``(request, owner) -> response``."""
+"""A servicer's bound handler: ``(request, owner) -> response`` (a streaming RPC's response
+is an async iterator of its messages)."""
+
+Send = Callable[[Any], Awaitable[None]]
+"""A streaming transport's ``send``: returns once the message is taken."""
 
 
 class Endpoint:
@@ -127,7 +132,10 @@ class Endpoint:
     pipeline every transport shares: auth from the call's metadata (gRPC metadata or HTTP
     headers), a malformed request as INVALID_ARGUMENT, the deadline, errors to a status,
     one log line. It returns the response, or the Failure to send. With tracing on, all of
-    it runs inside the call's SERVER span (``tracing.rpc_span``)."""
+    it runs inside the call's SERVER span (``tracing.rpc_span``). A streaming RPC's transport
+    passes ``send``: each message goes to it, and the call returns None once the stream
+    ended, or the Failure to end it with (what was sent by then is the transport's to
+    know: SSE chooses between an error status and an error event)."""
 
     __slots__ = ("handler", "method", "servicer", "via")
 
@@ -139,10 +147,14 @@ class Endpoint:
         self.handler: Handler | None = getattr(servicer, method, None)
 
     async def __call__(
-        self, request: Any, metadata: Metadata, time_remaining: float | None
+        self,
+        request: Any,
+        metadata: Metadata,
+        time_remaining: float | None,
+        send: Send | None = None,
     ) -> Any | Failure:
         # A coroutine: nothing runs until it is awaited, inside the span when there is one.
-        call = self._handle(request, metadata, time_remaining)
+        call = self._handle(request, metadata, time_remaining, send)
         if not tracing.ENABLED:
             return await call
         via = self.via
@@ -159,12 +171,13 @@ class Endpoint:
             return outcome
 
     async def _handle(
-        self, request: Any, metadata: Metadata, time_remaining: float | None
+        self, request: Any, metadata: Metadata, time_remaining: float | None, send: Send | None
     ) -> Any | Failure:
         method, via, handler = self.method, self.via, self.handler
         assert handler is not None, "a transport serves only the methods the servicer has"
         call = _CallLog(method, via, _thread_id(request))
         started = time.perf_counter()
+        sent = None if send is None else _Sent()
         try:
             # Before anything else: an unauthenticated caller learns nothing, not even
             # whether its request was well-formed.
@@ -175,19 +188,24 @@ class Endpoint:
             if time_remaining is not None and time_remaining <= 0:
                 # Do not start a write the caller has already given up on.
                 raise TimeoutError
+            work = handler(request, owner)
+            if send is not None and sent is not None:
+                work = _stream(work, send, sent)
             if via.deadline_timer:
                 async with asyncio.timeout(time_remaining):
-                    response = await handler(request, owner)
+                    response = await work
             else:
-                response = await handler(request, owner)
+                response = await work
         except asyncio.CancelledError:
             if past_deadline(started, time_remaining):  # the transport ended it at the deadline
-                _log_done(call, grpc.StatusCode.DEADLINE_EXCEEDED, started, _deadline_error())
+                _log_done(call, grpc.StatusCode.DEADLINE_EXCEEDED, started, _deadline_error(), sent)
+            elif sent is not None:  # a stream's caller went away
+                _log_done(call, grpc.StatusCode.CANCELLED, started, None, sent)
             raise
         except Exception as exc:
             failure, error = exc, to_threads_error(exc)
         else:
-            _log_done(call, grpc.StatusCode.OK, started)
+            _log_done(call, grpc.StatusCode.OK, started, None, sent)
             return response
         if error is None:
             log.error(
@@ -197,10 +215,31 @@ class Endpoint:
                 exc_info=failure,
                 extra=call.fields(grpc.StatusCode.INTERNAL),
             )
-            _log_done(call, grpc.StatusCode.INTERNAL, started)
+            _log_done(call, grpc.StatusCode.INTERNAL, started, None, sent)
             return Failure(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-        _log_done(call, error.code, started, error)
+        _log_done(call, error.code, started, error, sent)
         return Failure(error.code, error.message, error)
+
+
+@dataclass(slots=True)
+class _Sent:
+    """What a stream has handed to its transport so far, for its log line."""
+
+    messages: int = 0
+    entries: int = 0
+
+
+async def _stream(opening: Awaitable[AsyncIterator[Any]], send: Send, sent: _Sent) -> None:
+    """A streaming handler's messages, each to ``send`` once the previous one was taken."""
+    messages = await opening
+    del opening  # held for the stream's life otherwise (memory per idle watcher)
+    async with contextlib.aclosing(messages):  # type: ignore[type-var]
+        async for message in messages:
+            # Counted as handed over: a caller that leaves once it has the message cancels
+            # the write before it reports back.
+            sent.messages += 1
+            sent.entries += len(getattr(message, "entries", ()))
+            await send(message)
 
 
 def _shape(request: Any) -> str:
@@ -260,12 +299,22 @@ class _CallLog:
         return found
 
 
+_WHY_IT_ENDED = {
+    grpc.StatusCode.OK: "it ended",
+    grpc.StatusCode.CANCELLED: "the caller went away",
+}
+
+
 def _log_done(
     call: _CallLog,
     code: grpc.StatusCode,
     started: float,
     error: ThreadsError | None = None,
+    sent: _Sent | None = None,
 ) -> None:
+    if sent is not None:
+        _log_stream_end(call, code, started, error, sent)
+        return
     if error is None:
         # A successful call is DEBUG: metrics count it, and a line each would be thousands
         # a second. A bug's (INTERNAL, whose traceback is logged before) stays INFO.
@@ -296,6 +345,27 @@ def _log_done(
         error.message,
         f" cause={error.__cause__!r}" if error.__cause__ else "",
         extra=call.fields(code, elapsed_ms, str(error.reason)),
+    )
+
+
+def _log_stream_end(
+    call: _CallLog, code: grpc.StatusCode, started: float, error: ThreadsError | None, sent: _Sent
+) -> None:
+    """One INFO line per stream, when it ends: why, after how long, what it delivered."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    fields = call.fields(code, elapsed_ms, str(error.reason) if error is not None else "")
+    fields["messages"], fields["entries"] = sent.messages, sent.entries
+    log.info(
+        "rpc=%s stream ended code=%s after %.1fs%s, %d entries in %d messages%s: %s",
+        call.method,
+        code.name,
+        elapsed_ms / 1000,
+        _via(call),
+        sent.entries,
+        sent.messages,
+        f" reason={error.reason}" if error is not None else "",
+        error.message if error is not None else _WHY_IT_ENDED.get(code, code.name),
+        extra=fields,
     )
 
 

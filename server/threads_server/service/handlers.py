@@ -9,11 +9,14 @@ touches that caller's threads.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from threads_server import errors
 from threads_server.errors import InvalidArgument, Reason
 from threads_server.pb import threads_pb2 as pb
 from threads_server.service import page_tokens, search, validation
 from threads_server.service.auth import Authenticator
+from threads_server.service.watch import Watches
 from threads_server.store.keys import new_thread_id, parse_thread_id, request_thread_id
 from threads_server.store.limits import Limits
 from threads_server.store.thread_store import ThreadStore
@@ -30,8 +33,11 @@ class ThreadService:
         limits: Limits | None = None,
         authenticator: Authenticator | None = None,
         default_ttl_seconds: int = 0,
+        watches: Watches | None = None,
     ) -> None:
+        """``watches``: the worker's Watch streams (``service.watch``)."""
         self._store = store
+        self._watches = watches
         self._limits = limits or Limits()
         self.authenticator = authenticator
         self._default_ttl_ms = default_ttl_seconds * 1000
@@ -147,6 +153,14 @@ class ThreadService:
         )
         self._require_index()
         return pb.CountResponse(count=await self._store.count(owner, filters))
+
+    async def Watch(self, request: pb.WatchRequest, owner: str) -> AsyncIterator[pb.WatchResponse]:
+        """A stream (``service.watch``): its messages, each sent once the last was taken."""
+        thread_id = parse_thread_id(request.thread_id)
+        start_index = validation.non_negative(request.start_index, "start_index")
+        watches = self._watches
+        assert watches is not None, "a ThreadService serving Watch is given the worker's Watches"
+        return watches.watch(owner, thread_id, start_index)
 
     def _require_index(self) -> None:
         """With indexing off (--search-index 0) the index is stale: no answer at all

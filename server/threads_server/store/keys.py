@@ -193,6 +193,12 @@ class ThreadKeys:
         return f"{self._base}:hist"
 
     @property
+    def channel(self) -> str:
+        """Pub/Sub channel on which the write scripts wake the thread's watchers (in the
+        thread's slot; ``lua/includes/wake.lua`` derives it from ``meta`` the same way)."""
+        return f"{self._base}:watch"
+
+    @property
     def create_request(self) -> str:
         """HASH recording the Create ``request_id`` that made this thread (24 h); it
         outlives a Delete, so a late retry cannot bring a deleted thread back."""

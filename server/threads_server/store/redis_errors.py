@@ -57,6 +57,14 @@ def to_store_error(exc: Exception) -> ThreadsError | None:
     return None
 
 
+def lost_error(exc: Exception) -> ThreadsError:
+    """The service's error for a subscription lost to ``exc`` (the owner subscribes again,
+    or ends its streams with it): an outage, whatever redis-py raised."""
+    if isinstance(exc, ThreadsError):
+        return exc
+    return to_store_error(exc) or _store_unavailable(exc)
+
+
 @contextlib.contextmanager
 def store_errors(script: Script | None = None) -> Iterator[None]:
     """Around one Redis call (``script``: the script it runs, whose errors name its lines)."""

@@ -16,7 +16,7 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from google.protobuf import struct_pb2
 
@@ -26,7 +26,8 @@ from threads_server.ops.config import Settings
 from threads_server.pb import threads_pb2 as pb
 from threads_server.store import codec
 from threads_server.store.connect import close_redis, connect_redis
-from threads_server.store.corridor import Build, Call, Corridor, transport_for
+from threads_server.store.corridor import Build, Call, Corridor, Listener, transport_for
+from threads_server.store.corridor.subscriptions import Subscription
 from threads_server.store.keys import (
     ShardKeys,
     ThreadKeys,
@@ -85,7 +86,6 @@ class ThreadStore:
                 replica_ack_timeout_ms=replica_ack_timeout_ms,
             )
         )
-        self._prepared_primaries: frozenset[str] = frozenset()
         self._owns_client = False
 
     @classmethod
@@ -159,13 +159,13 @@ class ThreadStore:
     async def topology_changed(self) -> bool:
         """Whether the primaries differ from those ``prepare`` loaded the scripts on (a
         failover promoted a replica, a node was added); always False for one Redis."""
-        return await self._corridor.primaries() != self._prepared_primaries
+        return await self._corridor.topology_changed()
 
     async def prepare(self) -> None:
         """Checks the server can run the scripts (COPY needs Redis 6.2+) and loads them,
         again after every restart, ahead of the first call. On a cluster: every primary
-        (EVALSHA then routes by the keys' slot)."""
-        primaries = await self._corridor.primaries()
+        (EVALSHA then routes by the keys' slot). After a failover, Watch's subscriptions
+        follow the new primaries (``Corridor.prepare``)."""
         infos = await self._corridor.servers()
         for info in infos:
             version = str(info.get("redis_version", "0"))
@@ -174,8 +174,7 @@ class ThreadStore:
                     f"Redis {version} is too old: threads needs Redis 6.2+ or Valkey (COPY)"
                 )
         metrics.redis_server(infos[0])
-        await self._corridor.load(self._scripts.values())  # the first calls hit by SHA
-        self._prepared_primaries = primaries
+        await self._corridor.prepare(self._scripts.values())  # the first calls hit by SHA
 
     async def create(
         self,
@@ -329,6 +328,52 @@ class ThreadStore:
             raise from_outcome(outcome, values, self._call("read_history", thread_id))
         length, page = values
         return codec.decode_entries(page, offset), int(length)
+
+    async def watch_read(
+        self, owner: str, thread_id: str, offset: int, max_entries: int, max_bytes: int
+    ) -> WatchRead:
+        """A watcher's next entries from ``offset`` on (``watch_read.lua``): at most
+        ``max_entries``, and as many as fit in a message of ``max_bytes``."""
+        keys = ThreadKeys(thread_id, owner)
+        outcome, values = await self._read(
+            "watch_read",
+            [keys.meta, keys.history],
+            offset=offset,
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            per_entry=WatchRead.ENTRY_FRAMING_BYTES,
+        )
+        if outcome is not Outcome.OK:
+            raise from_outcome(outcome, values, self._call("watch_read", thread_id))
+        length, created_at, expire_at_ms, page = values
+        return WatchRead(
+            offset,
+            codec.decode_entries(page, offset),
+            int(length),
+            created_at,
+            int(expire_at_ms) if expire_at_ms else None,
+        )
+
+    async def subscribe(self, owner: str, thread_id: str, listener: Listener) -> Subscription:
+        """``listener`` hears the wake-ups the write scripts publish on the thread's channel
+        (``lua/includes/wake.lua``); returns once Redis confirmed it."""
+        return await self._corridor.subscribe(
+            ThreadKeys(thread_id, owner).channel.encode(), listener
+        )
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._corridor.unsubscribe(subscription)
+
+    @property
+    def subscription_links(self) -> int:
+        """Subscription connections open now: at most one per Redis node."""
+        return self._corridor.subscription_links
+
+    @property
+    def shares_one_connection(self) -> bool:
+        """Whether the calls share one connection, many in flight on it (pipelined), rather
+        than each holding a pooled one for its round trip (a cluster's nodes)."""
+        return self._corridor.transport.shares_one_connection
 
     async def copy(
         self,
@@ -552,6 +597,50 @@ def _filter_sets(filters: Filters) -> str:
     if filters.copied_from:
         names.append(copies_set(filters.copied_from))
     return " ".join(names)
+
+
+class WatchRead:
+    """``ThreadStore.watch_read``'s answer: the entries from ``offset`` on (indexed), the
+    history's length, the thread's created_at (which tells it from another made under its
+    id later) and when it expires (Unix ms; None: never). Shared by the watchers of a
+    thread that read from the same index (``store.feeds``), and so is its ``message``."""
+
+    __slots__ = ("_message", "created_at", "entries", "expire_at_ms", "length", "offset")
+
+    # What a message adds to each stored entry (its index, the field's tag and length),
+    # rounded up: the script counts it, so that a batch fits in the message it makes.
+    ENTRY_FRAMING_BYTES: ClassVar[int] = 24
+
+    def __init__(
+        self,
+        offset: int,
+        entries: list[pb.Entry],
+        length: int,
+        created_at: bytes,
+        expire_at_ms: int | None = None,
+    ) -> None:
+        self.offset = offset
+        self.entries = entries
+        self.length = length
+        self.created_at = created_at
+        self.expire_at_ms = expire_at_ms
+        self._message: pb.WatchResponse | None = None
+
+    def since(self, index: int) -> WatchRead:
+        """The same read from ``index`` on (``offset`` ≤ ``index``)."""
+        if index == self.offset:
+            return self
+        entries = self.entries[index - self.offset :]
+        return WatchRead(index, entries, self.length, self.created_at, self.expire_at_ms)
+
+    def message(self) -> pb.WatchResponse:
+        """The Watch message of these entries, built once for every watcher that sends
+        this read (so the transport may serialize it once too); never changed after."""
+        if self._message is None:
+            self._message = pb.WatchResponse(
+                entries=self.entries, history_length=self.offset + len(self.entries)
+            )
+        return self._message
 
 
 def _expire_ms(now_us: int, ttl_ms: int) -> str:

@@ -1,8 +1,8 @@
 // Command interop checks threads.v1 through Go stubs generated from protos/ by
 // protoc-gen-go and protoc-gen-go-grpc, against the live server at $THREADS_TARGET
-// (host:port, plaintext): Create, Append, Copy, GetHistory, Search, Count and their
-// errors. It prints each check and exits 1 on the first failure, after deleting the
-// threads it created. run.sh generates the stubs and runs it.
+// (host:port, plaintext): Create, Append, Copy, GetHistory, Watch (a server stream),
+// Search, Count and their errors. It prints each check and exits 1 on the first failure,
+// after deleting the threads it created. run.sh generates the stubs and runs it.
 package main
 
 import (
@@ -151,7 +151,10 @@ func (s *session) run() {
 	_, err = s.client.Get(ctx, &threadsv1.GetRequest{ThreadId: "not-a-uuid"})
 	s.check("Get malformed id: INVALID_ARGUMENT INVALID_THREAD_ID", rpcError(err, codes.InvalidArgument, "INVALID_THREAD_ID"))
 
-	// 8. Search and Count over threads tagged with a run-unique id.
+	// 8. Watch: the thread's entries from an index on, then each one appended.
+	s.watchChecks(ctx)
+
+	// 9. Search and Count over threads tagged with a run-unique id.
 	tag, searchSource := s.searchChecks(ctx)
 
 	// Clean up: delete what was created, and check it is gone.
@@ -173,6 +176,49 @@ func (s *session) run() {
 	s.check("Search by the run's tag after the deletes", err)
 	s.check("Search by the run's tag after the deletes: no threads",
 		sameIDs(searchResp.GetThreads(), nil))
+}
+
+// watchChecks watches a new thread of 2 entries from index 0, appends 3 entries once the
+// stream is live, and checks the stream delivers all 5, in order, as GetHistory returns
+// them; and that watching a missing thread fails with NOT_FOUND.
+func (s *session) watchChecks(ctx context.Context) {
+	createResp, err := s.client.Create(ctx, &threadsv1.CreateRequest{History: entries(0, 2)})
+	s.check("Create the watched thread", err)
+	threadID := createResp.GetThread().GetThreadId()
+	s.created = append(s.created, threadID)
+
+	wctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	stream, err := s.client.Watch(wctx, &threadsv1.WatchRequest{ThreadId: threadID, StartIndex: 0})
+	s.check("Watch from index 0", err)
+	var got []*threadsv1.Entry
+	messages := 0
+	for len(got) < 5 {
+		resp, err := stream.Recv()
+		s.check(fmt.Sprintf("Watch: message %d", messages+1), err)
+		messages++
+		got = append(got, resp.GetEntries()...)
+		if messages == 1 { // the stream is live: what is appended now must come on it
+			appendResp, err := s.client.Append(ctx, &threadsv1.AppendRequest{
+				ThreadId: threadID, Entries: entries(2, 3)})
+			s.check("Append 3 entries to the watched thread", err)
+			s.check("Append: history_length 5", equal(appendResp.GetHistoryLength(), int64(5)))
+		}
+		if len(got) > 0 {
+			s.check("Watch: history_length counts the message's entries",
+				equal(resp.GetHistoryLength(), got[len(got)-1].GetIndex()+1))
+		}
+	}
+	cancel()
+	s.check("Watch: the 2 entries, then the 3 appended, indexes 0..4", sameData(got, entries(0, 5)))
+	s.check("Watch: entries as GetHistory returns them",
+		sameEntries(got, s.readHistory(ctx, "watched", threadID)))
+
+	missing, err := s.client.Watch(ctx, &threadsv1.WatchRequest{ThreadId: uuid.NewString()})
+	s.check("Watch a missing thread: call", err)
+	_, err = missing.Recv()
+	s.check("Watch a missing thread: NOT_FOUND THREAD_NOT_FOUND",
+		rpcError(err, codes.NotFound, "THREAD_NOT_FOUND"))
 }
 
 // searchChecks creates `searched` threads tagged {"interop": <run id>} with distinct

@@ -1,6 +1,6 @@
 // Node.js interop check for threads.v1: @grpc/grpc-js with stubs that @grpc/proto-loader
 // builds at run time from protos/threads/v1/threads.proto, against a live server: Create,
-// Append, Copy, GetHistory, Search, Count and their errors.
+// Append, Copy, GetHistory, Watch (a server stream), Search, Count and their errors.
 //
 //   THREADS_TARGET=127.0.0.1:50051 node client.mjs      (plaintext; run.sh does npm ci first)
 //
@@ -217,6 +217,39 @@ async function searchAll(request, pageSize) {
 
 const ids = (threads) => threads.map((t) => t.threadId);
 
+/**
+ * Watches `threadId` from `startIndex` (a server-streaming call) until the entries below
+ * `length` have come; runs `onOpen` once the first message is in (the stream is live).
+ */
+function watchUntil(threadId, startIndex, length, onOpen) {
+  return new Promise((resolve, reject) => {
+    const call = client.Watch({ threadId, startIndex: String(startIndex) }, { deadline: Date.now() + DEADLINE_MS });
+    const entries = [];
+    const messages = [];
+    call.on('data', (message) => {
+      messages.push(message);
+      entries.push(...message.entries);
+      if (messages.length === 1) {
+        Promise.resolve(onOpen()).catch((err) => { call.cancel(); reject(err); });
+      }
+      if (startIndex + entries.length >= length) {
+        resolve({ entries, messages });
+        call.cancel();
+      }
+    });
+    call.on('error', (err) => { if (err.code !== grpc.status.CANCELLED) reject(err); });
+  });
+}
+
+/** A Watch expected to fail before its first message: rejects with the gRPC error. */
+function watchError(request) {
+  return new Promise((resolve, reject) => {
+    const call = client.Watch(request, { deadline: Date.now() + DEADLINE_MS });
+    call.on('data', (message) => { call.cancel(); resolve(message); });
+    call.on('error', reject);
+  });
+}
+
 /** Checks that `entries` are `source[0..n)`: same index, same data, same createdAt, in order. */
 function assertPrefix(entries, source, n) {
   assert.equal(entries.length, n, 'number of entries');
@@ -351,6 +384,28 @@ async function main() {
 
   await check('Get "not-a-uuid" -> INVALID_ARGUMENT INVALID_THREAD_ID', () =>
     expectError(rpc('Get', { threadId: 'not-a-uuid' }), grpc.status.INVALID_ARGUMENT, 'INVALID_THREAD_ID'));
+
+  // Watch: a stream of the thread's entries from an index on, then each new one.
+  await check('Watch from index 0, Append 3 entries -> the 2 entries, then those 3, index 0..4', async () => {
+    const history = [0, 1].map((i) => ({ data: toStruct({ watch: i }) }));
+    const { thread } = await rpc('Create', { history });
+    created.push(thread.threadId);
+    const appended = [2, 3, 4].map((i) => ({ data: toStruct({ watch: i, by: 'node' }) }));
+    const { entries, messages } = await watchUntil(thread.threadId, 0, 5, async () => {
+      const { historyLength } = await rpc('Append', { threadId: thread.threadId, entries: appended });
+      assert.equal(historyLength, '5');
+    });
+    assert.deepEqual(entries.map((e) => e.index), ['0', '1', '2', '3', '4']);
+    assert.deepEqual(entries.map((e) => fromStruct(e.data)), [
+      { watch: 0 }, { watch: 1 }, { watch: 2, by: 'node' }, { watch: 3, by: 'node' }, { watch: 4, by: 'node' },
+    ]);
+    assert.equal(messages.at(-1).historyLength, '5');
+    assert.deepEqual(entries, (await readHistory(thread.threadId, 10)).entries, 'as GetHistory returns them');
+    return `${messages.length} messages`;
+  });
+
+  await check('Watch a missing thread -> NOT_FOUND THREAD_NOT_FOUND', () =>
+    expectError(watchError({ threadId: randomUUID() }), grpc.status.NOT_FOUND, 'THREAD_NOT_FOUND'));
 
   // Search and Count: threads tagged with a run-unique id, distinct metadata, one copy.
   const runId = randomUUID();

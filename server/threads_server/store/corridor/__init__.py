@@ -15,6 +15,10 @@ once, above it:
 - a call over many slots (Search and Count read a caller's 16 shards) is one call per
   node that holds them (``fan_out``): the transport groups the slots by node, and a group
   whose node no longer holds one of its slots (a resharding) is sent again a slot a call.
+- a subscription (``subscribe``, Watch's Pub/Sub on the transport's one connection per
+  node) has its errors mapped the same way, those that end it later (``Listener.lost``)
+  too, and is made again where its channel is served now when the primaries change
+  (``prepare``: the corridor's topology hook).
 
 The store (``ThreadStore``) and ``threads-server migrate`` reach Redis only through here.
 """
@@ -23,19 +27,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from threads_server.errors import ThreadsError
 from threads_server.ops import metrics, tracing
 from threads_server.store.corridor.alone import Alone
 from threads_server.store.corridor.per_node import PerNode
 from threads_server.store.corridor.pipelined import Pipelined
 from threads_server.store.corridor.replicated import Replicated
+from threads_server.store.corridor.subscriptions import Subscription
 from threads_server.store.corridor.transport import Request, Transport
 from threads_server.store.outcomes import Outcome, parse
-from threads_server.store.redis_errors import store_errors
+from threads_server.store.redis_errors import lost_error, store_errors
 from threads_server.store.scripts import Script
 
 T = TypeVar("T")
@@ -83,13 +89,40 @@ def _raise_first(replies: Iterable[Any], script: Script | None) -> None:
                 raise reply
 
 
+class Listener(Protocol):
+    """What a subscription tells its owner, in the service's errors."""
+
+    def woken(self, data: bytes) -> None:
+        """A message on the channel."""
+
+    def lost(self, error: ThreadsError) -> None:
+        """The subscription is gone (messages since may be lost); subscribe again."""
+
+
+class _Mapped(Subscription):
+    """A subscription whose loss reaches its listener as the service's error."""
+
+    __slots__ = ("listener",)
+
+    def __init__(self, channel: bytes, listener: Listener) -> None:
+        super().__init__(channel)
+        self.listener = listener
+
+    def woken(self, data: bytes) -> None:
+        self.listener.woken(data)
+
+    def lost(self, error: Exception) -> None:
+        self.listener.lost(lost_error(error))
+
+
 class Corridor:
     """Sends the store's calls through one transport, with what every call needs."""
 
-    __slots__ = ("transport",)
+    __slots__ = ("_primaries", "transport")
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self._primaries: frozenset[str] = frozenset()  # where prepare loaded the scripts
 
     async def run(
         self, script: Script, keys: Sequence[Any], args: Sequence[Any] = (), *, write: bool = False
@@ -218,6 +251,39 @@ class Corridor:
         for script in scripts:
             with store_errors(script):
                 await self.transport.load(script.text)
+
+    async def prepare(self, scripts: Iterable[Script]) -> None:
+        """Loads ``scripts`` on the primaries there are now (after a start, a restart, a
+        failover). The topology hook: when the primaries differ from the last prepare's,
+        every subscription is made again where its channel is served now (its listener
+        hears ``lost``, subscribes again and re-reads)."""
+        primaries = await self.primaries()
+        await self.load(scripts)
+        if primaries != self._primaries:
+            self.transport.subscriptions.reset()
+        self._primaries = primaries
+
+    async def topology_changed(self) -> bool:
+        """Whether the primaries differ from those of the last ``prepare`` (a failover
+        promoted a replica, a node was added); always False for one Redis."""
+        return await self.primaries() != self._primaries
+
+    async def subscribe(self, channel: bytes, listener: Listener) -> Subscription:
+        """Subscribes ``listener`` to ``channel`` on the node serving it, over the
+        transport's shared connection to that node; returns once Redis confirmed it (so a
+        read sent after it misses no message), for ``unsubscribe``."""
+        subscription = _Mapped(channel, listener)
+        with store_errors():
+            await self.transport.subscriptions.subscribe(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.transport.subscriptions.unsubscribe(subscription)
+
+    @property
+    def subscription_links(self) -> int:
+        """Subscription connections open now (one per node with a subscription)."""
+        return self.transport.subscriptions.links
 
     async def scan(self, match: str, count: int = 1000) -> AsyncIterator[Any]:
         """Every key matching ``match``."""

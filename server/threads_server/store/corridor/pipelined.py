@@ -81,6 +81,8 @@ class _Link:
 class Pipelined(OneRedis):
     """Sends every call to one Redis (or Sentinel's primary) over one connection."""
 
+    shares_one_connection = True
+
     def __init__(self, client: Redis) -> None:
         super().__init__(client)
         self._pool = client.connection_pool
@@ -98,6 +100,7 @@ class Pipelined(OneRedis):
         if self._link is not None:
             self._drop(self._link, ConnectionError("the pipelined connection was closed"))
         await asyncio.gather(*self._closing, return_exceptions=True)
+        await super().aclose()
 
     async def _send(self, command: tuple[Any, ...]) -> Any:
         link = self._link

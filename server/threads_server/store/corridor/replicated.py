@@ -57,6 +57,8 @@ class Replicated(Transport):
     def __init__(self, inner: Transport, min_acks: int, timeout_ms: int) -> None:
         self.inner = inner
         self.client = inner.client
+        self.subscriptions = inner.subscriptions
+        self.shares_one_connection = inner.shares_one_connection  # reads go there
         self._min_acks = min_acks
         self._timeout_ms = timeout_ms
         self._cluster = isinstance(self.client, RedisCluster)

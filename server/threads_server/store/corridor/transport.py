@@ -25,10 +25,11 @@ slots one call per node can read together, and whether a node refused such a cal
 a slot moved), and the calls of its topology that are not commands of one key: ``load``
 (SCRIPT LOAD where the calls go), ``ping``, ``servers``, ``primaries``, ``scan``.
 
-A subscription (Watch, issue 21) is the next kind of call and belongs here, beside
-``handle``: ``subscribe(channel) -> Subscription`` per topology (one shared connection per
-node; sharded Pub/Sub on a cluster), with its errors mapped once in ``Corridor`` as the
-other calls' are.
+And each has ``subscriptions`` (``subscriptions.Subscriptions``), the Pub/Sub of Watch:
+one shared subscription connection per node of its topology (``OneRedis``: one, the
+client's pool's, so Sentinel's finds the primary; ``Cluster``: one per primary, sharded
+Pub/Sub on the channel's slot's node); ``Replicated`` shares its inner transport's.
+``Corridor.subscribe`` maps its errors, once, as the other calls'.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ from typing import Any, NamedTuple
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
+
+from threads_server.store.corridor.subscriptions import Subscriptions
+
+# How long a subscription may wait for Redis to confirm it, when the client has no
+# socket_timeout of its own.
+_SUBSCRIBE_TIMEOUT_SECONDS = 1.0
 
 
 class Request(NamedTuple):
@@ -55,9 +62,14 @@ class Request(NamedTuple):
 
 
 class Transport(ABC):
-    """One way to send commands to Redis. ``client``: the redis-py client it sends through."""
+    """One way to send commands to Redis. ``client``: the redis-py client it sends through;
+    ``subscriptions``: its Pub/Sub, one connection per node."""
 
     client: Any
+    subscriptions: Subscriptions
+    shares_one_connection = False
+    """Whether every call shares one connection (else each holds a pooled one for its round
+    trip, so a burst of calls opens as many)."""
 
     @abstractmethod
     async def handle(self, request: Request) -> Any:
@@ -103,18 +115,40 @@ class Transport(ABC):
         found: AsyncIterator[Any] = self.client.scan_iter(match=match, count=count)
         return found
 
-    async def aclose(self) -> None:  # noqa: B027 - most transports hold nothing to close
-        """At shutdown: no call is left waiting (the client itself is not closed here)."""
+    async def aclose(self) -> None:
+        """At shutdown: no call is left waiting, no subscription left open (the client
+        itself is not closed here)."""
+        await self.subscriptions.aclose()
+
+
+def _subscribe_timeout(client: Any) -> float:
+    """The client's own socket timeout (``--redis-timeout-seconds``)."""
+    timeout = client.get_connection_kwargs().get("socket_timeout")
+    return float(timeout) if timeout else _SUBSCRIBE_TIMEOUT_SECONDS
 
 
 class OneRedis(Transport, ABC):
     """A transport to one Redis, or to the primary Sentinel names."""
+
+    NODE = "primary"
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._sentinel = isinstance(
             getattr(client, "connection_pool", None), SentinelConnectionPool
         )
+        self.subscriptions = Subscriptions(self, timeout=_subscribe_timeout(client))
+
+    # subscriptions.Nodes: one node, connections from the client's pool (Sentinel's opens
+    # them to the primary the sentinels name now).
+    def node_of(self, channel: bytes) -> str:
+        return self.NODE
+
+    async def open_connection(self, node: str) -> Any:
+        return await self.client.connection_pool.get_connection()
+
+    async def release_connection(self, node: str, connection: Any) -> None:
+        await self.client.connection_pool.release(connection)
 
     async def load(self, script: str) -> None:
         await self.client.script_load(script)
@@ -137,6 +171,34 @@ class Cluster(Transport, ABC):
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
+        self.subscriptions = Subscriptions(self, timeout=_subscribe_timeout(client))
+
+    # subscriptions.Nodes: each channel on the primary of its slot, as the client knows the
+    # layout (the calls through the same client keep it current), connections from that
+    # node's own pool.
+    def node_of(self, channel: bytes) -> str:
+        node = self.client.get_node_from_key(channel)
+        if node is None:
+            raise redis.exceptions.SlotNotCoveredError("no primary serves the channel's slot")
+        return str(node.name)
+
+    async def open_connection(self, node: str) -> Any:
+        found = self.client.get_node(node_name=node)
+        if found is None:
+            raise redis.exceptions.ConnectionError(f"{node} left the cluster")
+        connection = found.acquire_connection()
+        try:
+            await connection.connect()
+        except BaseException:
+            await connection.disconnect()
+            found.release(connection)
+            raise
+        return connection
+
+    async def release_connection(self, node: str, connection: Any) -> None:
+        found = self.client.get_node(node_name=node)
+        if found is not None:
+            found.release(connection)
 
     def group(self, keys: Sequence[Any]) -> list[list[int]]:
         """By the primary the client believes holds each key's slot now."""

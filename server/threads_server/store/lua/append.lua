@@ -7,8 +7,10 @@
 --   {'NOT_FOUND'}                   no such thread
 --   {'LENGTH_MISMATCH', length}     expected_length is set and is not the length
 --   {'TOO_LONG', length}            the entries would pass max_history_length
+-- On OK, wakes the thread's watchers with the new length (includes/wake.lua).
 --- @include "includes/apply_expiry"
 --- @include "includes/call_sliced"
+--- @include "includes/wake"
 local meta, hist = KEYS[1], KEYS[2]
 local idx, id = ARGV[1], ARGV[2]
 local expected_length, now, max_length = ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -33,4 +35,5 @@ redis.call('HSET', meta, 'updated_at', now)
 if idx ~= '' then
   redis.call('ZADD', idx .. 'u', 'XX', now, id) -- only updated_at moves
 end
+wake(meta, tostring(new_length)) -- the new length: a watcher already there need not read
 return {'OK', new_length}

@@ -4,7 +4,9 @@
 -- Replies:
 --   {'OK'}                          deleted
 --   {'NOT_FOUND'}                   no such thread
+-- On OK, wakes the thread's watchers, who find it gone (includes/wake.lua).
 --- @include "includes/unindex_thread"
+--- @include "includes/wake"
 local meta, hist = KEYS[1], KEYS[2]
 local idx, id = ARGV[1], ARGV[2]
 
@@ -13,4 +15,5 @@ if redis.call('EXISTS', meta) == 0 then
 end
 redis.call('UNLINK', meta, hist)
 unindex_thread(idx, id)
+wake(meta, 'deleted') -- watchers read, find no thread and end their streams
 return {'OK'}

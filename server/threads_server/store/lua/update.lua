@@ -7,12 +7,15 @@
 --   {'OK', state}                   the updated thread
 --   {'NOT_FOUND'}                   no such thread
 --   {'METADATA_TOO_LARGE', size}    the merged metadata would pass max_metadata_bytes
+-- On OK with a new expiry, wakes the thread's watchers, who read it (includes/wake.lua):
+-- they look again when it is due, and a past one has deleted the thread already.
 --- @include "includes/call_sliced"
 --- @include "includes/oversized_metadata"
 --- @include "includes/record_expiry"
 --- @include "includes/apply_expiry"
 --- @include "includes/thread_state"
 --- @include "includes/index_thread"
+--- @include "includes/wake"
 local meta, hist = KEYS[1], KEYS[2]
 local idx, id = ARGV[1], ARGV[2]
 local now, expire_ms, max_metadata = ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -31,4 +34,7 @@ record_expiry(meta, expire_ms)
 local state = thread_state(meta, hist)
 apply_expiry(meta, hist, expire_ms)
 index_thread(idx, id, meta, 'update', expire_ms)
+if expire_ms ~= '' then
+  wake(meta, 'expiry')
+end
 return {'OK', state}

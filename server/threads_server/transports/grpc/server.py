@@ -20,6 +20,7 @@ from threads_server.transports.grpc.registration import add_service
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ThreadService"]
 SERVICE_NAME: str = SERVICE.full_name
+_GRPC_PENDING_CALLS = 1000  # gRPC core's own default
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -31,6 +32,7 @@ class GrpcServer:
         self._settings = settings
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         max_bytes = settings.max_message_bytes
+        pending = max(_GRPC_PENDING_CALLS, settings.max_watchers)
         self.server = aio.server(
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
@@ -41,6 +43,12 @@ class GrpcServer:
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Calls that wait for the event loop to take them: gRPC's core cancels them
+                # past 1,000 (at random; all past 3,000), so a burst of Watch streams (a
+                # worker's clients reconnecting at once) would be CANCELLED, not retried.
+                # As many as this worker may hold open wait instead.
+                ("grpc.server.max_pending_requests", pending),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
             ]
         )
         add_service(servicer, SERVICE, self.server)

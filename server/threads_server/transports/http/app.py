@@ -45,7 +45,7 @@ from threads_server.service.call import (
     MalformedRequest,
     Via,
 )
-from threads_server.transports.http import codec, openapi, strict
+from threads_server.transports.http import codec, openapi, sse, strict
 from threads_server.transports.http.front import AfterTheBody, Front, chunked
 from threads_server.transports.http.routes import ROUTES
 from threads_server.transports.http.routes import Route as RpcRoute
@@ -125,6 +125,7 @@ def _endpoint(
     via = Via("http", route=(route.verb, route.path), http_status=HTTP_STATUS)
     call = Endpoint(servicer, route.name, via)
     request_type = route.method.input_type.full_name
+    streaming = route.method.server_streaming  # Server-Sent Events (sse.py)
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -156,12 +157,15 @@ def _endpoint(
             if not route.has_body and data.strip():
                 raise strict.malformed(f"{route.verb} {route.path} takes no request body")
             body = codec.parse_body(data) if route.has_body else {}
-            message = codec.build_request(
-                route, request.path_params, request.query_params.multi_items(), body
-            )
+            query = request.query_params.multi_items()
+            if streaming:
+                query = sse.resume_query(request, query)
+            message = codec.build_request(route, request.path_params, query, body)
         except InvalidArgument as exc:
             message = MalformedRequest(request_type, exc.message, exc)
         metadata = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        if streaming:
+            return sse.EventStream(call, route, message, metadata, timeout)
         outcome = await call(message, metadata, timeout)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message, outcome.error)
@@ -341,4 +345,10 @@ def build_app(
     # No 307 to the path with(out) a trailing slash: Starlette builds its Location from the
     # Host header. Such a path is a 404, as behind a transcoder.
     app.router.redirect_slashes = False
-    return _StrictRequests(Front(by_path, app))
+    # A stream (Watch's Server-Sent Events) stays with Starlette: its status is the one it
+    # sends, which only Starlette's counter sees.
+    fast: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    for route in ROUTES:
+        if not route.method.server_streaming:
+            fast.setdefault(route.path, {})[route.verb] = by_path[route.path][route.verb]
+    return _StrictRequests(Front(fast, app))

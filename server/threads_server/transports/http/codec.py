@@ -97,3 +97,8 @@ def _parse_error(text: str) -> InvalidArgument:
 def render(route: Route, response: message.Message) -> bytes:
     """The reply's JSON bytes: the message, or its ``response_body`` field (``reply``)."""
     return reply.to_json(response, route.response_body)
+
+
+def render_value(route: Route, response: message.Message) -> Any:
+    """``render``'s JSON as a value, for a caller that writes it its own way (sse.py)."""
+    return reply.to_value(response, route.response_body)

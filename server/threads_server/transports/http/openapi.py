@@ -68,6 +68,19 @@ STATUS_SCHEMA: Json = {
 }
 
 
+SSE_EVENT_SCHEMA: Json = {
+    "type": "object",
+    "description": "one event of the stream (transports/http/sse.py): its data is JSON, an "
+    'entry as GET …/entries renders it, {"history_length": N}, or a google.rpc.Status',
+    "properties": {
+        "event": {"enum": ["entry", "progress", "error"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "entry events: the index"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["event", "data"],
+}
+
+
 def _field_schema(field: FD, schemas: Json) -> Json:
     if field.enum_type is not None:  # proto3 JSON reads an enum's name or its number
         values = field.enum_type.values
@@ -126,8 +139,27 @@ def _operation(route: Route, schemas: Json) -> Json:
         fields = [f for f in method.input_type.fields if f.name not in route.path_fields]
         body = _object(fields, schemas, langgraph.EXTRA_FIELDS.get(route.name))
         operation["requestBody"] = {"required": False, "content": _json(body)}
-    if route.empty_reply:
-        ok: Json = {"204": {"description": "done; no body"}}
+    if method.server_streaming:  # transports/http/sse.py
+        parameters.append(
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "the id of the last event received: resume after it (wins "
+                "over start_index)",
+                "schema": {"type": "string"},
+            }
+        )
+        ok: Json = {
+            "200": {
+                "description": "Server-Sent Events: `entry` events (id: the entry's index; "
+                'data: the entry), `progress` events (data: {"history_length": N}), and '
+                "an `error` event (data: google.rpc.Status) before the stream closes",
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+            }
+        }
+    elif route.empty_reply:
+        ok = {"204": {"description": "done; no body"}}
     else:
         if route.response_body:
             reply = _field_schema(method.output_type.fields_by_name[route.response_body], schemas)

@@ -30,8 +30,14 @@ Render = Callable[[Any], Any]
 
 def to_json(reply: message.Message, field: str = "") -> bytes:
     """The JSON bytes of ``reply``, or of its field ``field`` (a route's response_body)."""
+    return orjson.dumps(to_value(reply, field))
+
+
+def to_value(reply: message.Message, field: str = "") -> Any:
+    """The JSON value (dicts, lists, ...) ``to_json`` writes. ``reply`` is only read: a
+    message shared by several streams may be rendered for each."""
     body = _plan(reply.DESCRIPTOR)(reply)
-    return orjson.dumps(body[field] if field else body)
+    return body[field] if field else body
 
 
 def _number(value: float) -> Any:

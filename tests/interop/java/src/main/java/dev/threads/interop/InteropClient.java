@@ -21,12 +21,16 @@ import dev.threads.v1.SortBy;
 import dev.threads.v1.SortOrder;
 import dev.threads.v1.Thread;
 import dev.threads.v1.ThreadServiceGrpc;
+import dev.threads.v1.WatchRequest;
+import dev.threads.v1.WatchResponse;
+import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
@@ -203,7 +207,10 @@ public final class InteropClient {
         expectError(() -> stub().get(GetRequest.newBuilder().setThreadId("not-a-uuid").build())),
         Status.Code.INVALID_ARGUMENT, "INVALID_THREAD_ID");
 
-    // 8. Search and Count over threads tagged with a run-unique id, and a copy of one.
+    // 8. Watch: the thread's entries from an index on, then each one appended.
+    watchChecks();
+
+    // 9. Search and Count over threads tagged with a run-unique id, and a copy of one.
     String runId = UUID.randomUUID().toString();
     Struct tag = struct("interop", str(runId));
     List<Thread> tagged = new ArrayList<>();
@@ -252,7 +259,7 @@ public final class InteropClient {
             .setPageSize(-1).build())),
         Status.Code.INVALID_ARGUMENT, "INVALID_PAGE_SIZE");
 
-    // 9. Delete every thread made here: then nothing matches the tag or the lineage.
+    // 10. Delete every thread made here: then nothing matches the tag or the lineage.
     int made = created.size();
     while (!created.isEmpty()) {
       stub().delete(DeleteRequest.newBuilder().setThreadId(created.get(0)).build());
@@ -265,6 +272,50 @@ public final class InteropClient {
         .setCopiedFrom(tagSource.getThreadId()).build()).getCount());
     checkEqual("Search by the run's tag after the deletes finds none", List.of(),
         stub().search(SearchRequest.newBuilder().setMetadata(tag).build()).getThreadsList());
+  }
+
+  /**
+   * Watches a new thread of 2 entries from index 0 (a server stream, read as a blocking
+   * iterator), appends 3 entries once the stream is live, and checks the stream delivers
+   * all 5 in order, as GetHistory returns them; then that a missing thread is NOT_FOUND.
+   */
+  private void watchChecks() {
+    Thread watched = stub().create(CreateRequest.newBuilder()
+        .addHistory(entry(0)).addHistory(entry(1)).build()).getThread();
+    String id = watched.getThreadId();
+    created.add(id);
+    List<Entry> got = new ArrayList<>();
+    List<WatchResponse> messages = new ArrayList<>();
+    // Cancelled once read: a watch never ends by itself.
+    Context.CancellableContext watching = Context.current().withCancellation();
+    try {
+      watching.run(() -> {
+        Iterator<WatchResponse> stream = stub().watch(
+            WatchRequest.newBuilder().setThreadId(id).setStartIndex(0).build());
+        while (got.size() < 5 && stream.hasNext()) {
+          WatchResponse message = stream.next();
+          messages.add(message);
+          got.addAll(message.getEntriesList());
+          if (messages.size() == 1) { // live: what is appended now must come on the stream
+            AppendResponse appended = stub().append(AppendRequest.newBuilder().setThreadId(id)
+                .addEntries(entry(2)).addEntries(entry(3)).addEntries(entry(4)).build());
+            checkEqual("Append 3 entries to the watched thread: history_length", 5L,
+                appended.getHistoryLength());
+          }
+        }
+      });
+    } finally {
+      watching.cancel(null);
+    }
+    checkEqual("Watch from index 0 delivers the 2 entries, then the 3 appended", 5, got.size());
+    checkSameEntries("Watch delivers them as GetHistory returns them (data, index, created_at)",
+        readHistory("watched", id), got, true);
+    checkEqual("Watch: the last message's history_length", 5L,
+        messages.get(messages.size() - 1).getHistoryLength());
+    checkError("Watch a missing thread",
+        expectError(() -> stub().watch(WatchRequest.newBuilder()
+            .setThreadId(UUID.randomUUID().toString()).build()).hasNext()),
+        Status.Code.NOT_FOUND, "THREAD_NOT_FOUND");
   }
 
   /**
