@@ -70,10 +70,10 @@ def _replies(draw: Any) -> tuple[Any, str]:
     threads = draw(st.lists(_threads(), min_size=1, max_size=3))
     if out == "threads.v1.SearchResponse":
         message: Any = pb.SearchResponse(threads=threads, next_page_token=draw(st.text(max_size=8)))
-    elif out == "threads.v1.GetHistoryResponse":
+    elif out in ("threads.v1.GetHistoryResponse", "threads.v1.WatchResponse"):
         datas = draw(st.lists(st.dictionaries(st.text(max_size=4), _json, max_size=3), max_size=3))
         entries = [pb.Entry(data=_struct(data), index=i) for i, data in enumerate(datas)]
-        message = pb.GetHistoryResponse(entries=entries, next_page_token="t")
+        message = getattr(pb, out.split(".")[-1])(entries=entries)
     elif out in ("threads.v1.CountResponse", "threads.v1.AppendResponse"):
         field = "count" if out.endswith("CountResponse") else "history_length"
         message = getattr(pb, out.split(".")[-1])(**{field: draw(st.integers(0, 2**63 - 1))})
