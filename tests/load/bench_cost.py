@@ -58,7 +58,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,14 +328,19 @@ def run(args: argparse.Namespace, builds: list[Build]) -> dict[tuple[int, str, s
                     results=results,
                 )
             finally:
-                for server in servers.values():
-                    try:
-                        server.stop()
-                    except AssertionError as stuck:
-                        print(f"  {stuck}", flush=True)
-                    finally:
-                        server.kill_all()
+                stop_all(servers)
     return results
+
+
+def stop_all(servers: Mapping[str, ServerProcess]) -> None:
+    """Stops every variant's server; one that does not stop in time is said and killed."""
+    for server in servers.values():
+        try:
+            server.stop()
+        except AssertionError as stuck:
+            print(f"  {stuck}", flush=True)
+        finally:
+            server.kill_all()
 
 
 def _rounds(

@@ -63,6 +63,7 @@ from tests.load.bench_cost import (
     markdown_table,
     prepare,
     seconds,
+    stop_all,
     text_table,
     variant_arg,
 )
@@ -260,13 +261,7 @@ def run(args: argparse.Namespace, builds: list[Build]) -> dict[tuple[str, str, s
                 print(f"{size:,} threads (topped up in {took:.0f} s)", flush=True)
                 _rounds(f"{size}", SEARCH_SCENARIOS, **common)
         finally:
-            for server in servers.values():
-                try:
-                    server.stop()
-                except AssertionError as stuck:
-                    print(f"  {stuck}", flush=True)
-                finally:
-                    server.kill_all()
+            stop_all(servers)
     return results
 
 
