@@ -404,6 +404,32 @@ async def test_request_over_max_message_bytes_is_resource_exhausted(
     assert (await app.stub.Append(small, timeout=5)).history_length == 30
 
 
+async def test_a_history_page_fits_in_max_message_bytes_and_the_token_pages_on(
+    redis_server: RedisProcess, start_server: StartServer
+) -> None:
+    """200 entries of 1 KiB asked for in one page of 1,000 are past a 64 KiB limit: the
+    server sends the entries that fit and a token for the rest (AIP-158 lets a page be
+    short), not a reply the caller's client refuses at every page size it may ask for."""
+    limit = 64 * KIB
+    app = await start_server(settings_for_test(max_message_bytes=limit), redis_server.url)
+    thread_id = (await app.stub.Create(pb.CreateRequest(), timeout=5)).thread.thread_id
+    for _ in range(4):
+        request = pb.AppendRequest(thread_id=thread_id, entries=_kib_entries(50))
+        await app.stub.Append(request, timeout=5)
+
+    pages: list[pb.GetHistoryResponse] = []
+    token = ""
+    while not pages or token:
+        ask = pb.GetHistoryRequest(thread_id=thread_id, page_size=1000, page_token=token)
+        pages.append(await app.stub.GetHistory(ask, timeout=5))
+        token = pages[-1].next_page_token
+    got = [entry for page in pages for entry in page.entries]
+    assert all(page.ByteSize() <= limit for page in pages)
+    assert len(pages) == 4  # 200 KiB in pages of at most 64 KiB
+    assert [e.index for e in got] == list(range(200))
+    assert [e.data["n"] for e in got] == [float(i % 50) for i in range(200)]
+
+
 @pytest.mark.parametrize("count", [1000, 5000])
 async def test_default_settings_accept_large_appends(
     stub: pb_grpc.ThreadServiceAsyncStub, count: int

@@ -44,7 +44,6 @@ class ThreadsServer:
         feeds = Feeds(
             self.store,
             heartbeat_seconds=Watches.heartbeat_seconds(settings.watch_progress_seconds),
-            max_message_bytes=settings.max_message_bytes,
         )
         self.watches = Watches(
             feeds,

@@ -466,7 +466,10 @@ class GetHistoryRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     thread_id: _builtins.str
     page_size: _builtins.int
-    """0 means 100; values above 1000 are treated as 1000; negative is invalid."""
+    """0 means 100; values above 1000 are treated as 1000; negative is invalid. A page holds
+    fewer entries when more would not fit in one reply (the server's --max-message-bytes):
+    follow next_page_token, never stop at a short page.
+    """
     page_token: _builtins.str
     """`next_page_token` from a previous call for the same thread; empty for the first page."""
     def __init__(

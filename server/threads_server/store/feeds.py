@@ -47,8 +47,6 @@ from threads_server.store.thread_store import ThreadStore, WatchRead
 log = logging.getLogger("threads.watch")
 
 MAX_ENTRIES_PER_MESSAGE = 1000
-# Room left in a message for what is not an entry (history_length, framing).
-_MESSAGE_SLACK_BYTES = 64
 # An expiry the clock says is past, on a thread still there (Redis's clock behind ours):
 # looked at again this much later.
 _EXPIRY_RECHECK_SECONDS = 1.0
@@ -339,17 +337,15 @@ class Feeds:
         store: ThreadStore,
         *,
         heartbeat_seconds: float,
-        max_message_bytes: int,
     ) -> None:
         """``heartbeat_seconds``: how often a feed wakes its watchers with nothing new (to
-        send progress). ``max_message_bytes``: the most one read may bring (a message).
+        send progress). A read brings what fits in one message (the store's limits).
         Where each call holds a pooled connection for its round trip (a cluster's nodes,
         ``--redis-pipelining off``), at most ``CONCURRENT_READS`` reads run at once, so that
         watchers add a few connections however many they are (on one pipelined connection,
         the calls share it: no bound)."""
         self.store = store
         self.heartbeat_seconds = heartbeat_seconds
-        self._max_bytes = max_message_bytes - _MESSAGE_SLACK_BYTES
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._reading = (
             None if store.shares_one_connection else asyncio.Semaphore(self.CONCURRENT_READS)
@@ -386,9 +382,7 @@ class Feeds:
 
     async def read(self, owner: str, thread_id: str, index: int) -> WatchRead:
         """One read for a feed: the entries from ``index`` on that fit in a message."""
-        read = self.store.watch_read(
-            owner, thread_id, index, MAX_ENTRIES_PER_MESSAGE, self._max_bytes
-        )
+        read = self.store.watch_read(owner, thread_id, index, MAX_ENTRIES_PER_MESSAGE)
         if self._reading is None:
             return await read
         async with self._reading:

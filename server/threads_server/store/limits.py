@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from threads_server.errors import InvalidArgument, Reason
 from threads_server.ops.config import Settings
@@ -23,6 +24,18 @@ class Limits:
     max_entry_bytes: int = Settings.max_entry_bytes
     max_history_length: int = Settings.max_history_length
     max_metadata_bytes: int = Settings.max_metadata_bytes
+    max_message_bytes: int = Settings.max_message_bytes
+
+    # Room in a reply for what is not an entry: a Watch message's history_length, a
+    # GetHistory page's next_page_token (page_tokens: ~44 bytes), their framing.
+    REPLY_SLACK_BYTES: ClassVar[int] = 64
+
+    @property
+    def reply_entry_bytes(self) -> int:
+        """What the entries of one reply (a GetHistory page, a Watch message) may take, so
+        that the reply fits in ``max_message_bytes``: a caller's client refuses a larger
+        one, and no page size would get past it."""
+        return self.max_message_bytes - self.REPLY_SLACK_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -31,6 +44,7 @@ class Limits:
             max_entry_bytes=settings.max_entry_bytes,
             max_history_length=settings.max_history_length,
             max_metadata_bytes=settings.max_metadata_bytes,
+            max_message_bytes=settings.max_message_bytes,
         )
 
     def check_entries(self, entries: Sequence[pb.Entry], field: str, *, required: bool) -> None:

@@ -16,7 +16,7 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from google.protobuf import struct_pb2
 
@@ -319,10 +319,17 @@ class ThreadStore:
     async def read_history(
         self, owner: str, thread_id: str, offset: int, limit: int
     ) -> tuple[list[pb.Entry], int]:
-        """One page of entries starting at ``offset``, and the history's total length."""
+        """One page of entries starting at ``offset``, and the history's total length: up
+        to ``limit`` entries, fewer where more would not fit in one reply (AIP-158 lets a
+        page be short; its token says where the next starts)."""
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await self._read(
-            "read_history", [keys.meta, keys.history], offset=offset, limit=limit
+            "read_history",
+            [keys.meta, keys.history],
+            offset=offset,
+            limit=limit,
+            max_bytes=self._limits.reply_entry_bytes,
+            per_entry=ENTRY_FRAMING_BYTES,
         )
         if outcome is not Outcome.OK:
             raise from_outcome(outcome, values, self._call("read_history", thread_id))
@@ -330,18 +337,18 @@ class ThreadStore:
         return codec.decode_entries(page, offset), int(length)
 
     async def watch_read(
-        self, owner: str, thread_id: str, offset: int, max_entries: int, max_bytes: int
+        self, owner: str, thread_id: str, offset: int, max_entries: int
     ) -> WatchRead:
         """A watcher's next entries from ``offset`` on (``watch_read.lua``): at most
-        ``max_entries``, and as many as fit in a message of ``max_bytes``."""
+        ``max_entries``, and as many as fit in one message."""
         keys = ThreadKeys(thread_id, owner)
         outcome, values = await self._read(
             "watch_read",
             [keys.meta, keys.history],
             offset=offset,
             max_entries=max_entries,
-            max_bytes=max_bytes,
-            per_entry=WatchRead.ENTRY_FRAMING_BYTES,
+            max_bytes=self._limits.reply_entry_bytes,
+            per_entry=ENTRY_FRAMING_BYTES,
         )
         if outcome is not Outcome.OK:
             raise from_outcome(outcome, values, self._call("watch_read", thread_id))
@@ -599,6 +606,11 @@ def _filter_sets(filters: Filters) -> str:
     return " ".join(names)
 
 
+# What a reply adds to each stored entry (its index, the field's tag and length), rounded
+# up: read_entries.lua counts it, so that a page or a Watch message fits in its reply.
+ENTRY_FRAMING_BYTES = 24
+
+
 class WatchRead:
     """``ThreadStore.watch_read``'s answer: the entries from ``offset`` on (indexed), the
     history's length, the thread's created_at (which tells it from another made under its
@@ -606,10 +618,6 @@ class WatchRead:
     thread that read from the same index (``store.feeds``), and so is its ``message``."""
 
     __slots__ = ("_message", "created_at", "entries", "expire_at_ms", "length", "offset")
-
-    # What a message adds to each stored entry (its index, the field's tag and length),
-    # rounded up: the script counts it, so that a batch fits in the message it makes.
-    ENTRY_FRAMING_BYTES: ClassVar[int] = 24
 
     def __init__(
         self,
