@@ -1,24 +1,13 @@
 """Helpers for the HTTP/JSON tests: the base URL of a server's HTTP port, the Status JSON
-an error must carry, and whether Search/Count are implemented in this tree."""
+an error must carry, the Thread's keys in LangGraph's shape."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
-import pytest
 
 from threads_server.server import ThreadsServer
-from threads_server.service.handlers import ThreadService
-
-SEARCH_IMPLEMENTED = all(hasattr(ThreadService, name) for name in ("Search", "Count"))
-needs_search = pytest.mark.xfail(
-    not SEARCH_IMPLEMENTED,
-    reason="Search and Count are implemented on branch `search`; this tree answers 501",
-    strict=True,
-)
-"""For tests of Search/Count over HTTP: expected to fail (strictly) until the handlers
-exist, and to pass from then on."""
 
 # LangGraph's Thread fields that mean nothing here: never sent, not faked.
 LANGGRAPH_ONLY = ("status", "values", "interrupts")

@@ -21,7 +21,6 @@ from tests.http_helpers import (
     THREAD_KEYS,
     assert_status,
     base_url,
-    needs_search,
 )
 from tests.inprocess_server import SERVING, StartServer, eventually
 from tests.redis_process import RedisProcess
@@ -411,7 +410,6 @@ async def test_the_log_line_says_http(
     )
 
 
-@needs_search
 async def test_search_and_count_in_langgraphs_shapes(http: httpx.AsyncClient) -> None:
     tag = str(uuid.uuid4())
     made = [(await _create(http, metadata={"tag": tag, "i": i}))["thread_id"] for i in range(3)]
@@ -435,7 +433,6 @@ async def test_search_and_count_in_langgraphs_shapes(http: httpx.AsyncClient) ->
     assert (count.status_code, count.json()) == (200, 3)
 
 
-@needs_search
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [

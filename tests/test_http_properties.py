@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.http_helpers import SEARCH_IMPLEMENTED, needs_search
 from tests.redis_process import RedisProcess
 from tests.server_process import ServerProcess, Spawn
 
@@ -18,7 +17,6 @@ CHECKS = (
     "content_type_conformance"
 )
 EXAMPLES_PER_OPERATION = "25"
-_SEARCH_OPERATIONS = ("Search", "Count")
 _STREAM_OPERATION = "Watch"
 
 
@@ -49,27 +47,10 @@ def test_every_route_keeps_to_its_schema_and_never_answers_5xx(
 ) -> None:
     server = spawn("--workers", "1", "--redis-url", redis_server.url, "--log-level", "WARNING")
     server.wait_serving()
-    excluded = ["--exclude-operation-id", _STREAM_OPERATION]  # below
-    if not SEARCH_IMPLEMENTED:  # 501 until branch `search` lands; tested below
-        for name in _SEARCH_OPERATIONS:
-            excluded += ["--exclude-operation-id", name]
-    _schemathesis(server, tmp_path, *excluded)
+    _schemathesis(server, tmp_path, "--exclude-operation-id", _STREAM_OPERATION)  # below
     # Watch's stream never ends by itself: each call gets a 2 s deadline, after which it
     # ends with an error event. Create alongside, so that stateful runs reach live streams.
     streams = ["--include-operation-id", _STREAM_OPERATION, "--include-operation-id", "Create"]
     _schemathesis(server, tmp_path, *streams, "--header", "X-Request-Timeout: 2")
     assert "Traceback" not in server.log(), server.tail()
-    assert server.stop() == 0, server.tail()
-
-
-@needs_search
-def test_search_and_count_keep_to_their_schema(
-    spawn: Spawn, redis_server: RedisProcess, tmp_path: Path
-) -> None:
-    server = spawn("--workers", "1", "--redis-url", redis_server.url, "--log-level", "WARNING")
-    server.wait_serving()
-    included: list[str] = []
-    for name in _SEARCH_OPERATIONS:
-        included += ["--include-operation-id", name]
-    _schemathesis(server, tmp_path, *included)
     assert server.stop() == 0, server.tail()

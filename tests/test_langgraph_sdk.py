@@ -15,7 +15,7 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError
 
 from tests.conftest import test_settings as settings_for_test
-from tests.http_helpers import LANGGRAPH_ONLY, THREAD_KEYS, base_url, needs_search
+from tests.http_helpers import LANGGRAPH_ONLY, THREAD_KEYS, base_url
 from tests.inprocess_server import StartServer
 from tests.redis_process import RedisProcess
 from tests.tcp_proxy import TcpProxy
@@ -132,7 +132,6 @@ async def test_with_auth_through_the_headers_argument(
         await c.http.client.aclose()
 
 
-@needs_search
 async def test_search_and_count(threads_server: ThreadsServer) -> None:
     client = get_client(url=_deployment_url(threads_server), api_key=None)
     tag = str(uuid.uuid4())

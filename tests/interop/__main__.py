@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.http_helpers import SEARCH_IMPLEMENTED
 from tests.server_process import ServerProcess, environment
 
 HERE = Path(__file__).resolve().parent
@@ -56,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
                     **os.environ,
                     "THREADS_TARGET": server.target,
                     "THREADS_HTTP_URL": server.http_url,
-                    # Search/Count over HTTP must work once the server has them.
-                    "THREADS_REQUIRE_SEARCH": "1" if SEARCH_IMPLEMENTED else "0",
                 }
                 started = time.monotonic()
                 code = subprocess.call(["bash", str(HERE / lang / "run.sh")], env=env)

@@ -4,9 +4,6 @@
 // replies and the SDK's errors. Exits non-zero on the first failure.
 //
 // apiKey: null, so the SDK never reads LANGGRAPH_API_KEY (or any key) from the environment.
-// Search and Count are implemented on another branch: until then this tree answers 501,
-// which is reported as skipped unless THREADS_REQUIRE_SEARCH=1 (the harness sets it when
-// the server has the handlers).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Client } from '@langchain/langgraph-sdk';
@@ -71,23 +68,18 @@ await step('delete, then get is 404 with the ErrorInfo', async () => {
   assert.equal(missing.details[0].reason, 'THREAD_NOT_FOUND');
 });
 
-const probe = await fetch(`${apiUrl}/threads/count`, { method: 'POST', body: '{}' });
-if (probe.status === 501 && process.env.THREADS_REQUIRE_SEARCH !== '1') {
-  console.log('langgraph-js: search/count SKIPPED (501: this server has no Search/Count yet)');
-} else {
-  await step('search, count', async () => {
-    const tag = randomUUID();
-    const made = [];
-    for (let i = 0; i < 3; i++) {
-      made.push((await client.threads.create({ metadata: { tag, i } })).thread_id);
-    }
-    const first = await client.threads.search({ metadata: { tag }, limit: 2, offset: 0, sortBy: 'created_at', sortOrder: 'asc' });
-    assert.deepEqual(first.map((t) => t.thread_id), made.slice(0, 2));
-    const rest = await client.threads.search({ metadata: { tag }, limit: 2, offset: 2, sortBy: 'created_at', sortOrder: 'asc' });
-    assert.deepEqual(rest.map((t) => t.thread_id), made.slice(2));
-    assert.equal(await client.threads.count({ metadata: { tag } }), 3);
-    const refused = await expectStatus(400, () => client.threads.search({ status: 'idle' }));
-    assert.equal(refused.details[0].metadata.field, 'status');
-  });
-}
+await step('search, count', async () => {
+  const tag = randomUUID();
+  const made = [];
+  for (let i = 0; i < 3; i++) {
+    made.push((await client.threads.create({ metadata: { tag, i } })).thread_id);
+  }
+  const first = await client.threads.search({ metadata: { tag }, limit: 2, offset: 0, sortBy: 'created_at', sortOrder: 'asc' });
+  assert.deepEqual(first.map((t) => t.thread_id), made.slice(0, 2));
+  const rest = await client.threads.search({ metadata: { tag }, limit: 2, offset: 2, sortBy: 'created_at', sortOrder: 'asc' });
+  assert.deepEqual(rest.map((t) => t.thread_id), made.slice(2));
+  assert.equal(await client.threads.count({ metadata: { tag } }), 3);
+  const refused = await expectStatus(400, () => client.threads.search({ status: 'idle' }));
+  assert.equal(refused.details[0].metadata.field, 'status');
+});
 console.log('langgraph-js: all checks passed');
