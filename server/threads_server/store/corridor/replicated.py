@@ -128,7 +128,7 @@ class Replicated(Transport):
             try:
                 await node.execute_pipeline(commands)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                _relearn_layout(cluster)
+                relearn_layout(cluster)
                 raise
             reply, acks = commands[-2].result, commands[-1].result
             if isinstance(reply, redis.exceptions.MovedError):
@@ -139,14 +139,14 @@ class Replicated(Transport):
                 # The slot is migrating and these keys are on the target: not run here.
                 target = cluster.get_node(host=reply.host, port=reply.port)
                 if target is None:
-                    _relearn_layout(cluster)
+                    relearn_layout(cluster)
                     raise redis.exceptions.ClusterError(f"ASK to an unknown node: {reply}")
                 node, asking = target, True
             elif isinstance(reply, redis.exceptions.TryAgainError):
                 await asyncio.sleep(_TRYAGAIN_PAUSE * min(attempt + 1, 4))
             else:
                 if isinstance(reply, _RELEARN_AFTER):
-                    _relearn_layout(cluster)
+                    relearn_layout(cluster)
                 return _checked(reply, acks)
         raise redis.exceptions.ClusterError("too many redirections (MOVED/ASK/TRYAGAIN)")
 
@@ -158,9 +158,11 @@ def _primary_for(cluster: RedisCluster, key: Any) -> ClusterNode:
     return node
 
 
-def _relearn_layout(cluster: RedisCluster) -> None:
-    """Makes the next command reload the slot layout, as the cluster client does after a
-    connection error (a failed node may have been replaced by its replica)."""
+def relearn_layout(cluster: RedisCluster) -> None:
+    """Makes the next ``initialize()`` reload the slot layout, as the cluster client does
+    after a connection error (a failed node may have been replaced by its replica). It sets
+    the client's private flag, as redis-py's own error paths do (redis-py has no public
+    way to ask); tests/test_cluster.py pins that this still works."""
     cluster._initialize = True
 
 
