@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,31 +51,6 @@ def test_http_off_with_an_empty_http_listen(spawn: Spawn, redis_server: RedisPro
         httpx.get(f"{server.http_url}/ok", timeout=5)
     assert "HTTP/JSON" not in server.log(), server.tail()
     assert server.stop() == 0, server.tail()
-
-
-@pytest.mark.parametrize("reuse_address", [False, True], ids=["plain", "so_reuseaddr"])
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_taken_http_port_fails_clearly(
-    spawn: Spawn, redis_server: RedisProcess, workers: str, reuse_address: bool
-) -> None:
-    """Also when the other server set SO_REUSEADDR, as most do (and as our probe does)."""
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        server = spawn(
-            "--workers",
-            workers,
-            "--redis-url",
-            redis_server.url,
-            "--http-listen",
-            f"127.0.0.1:{port}",
-        )
-        assert server.wait_exit() == 1, server.tail()
-    log = server.log()
-    assert f"cannot listen on 127.0.0.1:{port}" in log and "--http-listen" in log, server.tail()
-    assert "Traceback" not in log, server.tail()
 
 
 def test_sigterm_lets_an_in_flight_http_call_finish(spawn: Spawn, own_redis: RedisProcess) -> None:

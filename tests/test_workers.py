@@ -179,29 +179,27 @@ def _talk(client: socket.socket, transport: str) -> None:
         assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.parametrize("flag", ["--listen", "--http-listen"])
 @pytest.mark.parametrize("reuse_address", [False, True], ids=["plain", "so_reuseaddr"])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_taken_by_another_process_fails_clearly(
-    spawn: Spawn, redis_server: RedisProcess, workers: str, reuse_address: bool
+    spawn: Spawn, redis_server: RedisProcess, workers: str, reuse_address: bool, flag: str
 ) -> None:
-    """Also when the other server set SO_REUSEADDR, as most do (and as our probe does)."""
+    """gRPC's port or HTTP's, also when the other server set SO_REUSEADDR, as most do (and
+    as our probe does): exit 1 with a line that names the port and the flag to change."""
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        grpc_port = {"port": port} if flag == "--listen" else {}
         server = spawn(
-            "--workers",
-            workers,
-            "--redis-url",
-            redis_server.url,
-            "--listen",
-            f"127.0.0.1:{port}",
-            port=port,
-        )
+            "--workers", workers, "--redis-url", redis_server.url, flag, f"127.0.0.1:{port}",
+            **grpc_port,
+        )  # fmt: skip
         assert server.wait_exit() == 1, server.tail()
     log = server.log()
-    assert f"cannot listen on 127.0.0.1:{port}" in log, server.tail()
+    assert f"cannot listen on 127.0.0.1:{port}" in log and flag in log, server.tail()
     assert "Traceback" not in log, server.tail()
 
 
