@@ -1,10 +1,13 @@
 """Property tests of the HTTP surface, driven by the served ``/openapi.json``: schemathesis
 generates requests from the document (valid and invalid), sends them to a live server
 process and checks that no reply is a 5xx and every reply matches its documented status,
-content type and schema. Bounded: a fixed number of examples per operation."""
+content type and schema. Bounded: a fixed number of examples per operation. Each run draws
+a seed, named in a failure's message: ``THREADS_SCHEMATHESIS_SEED=<seed>`` replays it."""
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +24,7 @@ _STREAM_OPERATION = "Watch"
 
 
 def _schemathesis(server: ServerProcess, work: Path, *operation_args: str) -> None:
+    seed = os.environ.get("THREADS_SCHEMATHESIS_SEED") or str(random.randrange(2**31))
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "run",
@@ -32,12 +36,15 @@ def _schemathesis(server: ServerProcess, work: Path, *operation_args: str) -> No
         "--request-timeout",
         "30",
         "--no-color",
+        "--seed",
+        seed,
         *operation_args,
     ]
     result = subprocess.run(
         command, cwd=work, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, (
+        f"schemathesis seed {seed} (THREADS_SCHEMATHESIS_SEED={seed} replays it)\n"
         f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}{server.tail()}"
     )
 
